@@ -1,0 +1,1 @@
+//! hoist-archive (in progress).

@@ -1,0 +1,29 @@
+//! The `hoist` binary: parses the command line into plain data, calls the library crates, renders their results.
+//! Nothing here holds logic that a library test cannot reach.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// A fast, daemonless container image builder.
+#[derive(Debug, Parser)]
+#[command(name = "hoist", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Root directory of the image store (default: $XDG_DATA_HOME/hoist, or /var/lib/hoist as root).
+    #[arg(long, global = true, env = "HOIST_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::dispatch(cli)
+}

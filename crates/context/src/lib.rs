@@ -1,0 +1,1 @@
+//! hoist-context (in progress).

@@ -1,0 +1,1 @@
+//! hoist-layer (in progress).

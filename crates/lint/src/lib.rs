@@ -1,0 +1,1 @@
+//! hoist-lint (in progress).

@@ -1,0 +1,1 @@
+//! hoist-oci (in progress).

@@ -1,0 +1,1 @@
+//! hoist-shell (in progress).
