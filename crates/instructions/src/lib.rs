@@ -1,0 +1,1 @@
+//! hoist-instructions (in progress).
