@@ -1,1 +1,41 @@
-//! hoist-dockerfile (in progress).
+//! The Dockerfile parser: text → raw syntax tree with spans, to BuildKit's standard.
+//!
+//! This is the first layer of hoist's frontend. It does what BuildKit's
+//! `frontend/dockerfile/parser` package does and nothing more: parser directives, line
+//! continuations, comments, heredoc bodies, `--flags`, and the per-instruction split of the
+//! arguments (shell string, JSON array, words, key/value pairs). It does no variable
+//! expansion and no quote removal (except JSON decoding); unknown instructions parse and are
+//! rejected later by the typed layer (`hoist-instructions`).
+//!
+//! The one idea: every instruction becomes a [`Node`] with typed [`Args`], and every piece
+//! keeps a [`Span`] so later layers can point at the bytes that produced it.
+//!
+//! ```
+//! let file = hoist_dockerfile::parse("FROM alpine AS build\nRUN echo hi\n").unwrap();
+//! assert_eq!(file.dump(), "(from \"alpine\" \"AS\" \"build\")\n(run \"echo hi\")");
+//! ```
+//!
+//! Entry points: [`parse`], [`parse_bytes`] (arbitrary bytes), [`Parser`] (with a file name
+//! for errors). Inspection helpers: [`Dockerfile::dump`] (BuildKit's test dump format),
+//! `Display` for [`Dockerfile`] (prints Dockerfile text back), [`detect_syntax`],
+//! [`parse_directives`], [`suggest_keyword`].
+
+mod ast;
+mod dump;
+mod error;
+
+pub use ast::{
+    Arg, Args, Directive, DirectiveKind, Dockerfile, Flag, Heredoc, KeyValue, Keyword, Node,
+    Separator, Span, Warning, WarningKind,
+};
+pub use dump::go_quote;
+pub use error::{ParseError, ParseErrorKind};
+
+/// Strips leading tabs from every line of a heredoc body (what `<<-EOF` asks for).
+pub fn chomp_heredoc_content(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        out.push_str(line.trim_start_matches('\t'));
+    }
+    out
+}
