@@ -1,0 +1,209 @@
+//! The engine's areas: unpacked snapshots and build cache entries, each a directory named by a key.
+//!
+//! The store owns their lifecycle (atomic creation, last-use tracking, protection while in use, pruning); what goes
+//! inside an entry is the engine's business.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::layout::unique_name;
+use crate::lock::{LeaseItem, LockMode, lock_new};
+use crate::{Error, Result, Store};
+
+/// Prefix of entries being written; never a valid key (keys cannot start with `.`).
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// An area of the store holding engine-managed directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Area {
+    /// `snapshots-v1/<key>/`: unpacked layer trees.
+    Snapshots,
+    /// `cache-v1/<key>/`: build cache entries.
+    Cache,
+}
+
+impl Area {
+    /// Every area, in the order prune visits them.
+    pub const ALL: [Area; 2] = [Area::Snapshots, Area::Cache];
+
+    /// The area's directory name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Snapshots => "snapshots-v1",
+            Self::Cache => "cache-v1",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Snapshots => "snapshot",
+            Self::Cache => "cache",
+        }
+    }
+}
+
+/// Creates an entry: fill the directory at [`path`](EntryWriter::path), then [`commit`](EntryWriter::commit) to
+/// rename it into place. Dropping it uncommitted deletes the directory.
+#[derive(Debug)]
+pub struct EntryWriter<'s> {
+    store: &'s Store,
+    area: Area,
+    key: String,
+    path: PathBuf,
+    /// Holds the flock that tells prune this directory is in progress.
+    lock: Option<File>,
+}
+
+impl EntryWriter<'_> {
+    /// The directory to fill.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the directory to `<area>/<key>`. If another writer committed the same key first, this copy is
+    /// discarded and theirs is kept (entries with one key have the same content). The entry is protected from
+    /// prune while this store handle lives. Returns the entry's path.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let target = self.store.area_dir(self.area).join(&self.key);
+        let lock = self.store.lock(LockMode::Shared)?;
+        self.store.protect(
+            &lock,
+            &LeaseItem::Entry(self.area.dir_name().to_owned(), self.key.clone()),
+        )?;
+        let publish = || -> io::Result<()> {
+            if target.exists() {
+                return fs::remove_dir_all(&self.path);
+            }
+            fs::rename(&self.path, &target)?;
+            crate::layout::sync_dir(&self.store.area_dir(self.area))
+        };
+        publish().map_err(|source| Error::Entry {
+            path: target.clone(),
+            source,
+        })?;
+        self.lock = None;
+        Ok(target)
+    }
+}
+
+impl Drop for EntryWriter<'_> {
+    fn drop(&mut self) {
+        if self.lock.is_some() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+impl Store {
+    /// The directory of an area.
+    pub fn area_dir(&self, area: Area) -> PathBuf {
+        self.root().join(area.dir_name())
+    }
+
+    /// Starts writing the entry `key` of `area` (see [`EntryWriter`]).
+    pub fn begin_entry(&self, area: Area, key: &str) -> Result<EntryWriter<'_>> {
+        validate_key(area, key)?;
+        let path = self
+            .area_dir(area)
+            .join(format!("{TMP_PREFIX}{}", unique_name()));
+        // Created and locked under the shared store lock, so prune never sees it unlocked.
+        let _lock = self.lock(LockMode::Shared)?;
+        let create = || -> io::Result<File> {
+            fs::create_dir(&path)?;
+            let dir = File::open(&path)?;
+            lock_new(&dir)?;
+            Ok(dir)
+        };
+        let dir = create().map_err(|source| Error::Entry {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(EntryWriter {
+            store: self,
+            area,
+            key: key.to_owned(),
+            path,
+            lock: Some(dir),
+        })
+    }
+
+    /// Marks an entry as used now (prune's `--keep-storage` keeps the most recently used) and protects it from
+    /// prune while this store handle lives. Returns its path, or `None` if it does not exist.
+    pub fn use_entry(&self, area: Area, key: &str) -> Result<Option<PathBuf>> {
+        validate_key(area, key)?;
+        let path = self.area_dir(area).join(key);
+        let lock = self.lock(LockMode::Shared)?;
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        self.protect(
+            &lock,
+            &LeaseItem::Entry(area.dir_name().to_owned(), key.to_owned()),
+        )?;
+        File::open(&path)
+            .and_then(|dir| dir.set_modified(SystemTime::now()))
+            .map_err(|source| Error::Entry {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(path))
+    }
+}
+
+fn validate_key(area: Area, key: &str) -> Result<()> {
+    let valid = !key.is_empty()
+        && key.len() <= 200
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidEntryKey {
+            area: area.label(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_created_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = store.begin_entry(Area::Cache, "k1").unwrap();
+        fs::write(writer.path().join("data"), b"x").unwrap();
+        assert_eq!(store.use_entry(Area::Cache, "k1").unwrap(), None);
+        let path = writer.commit().unwrap();
+        assert_eq!(path, store.area_dir(Area::Cache).join("k1"));
+        assert_eq!(fs::read(path.join("data")).unwrap(), b"x");
+        assert_eq!(store.use_entry(Area::Cache, "k1").unwrap(), Some(path));
+
+        let abandoned = store.begin_entry(Area::Snapshots, "k2").unwrap();
+        let tmp = abandoned.path().to_owned();
+        assert!(tmp.is_dir());
+        drop(abandoned);
+        assert!(!tmp.exists());
+        assert_eq!(
+            fs::read_dir(store.area_dir(Area::Snapshots))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn keys_must_be_plain_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for bad in ["", ".hidden", "a/b", "..", "a b"] {
+            assert!(store.begin_entry(Area::Cache, bad).is_err(), "{bad}");
+        }
+    }
+}

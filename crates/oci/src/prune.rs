@@ -1,0 +1,337 @@
+//! Garbage collection: delete what no reference and no live lease reaches.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+
+use crate::area::TMP_PREFIX;
+use crate::lock::{LeaseItem, LockMode, live_lease_items, try_lock_exclusive};
+use crate::media_type::{MediaKind, classify_str};
+use crate::{Area, Digest, Error, Result, Store};
+
+/// What to keep when pruning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Bytes of snapshot and cache entries to keep, most recently used first (Docker's `--keep-storage`).
+    /// Zero removes every entry not in use.
+    pub keep_storage: u64,
+}
+
+/// What prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Unreferenced blobs deleted.
+    pub blobs: Vec<Digest>,
+    /// Snapshot and cache entries deleted, by area and key.
+    pub entries: Vec<(Area, String)>,
+    /// Leftovers of killed writers deleted (ingest files, unfinished entries, temp files, dead leases).
+    pub leftovers: usize,
+    /// Bytes freed (apparent file sizes).
+    pub reclaimed: u64,
+}
+
+/// Largest blob prune opens to look for references inside (manifests and indexes are far smaller).
+const MAX_SCANNED_JSON: u64 = 16 * 1024 * 1024;
+
+impl Store {
+    /// Deletes everything unreachable, holding the exclusive store lock throughout so no writer is mid-step:
+    ///
+    /// 1. blobs not reachable from a reference (target → index → manifests → config and layers) or from a live
+    ///    lease, with their layer metadata;
+    /// 2. in-progress ingests, entries and temp files whose writer has exited, and dead leases;
+    /// 3. snapshot and cache entries not in a live lease, beyond the `keep_storage` most recently used bytes.
+    pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        let mut report = PruneReport::default();
+
+        let index = self.load_index()?;
+        let leased = live_lease_items(&self.layout().leases_dir())?;
+        let mut roots: Vec<(Digest, Option<String>)> = index
+            .images
+            .values()
+            .map(|record| {
+                (
+                    record.target.digest.clone(),
+                    Some(record.target.media_type.clone()),
+                )
+            })
+            .collect();
+        let mut leased_entries: HashSet<(String, String)> = HashSet::new();
+        for item in leased {
+            match item {
+                LeaseItem::Blob(digest) => {
+                    if let Ok(digest) = digest.parse() {
+                        roots.push((digest, None));
+                    }
+                }
+                LeaseItem::Entry(area, key) => {
+                    leased_entries.insert((area, key));
+                }
+            }
+        }
+        let live = self.mark(roots);
+
+        self.sweep_blobs(&live, &mut report)?;
+        self.sweep_leftovers(&mut report)?;
+        self.sweep_entries(&leased_entries, options.keep_storage, &mut report)?;
+        Ok(report)
+    }
+
+    /// Every blob reachable from `roots`. A root's media type, when known, says whether to look inside; a leased
+    /// blob's is not, so small JSON blobs are parsed to find out. Layers and configs are never opened.
+    fn mark(&self, roots: Vec<(Digest, Option<String>)>) -> HashSet<Digest> {
+        let mut live = HashSet::new();
+        let mut pending = roots;
+        while let Some((digest, media_type)) = pending.pop() {
+            if !live.insert(digest.clone()) {
+                continue;
+            }
+            let kind = media_type.as_deref().map(classify_str);
+            if matches!(kind, Some(MediaKind::Layer(_) | MediaKind::Config)) {
+                continue;
+            }
+            let Some(bytes) = self.small_json_blob(&digest) else {
+                continue;
+            };
+            let mut children: Vec<oci_spec::image::Descriptor> = Vec::new();
+            if kind != Some(MediaKind::Index)
+                && let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes)
+            {
+                children.push(manifest.config().clone());
+                children.extend(manifest.layers().iter().cloned());
+                children.extend(manifest.subject().iter().cloned());
+            } else if kind != Some(MediaKind::Manifest)
+                && let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes)
+            {
+                children.extend(index.manifests().iter().cloned());
+            }
+            for child in children {
+                if let Ok(child_digest) = Digest::from_oci(child.digest()) {
+                    pending.push((child_digest, Some(child.media_type().to_string())));
+                }
+            }
+        }
+        live
+    }
+
+    fn small_json_blob(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let size = self.blob_size(digest).ok()?;
+        if size > MAX_SCANNED_JSON {
+            return None;
+        }
+        let bytes = self.read_blob(digest).ok()?;
+        bytes.first().is_some_and(|b| *b == b'{').then_some(bytes)
+    }
+
+    fn sweep_blobs(&self, live: &HashSet<Digest>, report: &mut PruneReport) -> Result<()> {
+        let blobs_dir = self.layout().blobs_dir();
+        for (name, meta) in list_dir(&blobs_dir)? {
+            let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+                continue;
+            };
+            if live.contains(&digest) {
+                continue;
+            }
+            remove_file(&blobs_dir.join(&name))?;
+            report.reclaimed += meta.len();
+            report.blobs.push(digest);
+        }
+        // Layer metadata of blobs that are gone (just now, or earlier).
+        let layers_dir = self.layout().layers_dir();
+        for (name, meta) in list_dir(&layers_dir)? {
+            let hex = name.strip_suffix(".json").unwrap_or(&name);
+            if !blobs_dir.join(hex).exists() {
+                remove_file(&layers_dir.join(&name))?;
+                report.reclaimed += meta.len();
+            }
+        }
+        if !report.blobs.is_empty() {
+            sync(&blobs_dir)?;
+        }
+        Ok(())
+    }
+
+    fn sweep_leftovers(&self, report: &mut PruneReport) -> Result<()> {
+        // Ingest files: only those no writer holds.
+        let ingest_dir = self.layout().ingest_dir();
+        for (name, meta) in list_dir(&ingest_dir)? {
+            let path = ingest_dir.join(&name);
+            if is_abandoned(&path)? {
+                remove_file(&path)?;
+                report.reclaimed += meta.len();
+                report.leftovers += 1;
+            }
+        }
+        // Temp files are only written under a store lock, which we hold exclusively: all are leftovers.
+        let tmp_dir = self.layout().tmp_dir();
+        for (name, meta) in list_dir(&tmp_dir)? {
+            remove_file(&tmp_dir.join(&name))?;
+            report.reclaimed += meta.len();
+            report.leftovers += 1;
+        }
+        for area in Area::ALL {
+            let dir = self.area_dir(area);
+            for (name, _) in list_dir(&dir)? {
+                let path = dir.join(&name);
+                if name.starts_with(TMP_PREFIX) && is_abandoned(&path)? {
+                    report.reclaimed += tree_size(&path)?;
+                    remove_tree(&path)?;
+                    report.leftovers += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep_entries(
+        &self,
+        leased: &HashSet<(String, String)>,
+        keep_storage: u64,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        struct Candidate {
+            area: Area,
+            key: String,
+            used: SystemTime,
+            size: u64,
+        }
+        let mut candidates = Vec::new();
+        for area in Area::ALL {
+            let dir = self.area_dir(area);
+            for (name, meta) in list_dir(&dir)? {
+                if name.starts_with('.')
+                    || leased.contains(&(area.dir_name().to_owned(), name.clone()))
+                {
+                    continue;
+                }
+                let path = dir.join(&name);
+                candidates.push(Candidate {
+                    area,
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    size: tree_size(&path)?,
+                    key: name,
+                });
+            }
+        }
+        // Most recently used first; keep while the total fits.
+        candidates.sort_by(|a, b| b.used.cmp(&a.used).then_with(|| a.key.cmp(&b.key)));
+        let mut kept = 0u64;
+        let mut full = false;
+        for candidate in candidates {
+            if !full && kept + candidate.size <= keep_storage {
+                kept += candidate.size;
+                continue;
+            }
+            // Once one entry does not fit, older ones are not kept in its place: recency wins.
+            full = true;
+            remove_tree(&self.area_dir(candidate.area).join(&candidate.key))?;
+            report.reclaimed += candidate.size;
+            report.entries.push((candidate.area, candidate.key));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a writer's in-progress file or directory has lost its writer (we can lock it).
+fn is_abandoned(path: &Path) -> Result<bool> {
+    match File::open(path) {
+        Ok(file) => try_lock_exclusive(&file).map_err(|source| Error::Prune {
+            path: path.to_owned(),
+            source,
+        }),
+        // Its writer finished (renamed or deleted it) since the listing.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Prune {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<(String, fs::Metadata)>> {
+    let entries = fs::read_dir(dir).map_err(|source| Error::Prune {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Prune {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        match entry.metadata() {
+            Ok(meta) => out.push((name, meta)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Prune {
+                    path: entry.path(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Prune {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Prune {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn sync(dir: &Path) -> Result<()> {
+    crate::layout::sync_dir(dir).map_err(|source| Error::Prune {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Apparent size of a directory tree: file and symlink lengths, each inode once.
+fn tree_size(root: &Path) -> Result<u64> {
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut total = 0;
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(Error::Prune { path, source }),
+        };
+        if meta.is_dir() {
+            let entries = fs::read_dir(&path).map_err(|source| Error::Prune {
+                path: path.clone(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                pending.push(entry.path());
+            }
+        } else if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
