@@ -5,9 +5,10 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use hoist_layer::DigestWriter;
 use oci_spec::image::Descriptor;
 
-use crate::digest::Hasher;
+use crate::digest::digest_from_oci;
 use crate::layout::{sync_dir, unique_name};
 use crate::lock::{LeaseItem, LockMode, lock_new};
 use crate::{Digest, Error, Result, Store};
@@ -41,7 +42,7 @@ impl Expected {
     /// The digest and size a descriptor announces.
     pub fn from_descriptor(descriptor: &Descriptor) -> Result<Self> {
         Ok(Self {
-            digest: Some(Digest::from_oci(descriptor.digest())?),
+            digest: Some(digest_from_oci(descriptor.digest())?),
             size: Some(descriptor.size()),
         })
     }
@@ -76,23 +77,14 @@ pub struct BlobInfo {
 pub struct BlobWriter<'s> {
     store: &'s Store,
     path: PathBuf,
-    file: Option<BufWriter<File>>,
-    hasher: HasherDebug,
-}
-
-/// `Hasher` has no useful `Debug`; this shows the byte count.
-struct HasherDebug(Hasher);
-
-impl std::fmt::Debug for HasherDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Hasher({} bytes)", self.0.len())
-    }
+    /// Hashes what reaches the buffered file; `None` once committed.
+    file: Option<DigestWriter<BufWriter<File>>>,
 }
 
 impl BlobWriter<'_> {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
-        self.hasher.0.len()
+        self.file.as_ref().map_or(0, DigestWriter::size)
     }
 
     /// Syncs the content, checks it against `expected`, and moves it into place under its digest (fsyncing the
@@ -103,23 +95,24 @@ impl BlobWriter<'_> {
             .file
             .take()
             .expect("a BlobWriter holds its file until commit or drop");
-        let sync = |file: BufWriter<File>| -> io::Result<File> {
-            let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-            file.sync_all()?;
-            Ok(file)
-        };
+        let sync =
+            |file: DigestWriter<BufWriter<File>>| -> io::Result<(File, hoist_layer::Digested)> {
+                let (file, digested) = file.finish()?;
+                let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                file.sync_all()?;
+                Ok((file, digested))
+            };
         // Keep the file open (and so flocked) until it has been renamed or discarded.
-        let _file = sync(file).map_err(|source| Error::WriteIngest {
+        let (_file, digested) = sync(file).map_err(|source| Error::WriteIngest {
             path: self.path.clone(),
             source,
         })?;
-        let hasher = std::mem::take(&mut self.hasher.0);
-        let (digest, size) = hasher.finish();
+        let (digest, size) = (digested.digest, digested.size);
         if let Some(want) = &expected.digest
             && *want != digest
         {
             return Err(Error::DigestMismatch {
-                expected: want.clone(),
+                expected: *want,
                 actual: digest,
             });
         }
@@ -146,7 +139,7 @@ impl BlobWriter<'_> {
             sync_dir(&layout.blobs_dir())
         };
         publish().map_err(|source| Error::CommitBlob {
-            digest: digest.clone(),
+            digest,
             path: target.clone(),
             source,
         })?;
@@ -161,9 +154,7 @@ impl Write for BlobWriter<'_> {
             .file
             .as_mut()
             .expect("a BlobWriter holds its file until commit or drop");
-        let n = file.write(buf)?;
-        self.hasher.0.update(&buf[..n]);
-        Ok(n)
+        file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -205,8 +196,7 @@ impl Store {
         Ok(BlobWriter {
             store: self,
             path,
-            file: Some(BufWriter::with_capacity(IO_BUFFER, file)),
-            hasher: HasherDebug(Hasher::default()),
+            file: Some(DigestWriter::new(BufWriter::with_capacity(IO_BUFFER, file))),
         })
     }
 
@@ -253,7 +243,7 @@ impl Store {
 
     /// Stores `bytes` (a manifest, a config) and returns its digest.
     pub fn ingest_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
-        let expected = Expected::digest(Digest::sha256_of(bytes)).with_size(bytes.len() as u64);
+        let expected = Expected::digest(Digest::sha256(bytes)).with_size(bytes.len() as u64);
         self.ingest(bytes, &expected)
     }
 
@@ -273,7 +263,7 @@ impl Store {
         }
         self.protect(&lock, &LeaseItem::Blob(digest.to_string()))?;
         Ok(Some(BlobInfo {
-            digest: digest.clone(),
+            digest: *digest,
             size,
         }))
     }
@@ -283,7 +273,7 @@ impl Store {
             Ok(meta) => Ok(Some(meta.len())),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::ReadBlob {
-                digest: digest.clone(),
+                digest: *digest,
                 source,
             }),
         }
@@ -296,21 +286,18 @@ impl Store {
 
     /// The size of a stored blob.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
-        self.stat_blob(digest)?.ok_or_else(|| Error::BlobNotFound {
-            digest: digest.clone(),
-        })
+        self.stat_blob(digest)?
+            .ok_or(Error::BlobNotFound { digest: *digest })
     }
 
     /// Opens a stored blob for reading. The content was verified on ingest and is not re-hashed here.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         File::open(self.layout().blob(digest)).map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
-                Error::BlobNotFound {
-                    digest: digest.clone(),
-                }
+                Error::BlobNotFound { digest: *digest }
             } else {
                 Error::ReadBlob {
-                    digest: digest.clone(),
+                    digest: *digest,
                     source,
                 }
             }
@@ -323,7 +310,7 @@ impl Store {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|source| Error::ReadBlob {
-                digest: digest.clone(),
+                digest: *digest,
                 source,
             })?;
         Ok(bytes)
@@ -348,7 +335,7 @@ mod tests {
     fn ingest_stores_verified_read_only_blob() {
         let (_dir, store) = store();
         let info = store.ingest_bytes(b"hello").unwrap();
-        assert_eq!(info.digest, Digest::sha256_of(b"hello"));
+        assert_eq!(info.digest, Digest::sha256(b"hello"));
         assert_eq!(info.size, 5);
         assert!(store.has_blob(&info.digest));
         assert_eq!(store.blob_size(&info.digest).unwrap(), 5);
@@ -364,25 +351,22 @@ mod tests {
     #[test]
     fn wrong_digest_is_never_visible() {
         let (_dir, store) = store();
-        let claimed = Digest::sha256_of(b"something else");
+        let claimed = Digest::sha256(b"something else");
         let err = store
-            .ingest(&b"hello"[..], &Expected::digest(claimed.clone()))
+            .ingest(&b"hello"[..], &Expected::digest(claimed))
             .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
         assert!(!store.has_blob(&claimed));
-        assert!(!store.has_blob(&Digest::sha256_of(b"hello")));
+        assert!(!store.has_blob(&Digest::sha256(b"hello")));
         assert_eq!(ingest_files(&store), 0);
     }
 
     #[test]
     fn wrong_size_is_rejected_early() {
         let (_dir, store) = store();
-        let digest = Digest::sha256_of(b"hello");
+        let digest = Digest::sha256(b"hello");
         let err = store
-            .ingest(
-                &b"hello"[..],
-                &Expected::digest(digest.clone()).with_size(3),
-            )
+            .ingest(&b"hello"[..], &Expected::digest(digest).with_size(3))
             .unwrap_err();
         assert!(
             matches!(
@@ -396,10 +380,7 @@ mod tests {
             "{err}"
         );
         let err = store
-            .ingest(
-                &b"hello"[..],
-                &Expected::digest(digest.clone()).with_size(9),
-            )
+            .ingest(&b"hello"[..], &Expected::digest(digest).with_size(9))
             .unwrap_err();
         assert!(
             matches!(
@@ -427,7 +408,7 @@ mod tests {
             }
         }
         let again = store
-            .ingest(Failing, &Expected::digest(info.digest.clone()))
+            .ingest(Failing, &Expected::digest(info.digest))
             .unwrap();
         assert_eq!(again, info);
         let err = store.ingest(Failing, &Expected::unknown()).unwrap_err();
@@ -449,7 +430,7 @@ mod tests {
     #[test]
     fn missing_blob_is_a_clear_error() {
         let (_dir, store) = store();
-        let digest = Digest::sha256_of(b"nope");
+        let digest = Digest::sha256(b"nope");
         let err = store.open_blob(&digest).unwrap_err();
         assert_eq!(err.to_string(), format!("blob not found: {digest}"));
         assert!(store.blob_size(&digest).is_err());

@@ -68,7 +68,7 @@ pub enum Error {
 
     /// A digest string is malformed or not SHA-256.
     #[error(transparent)]
-    Digest(#[from] crate::digest::DigestParseError),
+    Digest(#[from] hoist_layer::ParseDigestError),
 
     /// The blob is not in the store.
     #[error("blob not found: {digest}")]

@@ -7,6 +7,7 @@ use oci_spec::image::{
 };
 
 use crate::canonical::encode_manifest;
+use crate::digest::{DigestExt, digest_from_oci};
 use crate::layer_info::LayerInfo;
 use crate::media_type::{ManifestFormat, MediaKind, classify};
 use crate::references::{ImagePlatform, ImageRecord, ReferenceIndex, Target};
@@ -111,7 +112,7 @@ impl Store {
         let config_blob = self.ingest_bytes(config)?;
         let parsed: ImageConfiguration =
             serde_json::from_slice(config).map_err(|source| Error::ParseBlob {
-                digest: config_blob.digest.clone(),
+                digest: config_blob.digest,
                 what: "image config",
                 source,
             })?;
@@ -123,9 +124,9 @@ impl Store {
             });
         }
         for (position, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
-            let digest = Digest::from_oci(layer.digest())?;
+            let digest = digest_from_oci(layer.digest())?;
             // Protects the layer in this handle's lease (it may be unreferenced until the tag).
-            let Some(blob) = self.reuse_existing(&crate::Expected::digest(digest.clone()))? else {
+            let Some(blob) = self.reuse_existing(&crate::Expected::digest(digest))? else {
                 return Err(Error::BlobNotFound { digest });
             };
             if blob.size != layer.size() {
@@ -136,7 +137,7 @@ impl Store {
                 });
             }
             let info = self.ensure_layer_info(&digest)?;
-            if info.diff_id.as_str() != diff_id {
+            if info.diff_id.to_string() != *diff_id {
                 return Err(Error::ConfigMismatch {
                     config: config_blob.digest,
                     reason: format!(
@@ -256,7 +257,7 @@ impl Store {
             let deleted = index
                 .references_to_id(&found.record.id)
                 .is_empty()
-                .then(|| found.record.id.clone());
+                .then_some(found.record.id);
             Ok(Removal {
                 untagged: untag,
                 deleted,
@@ -274,14 +275,14 @@ impl Store {
 
     /// Reads the image a manifest or index descriptor describes (for an index: the host platform's manifest).
     pub fn load_image(&self, target: &Descriptor) -> Result<Image> {
-        let target_digest = Digest::from_oci(target.digest())?;
+        let target_digest = digest_from_oci(target.digest())?;
         let (index, manifest_descriptor) = match classify(target.media_type()) {
             MediaKind::Manifest => (None, target.clone()),
             MediaKind::Index => {
                 let index = self.read_index(&target_digest)?;
                 let chosen = choose_platform(&index, &ImagePlatform::host()).ok_or_else(|| {
                     Error::NoMatchingPlatform {
-                        digest: target_digest.clone(),
+                        digest: target_digest,
                         platform: ImagePlatform::host().to_string(),
                     }
                 })?;
@@ -294,11 +295,11 @@ impl Store {
                 });
             }
         };
-        let manifest = self.read_manifest(&Digest::from_oci(manifest_descriptor.digest())?)?;
-        let id = Digest::from_oci(manifest.config().digest())?;
+        let manifest = self.read_manifest(&digest_from_oci(manifest_descriptor.digest())?)?;
+        let id = digest_from_oci(manifest.config().digest())?;
         let config_bytes = self.read_json_blob(&id)?;
         let config = serde_json::from_slice(&config_bytes).map_err(|source| Error::ParseBlob {
-            digest: id.clone(),
+            digest: id,
             what: "image config",
             source,
         })?;
@@ -306,7 +307,7 @@ impl Store {
             .layers()
             .iter()
             .map(|descriptor| {
-                let info = match Digest::from_oci(descriptor.digest()) {
+                let info = match digest_from_oci(descriptor.digest()) {
                     Ok(digest) => self.layer_info(&digest)?,
                     Err(_) => None,
                 };
@@ -333,7 +334,7 @@ impl Store {
     pub fn read_manifest(&self, digest: &Digest) -> Result<ImageManifest> {
         let bytes = self.read_json_blob(digest)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::ParseBlob {
-            digest: digest.clone(),
+            digest: *digest,
             what: "image manifest",
             source,
         })
@@ -343,7 +344,7 @@ impl Store {
     pub fn read_index(&self, digest: &Digest) -> Result<ImageIndex> {
         let bytes = self.read_json_blob(digest)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::ParseBlob {
-            digest: digest.clone(),
+            digest: *digest,
             what: "image index",
             source,
         })
@@ -353,7 +354,7 @@ impl Store {
         let size = self.blob_size(digest)?;
         if size > MAX_JSON_BLOB {
             return Err(Error::UnsupportedMediaType {
-                digest: digest.clone(),
+                digest: *digest,
                 media_type: format!("JSON blob of {size} bytes (limit {MAX_JSON_BLOB})"),
             });
         }
@@ -367,7 +368,7 @@ impl Store {
         for layer in &image.layers {
             let layer_size = match &layer.info {
                 Some(info) => Some(info.content_size),
-                None => match Digest::from_oci(layer.descriptor.digest()) {
+                None => match digest_from_oci(layer.descriptor.digest()) {
                     Ok(digest) if self.has_blob(&digest) => {
                         Some(self.ensure_layer_info(&digest)?.content_size)
                     }
@@ -384,7 +385,7 @@ impl Store {
         });
         Ok(ImageRecord {
             target: Target::from_descriptor(target)?,
-            manifest: Digest::from_oci(image.manifest_descriptor.digest())?,
+            manifest: digest_from_oci(image.manifest_descriptor.digest())?,
             id: image.id,
             created: config.created().clone(),
             platform,
@@ -460,12 +461,12 @@ fn find_in(index: &ReferenceIndex, spec: &str) -> Result<FoundImage> {
         let mut ids: Vec<&ImageRecord> = index
             .images
             .values()
-            .filter(|r| r.id.hex().starts_with(hex))
+            .filter(|r| r.id.encoded().starts_with(hex))
             .collect();
-        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        ids.sort_by_key(|a| a.id);
         ids.dedup_by(|a, b| a.id == b.id);
         match ids.as_slice() {
-            [record] => return Ok(found(Lookup::Id(record.id.clone()), record)),
+            [record] => return Ok(found(Lookup::Id(record.id), record)),
             [] => {}
             many => {
                 return Err(Error::AmbiguousImageId {

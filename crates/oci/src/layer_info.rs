@@ -3,13 +3,12 @@
 use std::fs;
 use std::io::{self, Read, Write};
 
+use hoist_layer::{Compression, Decompressor, DigestReader};
 use serde::{Deserialize, Serialize};
 
 use crate::blob::{BlobInfo, BlobWriter, Expected, IO_BUFFER};
-use crate::digest::Hasher;
 use crate::layout::write_atomically;
 use crate::lock::LockMode;
-use crate::media_type::Compression;
 use crate::{Digest, Error, Result, Store};
 
 /// What the store knows about a layer blob beyond its digest.
@@ -105,11 +104,11 @@ impl Store {
         let mut prefix = [0; 4];
         let mut file = self.open_blob(&blob.digest)?;
         let n = read_prefix(&mut file, &mut prefix).map_err(|source| Error::ReadBlob {
-            digest: blob.digest.clone(),
+            digest: blob.digest,
             source,
         })?;
         Ok(LayerBlob {
-            compression: Compression::sniff(&prefix[..n]),
+            compression: Compression::detect(&prefix[..n]),
             blob,
             info,
         })
@@ -201,20 +200,6 @@ impl<R: Read> Read for Tee<'_, '_, R> {
     }
 }
 
-/// Hashes and counts everything read through it: the diffID of the decompressed stream.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 fn read_prefix(reader: &mut impl Read, prefix: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < prefix.len() {
@@ -230,20 +215,10 @@ fn read_prefix(reader: &mut impl Read, prefix: &mut [u8]) -> io::Result<usize> {
 
 /// Decompresses (by magic bytes) and walks a layer, returning its compression and [`LayerInfo`].
 pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo)> {
-    let mut prefix = [0; 4];
-    let n = read_prefix(reader, &mut prefix)?;
-    let compression = Compression::sniff(&prefix[..n]);
-    let stream = io::BufReader::with_capacity(IO_BUFFER, (&prefix[..n]).chain(reader));
-    let decoded: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(stream),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stream)?),
-    };
-    let mut hashing = Hashing {
-        inner: decoded,
-        hasher: Hasher::default(),
-    };
-    let mut archive = tar::Archive::new(&mut hashing);
+    let decompressor = Decompressor::new(io::BufReader::with_capacity(IO_BUFFER, reader))?;
+    let compression = decompressor.compression();
+    let mut decoded = DigestReader::new(decompressor);
+    let mut archive = tar::Archive::new(&mut decoded);
     let mut content_size = 0;
     for entry in archive.entries()? {
         let entry = entry?;
@@ -256,14 +231,13 @@ pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo
             _ => 0,
         };
     }
-    // The end-of-archive blocks (and any padding a tool added) are part of the diffID.
-    io::copy(&mut hashing, &mut io::sink())?;
-    let (diff_id, uncompressed_size) = std::mem::take(&mut hashing.hasher).finish();
+    // `finish` reads the end-of-archive blocks (and any padding a tool added): they are part of the diffID.
+    let (_, digested) = decoded.finish()?;
     Ok((
         compression,
         LayerInfo {
-            diff_id,
-            uncompressed_size,
+            diff_id: digested.digest,
+            uncompressed_size: digested.size,
             content_size,
         },
     ))
@@ -318,7 +292,7 @@ mod tests {
         ] {
             let (found, info) = scan(&mut &bytes[..]).unwrap();
             assert_eq!(found, compression);
-            assert_eq!(info.diff_id, Digest::sha256_of(&tar));
+            assert_eq!(info.diff_id, Digest::sha256(&tar));
             assert_eq!(info.uncompressed_size, tar.len() as u64);
             // 5 bytes of file + 5 bytes of symlink target; the hard link is not counted again.
             assert_eq!(info.content_size, 10);
@@ -334,10 +308,10 @@ mod tests {
         let layer = store
             .ingest_layer(&compressed[..], &Expected::unknown())
             .unwrap();
-        assert_eq!(layer.blob.digest, Digest::sha256_of(&compressed));
+        assert_eq!(layer.blob.digest, Digest::sha256(&compressed));
         assert_eq!(layer.blob.size, compressed.len() as u64);
         assert_eq!(layer.compression, Compression::Gzip);
-        assert_eq!(layer.info.diff_id, Digest::sha256_of(&tar));
+        assert_eq!(layer.info.diff_id, Digest::sha256(&tar));
         assert_eq!(store.read_blob(&layer.blob.digest).unwrap(), compressed);
         assert_eq!(
             store.layer_info(&layer.blob.digest).unwrap(),
@@ -346,7 +320,7 @@ mod tests {
 
         // Known blob: nothing is read, the same answer comes back.
         let again = store
-            .ingest_layer(io::empty(), &Expected::digest(layer.blob.digest.clone()))
+            .ingest_layer(io::empty(), &Expected::digest(layer.blob.digest))
             .unwrap();
         assert_eq!(again, layer);
     }
@@ -362,7 +336,7 @@ mod tests {
             .ingest_layer(&bad[..], &Expected::unknown())
             .unwrap_err();
         assert!(matches!(err, Error::ScanLayer { .. }), "{err}");
-        assert!(!store.has_blob(&Digest::sha256_of(&bad)));
+        assert!(!store.has_blob(&Digest::sha256(&bad)));
         assert_eq!(
             fs::read_dir(store.layout().ingest_dir()).unwrap().count(),
             0

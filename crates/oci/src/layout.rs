@@ -69,7 +69,7 @@ impl Layout {
     }
 
     pub(crate) fn blob(&self, digest: &Digest) -> PathBuf {
-        self.blobs_dir().join(digest.hex())
+        self.blobs_dir().join(digest.encoded())
     }
 
     pub(crate) fn layers_dir(&self) -> PathBuf {
@@ -77,7 +77,7 @@ impl Layout {
     }
 
     pub(crate) fn layer_info(&self, digest: &Digest) -> PathBuf {
-        self.layers_dir().join(format!("{}.json", digest.hex()))
+        self.layers_dir().join(format!("{}.json", digest.encoded()))
     }
 
     pub(crate) fn references_file(&self) -> PathBuf {

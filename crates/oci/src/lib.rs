@@ -14,7 +14,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use hoist_oci::{Expected, ManifestFormat, Reference, Store};
+//! use hoist_oci::{DigestExt, Expected, ManifestFormat, Reference, Store};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let layer_tar_gz: &[u8] = &[]; let config_json: &[u8] = &[];
 //! let store = Store::open(Store::default_root()?)?;
@@ -35,12 +35,13 @@ pub use oci_spec;
 pub use area::{Area, EntryWriter};
 pub use blob::{BlobInfo, BlobWriter, Expected};
 pub use canonical::{encode_index, encode_manifest};
-pub use digest::{Digest, DigestParseError};
+pub use digest::{DigestExt, digest_from_oci};
 pub use error::{Error, Result};
+pub use hoist_layer::{Compression, Digest, ParseDigestError};
 pub use image::{FoundImage, Image, ImageLayer, ImageSummary, Lookup, Removal, WrittenImage};
 pub use inspect::{ImageInspect, LayerDetail, RootFs};
 pub use layer_info::{LayerBlob, LayerInfo};
-pub use media_type::{Compression, ManifestFormat, MediaKind};
+pub use media_type::{ManifestFormat, MediaKind};
 pub use prune::{PruneOptions, PruneReport};
 pub use reference::{DEFAULT_TAG, Reference};
 pub use references::{ImagePlatform, ImageRecord, Target};

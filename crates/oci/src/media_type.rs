@@ -3,6 +3,7 @@
 //! Input may use either family; [`classify`] maps both onto one [`MediaKind`] so the rest of the store never
 //! compares strings. Output uses the family chosen by [`ManifestFormat`].
 
+use hoist_layer::Compression;
 use oci_spec::image::MediaType;
 
 /// OCI image manifest.
@@ -46,30 +47,6 @@ pub enum MediaKind {
     Layer(Compression),
     /// Anything else (artifacts, attestations, …).
     Other,
-}
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// A plain tar stream.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// Recognises a compressed stream by its magic bytes (gzip `1f 8b`, zstd `28 b5 2f fd`).
-    pub fn sniff(prefix: &[u8]) -> Self {
-        if prefix.starts_with(&[0x1f, 0x8b]) {
-            Self::Gzip
-        } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Self::Zstd
-        } else {
-            Self::None
-        }
-    }
 }
 
 /// Which media type family to write manifests in.
@@ -172,16 +149,5 @@ mod tests {
             MediaKind::Layer(Compression::None)
         );
         assert_eq!(classify(&MediaType::from("text/plain")), MediaKind::Other);
-    }
-
-    #[test]
-    fn sniffing_compression() {
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::sniff(b"etc/"), Compression::None);
-        assert_eq!(Compression::sniff(b""), Compression::None);
     }
 }

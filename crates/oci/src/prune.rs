@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use crate::area::TMP_PREFIX;
+use crate::digest::digest_from_oci;
 use crate::lock::{LeaseItem, LockMode, live_lease_items, try_lock_exclusive};
 use crate::media_type::{MediaKind, classify_str};
 use crate::{Area, Digest, Error, Result, Store};
@@ -54,12 +55,7 @@ impl Store {
         let mut roots: Vec<(Digest, Option<String>)> = index
             .images
             .values()
-            .map(|record| {
-                (
-                    record.target.digest.clone(),
-                    Some(record.target.media_type.clone()),
-                )
-            })
+            .map(|record| (record.target.digest, Some(record.target.media_type.clone())))
             .collect();
         let mut leased_entries: HashSet<(String, String)> = HashSet::new();
         for item in leased {
@@ -88,7 +84,7 @@ impl Store {
         let mut live = HashSet::new();
         let mut pending = roots;
         while let Some((digest, media_type)) = pending.pop() {
-            if !live.insert(digest.clone()) {
+            if !live.insert(digest) {
                 continue;
             }
             let kind = media_type.as_deref().map(classify_str);
@@ -111,7 +107,7 @@ impl Store {
                 children.extend(index.manifests().iter().cloned());
             }
             for child in children {
-                if let Ok(child_digest) = Digest::from_oci(child.digest()) {
+                if let Ok(child_digest) = digest_from_oci(child.digest()) {
                     pending.push((child_digest, Some(child.media_type().to_string())));
                 }
             }

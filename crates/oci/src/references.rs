@@ -11,6 +11,7 @@ use std::io;
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{DigestExt, digest_from_oci};
 use crate::layout::write_atomically;
 use crate::lock::LockMode;
 use crate::{Digest, Error, Reference, Result, Store};
@@ -42,7 +43,7 @@ impl Target {
     pub fn from_descriptor(descriptor: &Descriptor) -> Result<Self> {
         Ok(Self {
             media_type: descriptor.media_type().to_string(),
-            digest: Digest::from_oci(descriptor.digest())?,
+            digest: digest_from_oci(descriptor.digest())?,
             size: descriptor.size(),
         })
     }
@@ -129,11 +130,9 @@ impl ReferenceIndex {
     /// Points `reference` at `record`'s target, dropping the record the reference used to point at if nothing
     /// else does. Returns the previous target, if it changed.
     pub(crate) fn set(&mut self, reference: &Reference, record: ImageRecord) -> Option<Digest> {
-        let digest = record.target.digest.clone();
-        self.images.insert(digest.clone(), record);
-        let previous = self
-            .references
-            .insert(reference.to_string(), digest.clone());
+        let digest = record.target.digest;
+        self.images.insert(digest, record);
+        let previous = self.references.insert(reference.to_string(), digest);
         match previous {
             Some(old) if old != digest => {
                 self.drop_unreferenced(&old);
