@@ -74,6 +74,13 @@ pub enum ParseErrorKind {
         /// The terminator that was looked for.
         name: String,
     },
+    /// `ONBUILD ONBUILD ...` nested deeper than the parser allows. BuildKit rejects any
+    /// nested ONBUILD later anyway; this limit only stops hostile input early.
+    #[error("ONBUILD nested more than {max} levels deep")]
+    OnbuildTooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// A heredoc marker whose terminator word cannot be lexed (`<<'EOF` inside a
     /// larger word, unbalanced quotes).
     #[error("failed to process {}: {reason}", crate::go_quote(.word))]
@@ -101,6 +108,7 @@ impl ParseErrorKind {
             Self::UnterminatedHeredoc { .. } => {
                 Some("end the heredoc with a line holding only its terminator word")
             }
+            Self::OnbuildTooDeep { .. } => Some("ONBUILD cannot be nested in ONBUILD"),
             Self::InvalidHeredocWord { .. } => Some("balance the quotes in the heredoc terminator"),
         }
     }

@@ -21,15 +21,26 @@
 //! [`parse_directives`], [`suggest_keyword`].
 
 mod ast;
+mod directives;
 mod dump;
 mod error;
+mod heredoc;
+mod json;
+mod line_parsers;
+mod parser;
+mod suggest;
 
 pub use ast::{
     Arg, Args, Directive, DirectiveKind, Dockerfile, Flag, Heredoc, KeyValue, Keyword, Node,
     Separator, Span, Warning, WarningKind,
 };
+pub use directives::{DetectedDirective, detect_syntax, find_directive, parse_directives};
 pub use dump::go_quote;
 pub use error::{ParseError, ParseErrorKind};
+pub use heredoc::{HeredocMarker, HeredocWordError, heredocs_in_line, parse_heredoc_word};
+pub use line_parsers::parse_words;
+pub use parser::{MAX_LINE_LENGTH, MAX_ONBUILD_DEPTH, Parser, parse, parse_bytes};
+pub use suggest::suggest_keyword;
 
 /// Strips leading tabs from every line of a heredoc body (what `<<-EOF` asks for).
 pub fn chomp_heredoc_content(content: &str) -> String {
