@@ -41,7 +41,7 @@ pub use hoist_layer::{Compression, Digest, ParseDigestError};
 pub use image::{FoundImage, Image, ImageLayer, ImageSummary, Lookup, Removal, WrittenImage};
 pub use inspect::{ImageInspect, LayerDetail, RootFs};
 pub use layer_info::{LayerBlob, LayerInfo};
-pub use media_type::{ManifestFormat, MediaKind};
+pub use media_type::{ManifestFormat, MediaKind, classify};
 pub use prune::{PruneOptions, PruneReport};
 pub use reference::{DEFAULT_TAG, Reference};
 pub use references::{ImagePlatform, ImageRecord, Target};

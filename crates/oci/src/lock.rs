@@ -166,10 +166,21 @@ impl Drop for Lease {
     }
 }
 
-/// The items of every live lease in `leases_dir`; leases whose owner has exited are deleted.
+/// What [`scan_leases`] found.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseScan {
+    /// The items of every live lease.
+    pub(crate) items: Vec<LeaseItem>,
+    /// Dead leases deleted.
+    pub(crate) dead: usize,
+    /// Their bytes.
+    pub(crate) dead_bytes: u64,
+}
+
+/// Reads every live lease in `leases_dir` and deletes those whose owner has exited.
 /// Call with the exclusive store lock held.
-pub(crate) fn live_lease_items(leases_dir: &Path) -> Result<Vec<LeaseItem>> {
-    let mut items = Vec::new();
+pub(crate) fn scan_leases(leases_dir: &Path) -> Result<LeaseScan> {
+    let mut scan = LeaseScan::default();
     let entries = fs::read_dir(leases_dir).map_err(|source| Error::Prune {
         path: leases_dir.to_owned(),
         source,
@@ -190,14 +201,20 @@ pub(crate) fn live_lease_items(leases_dir: &Path) -> Result<Vec<LeaseItem>> {
             path: path.clone(),
             source,
         })?;
+        let text = fs::read_to_string(&path).map_err(|source| Error::Prune {
+            path: path.clone(),
+            source,
+        })?;
         if dead {
             fs::remove_file(&path).map_err(|source| Error::Prune { path, source })?;
+            scan.dead += 1;
+            scan.dead_bytes += text.len() as u64;
             continue;
         }
-        let text = fs::read_to_string(&path).map_err(|source| Error::Prune { path, source })?;
-        items.extend(text.lines().filter_map(LeaseItem::parse_line));
+        scan.items
+            .extend(text.lines().filter_map(LeaseItem::parse_line));
     }
-    Ok(items)
+    Ok(scan)
 }
 
 #[cfg(test)]
@@ -225,8 +242,9 @@ mod tests {
         let dead = dir.path().join("dead");
         fs::write(&dead, "blob sha256:bb\n").unwrap();
 
-        let items = live_lease_items(dir.path()).unwrap();
-        assert_eq!(items, vec![LeaseItem::Blob("sha256:aa".to_owned())]);
+        let scan = scan_leases(dir.path()).unwrap();
+        assert_eq!(scan.items, vec![LeaseItem::Blob("sha256:aa".to_owned())]);
+        assert_eq!((scan.dead, scan.dead_bytes), (1, 15));
         assert!(!dead.exists());
         assert!(live.path.exists());
         let path = live.path.clone();

@@ -11,7 +11,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 
 use crate::area::TMP_PREFIX;
 use crate::digest::digest_from_oci;
-use crate::lock::{LeaseItem, LockMode, live_lease_items, try_lock_exclusive};
+use crate::lock::{LeaseItem, LockMode, scan_leases, try_lock_exclusive};
 use crate::media_type::{MediaKind, classify_str};
 use crate::{Area, Digest, Error, Result, Store};
 
@@ -51,14 +51,16 @@ impl Store {
         let mut report = PruneReport::default();
 
         let index = self.load_index()?;
-        let leased = live_lease_items(&self.layout().leases_dir())?;
+        let leases = scan_leases(&self.layout().leases_dir())?;
+        report.leftovers += leases.dead;
+        report.reclaimed += leases.dead_bytes;
         let mut roots: Vec<(Digest, Option<String>)> = index
             .images
             .values()
             .map(|record| (record.target.digest, Some(record.target.media_type.clone())))
             .collect();
         let mut leased_entries: HashSet<(String, String)> = HashSet::new();
-        for item in leased {
+        for item in leases.items {
             match item {
                 LeaseItem::Blob(digest) => {
                     if let Ok(digest) = digest.parse() {
