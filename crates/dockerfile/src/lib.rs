@@ -28,6 +28,7 @@ mod heredoc;
 mod json;
 mod line_parsers;
 mod parser;
+mod print;
 mod suggest;
 
 pub use ast::{

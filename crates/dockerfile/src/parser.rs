@@ -156,12 +156,30 @@ struct Segment {
 struct Joined {
     text: String,
     segments: Vec<Segment>,
+    /// The last column computed, as (line start, offset, column): spans are mostly asked
+    /// for left to right, so counting continues from there instead of from the line start
+    /// (which would be quadratic on a long line with many words).
+    column_cache: std::cell::Cell<Option<(usize, usize, u32)>>,
 }
 
 impl Joined {
     fn clear(&mut self) {
         self.text.clear();
         self.segments.clear();
+        self.column_cache.set(None);
+    }
+
+    fn column(&self, src: &str, line_start: usize, offset: usize) -> u32 {
+        let column = match self.column_cache.get() {
+            Some((cached_line, cached_offset, cached_column))
+                if cached_line == line_start && cached_offset <= offset =>
+            {
+                cached_column + (column(src, cached_offset, offset) - 1)
+            }
+            _ => column(src, line_start, offset),
+        };
+        self.column_cache.set(Some((line_start, offset, column)));
+        column
     }
 
     fn push(&mut self, piece: &str, source: usize, line: &Line) {
@@ -186,7 +204,7 @@ impl Joined {
     /// The source span of a range of the joined text.
     fn span(&self, src: &str, range: Range<usize>) -> Span {
         let (start, first) = self.locate(range.start);
-        let start_column = column(src, first.line_start, start);
+        let start_column = self.column(src, first.line_start, start);
         if range.is_empty() {
             return Span {
                 start,
@@ -337,7 +355,6 @@ fn parse_source(src: &str) -> Result<Dockerfile, ParseError> {
         let mut node = builder
             .node(0..joined.text.len(), 0)
             .map_err(|e| fail(e, &joined))?;
-        node.original.clone_from(&joined.text);
 
         if can_contain_heredoc(&node) && joined.text.contains("<<") {
             let markers = heredoc_words_in_line(&joined.text).map_err(|e| {
