@@ -6,7 +6,7 @@ use hoist_dockerfile::{
     parse_bytes,
 };
 
-fn slice<'a>(src: &'a str, span: hoist_dockerfile::Span) -> &'a str {
+fn slice(src: &str, span: hoist_dockerfile::Span) -> &str {
     &src[span.range()]
 }
 
