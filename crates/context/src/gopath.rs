@@ -89,6 +89,20 @@ pub(crate) fn join(elems: &[&str]) -> String {
     clean(&parts.join("/"))
 }
 
+/// Cleans a relative path as if the context root were `/`: `..` cannot climb above it
+/// (`../x` is `x`), and the root itself is `.`.
+pub(crate) fn clean_in_root(path: &[u8]) -> Vec<u8> {
+    let mut rooted = Vec::with_capacity(path.len() + 1);
+    rooted.push(b'/');
+    rooted.extend_from_slice(path);
+    let mut cleaned = clean_bytes(&rooted);
+    if cleaned == b"/" {
+        return b".".to_vec();
+    }
+    cleaned.remove(0);
+    cleaned
+}
+
 /// Whether a cleaned relative path climbs out of its root (`..` or `../…`).
 pub(crate) fn escapes_root(cleaned: &str) -> bool {
     cleaned == ".." || cleaned.starts_with("../")
@@ -170,6 +184,15 @@ mod tests {
                 "Dir({input:?})"
             );
         }
+    }
+
+    #[test]
+    fn clean_in_root_stays_inside() {
+        assert_eq!(clean_in_root(b"../x"), b"x");
+        assert_eq!(clean_in_root(b"a/../../b/"), b"b");
+        assert_eq!(clean_in_root(b".."), b".");
+        assert_eq!(clean_in_root(b""), b".");
+        assert_eq!(clean_in_root(b"/abs/p"), b"abs/p");
     }
 
     #[test]

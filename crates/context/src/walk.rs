@@ -232,9 +232,9 @@ impl ContextFilter {
 
     /// Whether a relative path passes this filter on its own (fsutil's filtered `Open`):
     /// it or a parent matches the include patterns, and neither it nor a parent is
-    /// excluded. The path is cleaned first.
+    /// excluded. The path is cleaned first, inside the context (`../x` is `x`).
     pub fn is_included(&self, path: impl AsRef<[u8]>) -> Result<bool, ContextError> {
-        let path = gopath::clean_bytes(path.as_ref());
+        let path = gopath::clean_in_root(path.as_ref());
         if let Some(include) = &self.include {
             let matched = include.matches_or_parent_matches(&path).map_err(|source| {
                 ContextError::MatchInclude {
@@ -364,11 +364,11 @@ impl ContextWalker {
 
     /// Opens a file of the context for reading, as the filtered context would serve it.
     ///
-    /// The relative path is cleaned; a path filtered out is
-    /// [`ContextError::Excluded`]. Symlinks are followed inside the context only (an
-    /// absolute target counts from the context root).
+    /// The relative path is cleaned inside the context (`../x` is `x`); a path filtered
+    /// out is [`ContextError::Excluded`]. Symlinks are followed inside the context only
+    /// (an absolute target counts from the context root).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<File, ContextError> {
-        let rel = gopath::clean_bytes(path.as_ref().as_os_str().as_bytes());
+        let rel = gopath::clean_in_root(path.as_ref().as_os_str().as_bytes());
         let rel_path = bytes_path(&rel).to_path_buf();
         for filter in &self.filters {
             if !filter.is_included(&rel)? {
@@ -779,3 +779,6 @@ impl<F> Walk<'_, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
