@@ -284,12 +284,11 @@ fn docker_loads_and_runs_an_imported_image() {
 
 /// The daemon's architecture in Go's names (`amd64`, `arm64`), which `import` must record.
 fn docker_info_architecture() -> String {
-    let arch = stdout(&run(Command::new(DOCKER).args([
+    stdout(&run(Command::new(DOCKER).args([
         "version",
         "--format",
         "{{.Server.Arch}}",
-    ])));
-    arch
+    ])))
 }
 
 /// (b) skopeo reads both archive formats and reports the layer digests they contain.
