@@ -351,16 +351,9 @@ impl<'w, 'e, E: Env + ?Sized> Expander<'w, 'e, E> {
         true
     }
 
-    /// Ordinary characters: one at a time when splitting words, else the whole run.
+    /// A run of ordinary characters, up to the next one the scan must look at.
     #[inline(never)]
     fn ordinary(&mut self, stop_char: Option<char>, out: &mut String, words: Option<&mut Words>) {
-        if let Some(words) = words {
-            if let Some(c) = self.bump() {
-                out.push(c);
-                words.push_char(c);
-            }
-            return;
-        }
         let escape = self.lexer.escape;
         let quotes = !self.lexer.skip_process_quotes;
         let rest = &self.src[self.pos..];
@@ -372,8 +365,13 @@ impl<'w, 'e, E: Env + ?Sized> Expander<'w, 'e, E> {
                     || (quotes && (c == '\'' || c == '"'))
             })
             .unwrap_or(rest.len());
-        out.push_str(&rest[..run]);
-        self.pos += run;
+        let run = &rest[..run];
+        out.push_str(run);
+        if let Some(words) = words {
+            // Unquoted, unescaped text splits on its whitespace.
+            words.push_split(run);
+        }
+        self.pos += run.len();
     }
 
     /// A nested scan for the word inside `${…}`. When it fails at the end of the input the

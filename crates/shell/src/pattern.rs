@@ -32,55 +32,88 @@ impl PatternError {
     }
 }
 
-/// Translates a shell pattern into a regex.
-fn compile(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, PatternError> {
-    translate(pattern, greedy, anchored).map_err(|reason| PatternError {
-        pattern: pattern.to_owned(),
-        reason,
-    })
+/// A pattern ready to match: literal text when it has no wildcard (matched with plain
+/// string search, which gives the same result as the regex and costs far less than
+/// compiling one), else the translated regex.
+enum Matcher {
+    Literal(String),
+    Regex(Regex),
 }
 
-fn translate(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+/// A pattern read as BuildKit's `convertShellPatternToRegex` reads it.
+struct Translation {
+    /// The text it matches, when it has no wildcard.
+    literal: String,
+    /// The regex BuildKit builds from it (the same text, byte for byte).
+    regex: String,
+    wildcards: bool,
+}
+
+/// Reads `pattern`; `anchored` matches at the start only, `greedy` makes `*` take the
+/// longest string instead of the shortest. `Err` holds the reason, worded as BuildKit's.
+fn translate(pattern: &str, greedy: bool, anchored: bool) -> Result<Translation, String> {
     // BuildKit reads the pattern with Go's text/scanner, which drops a byte-order mark
     // at the very start of its input.
-    let pattern = pattern.strip_prefix('\u{feff}').unwrap_or(pattern);
-    let mut out = String::with_capacity(pattern.len() + 4);
+    let text = pattern.strip_prefix('\u{feff}').unwrap_or(pattern);
+    let mut t = Translation {
+        literal: String::with_capacity(text.len()),
+        regex: String::with_capacity(text.len() + 4),
+        wildcards: false,
+    };
     if anchored {
-        out.push('^');
+        t.regex.push('^');
     }
-    let star = if greedy { ".*" } else { ".*?" };
-    let mut chars = pattern.chars().peekable();
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '*' => out.push_str(star),
-            '?' => out.push('.'),
-            '\\' => {
-                // `\}` and `\/` only keep the lexer from ending the pattern there; the
-                // character itself is literal and escaped below like any other.
-                if matches!(chars.peek(), Some('}' | '/')) {
-                    continue;
-                }
-                match chars.next() {
-                    Some(e @ ('*' | '?' | '\\')) => {
-                        out.push('\\');
-                        out.push(e);
-                    }
-                    Some(e) => return Err(format!("invalid escape '\\{e}'")),
-                    None => return Err("invalid escape '\\' at end of pattern".to_owned()),
-                }
+        let c = match c {
+            '*' => {
+                t.regex.push_str(if greedy { ".*" } else { ".*?" });
+                t.wildcards = true;
+                continue;
             }
-            '[' | ']' | '{' | '}' | '.' | '+' | '(' | ')' | '|' | '^' | '$' => {
-                out.push('\\');
-                out.push(c);
+            '?' => {
+                t.regex.push('.');
+                t.wildcards = true;
+                continue;
             }
-            c => out.push(c),
+            // `\}` and `\/` only keep the lexer from ending the pattern there: the
+            // backslash goes, and the character is read as any other on the next turn.
+            '\\' if matches!(chars.peek(), Some('}' | '/')) => continue,
+            '\\' => match chars.next() {
+                Some(e @ ('*' | '?' | '\\')) => e,
+                Some(e) => return Err(format!("invalid escape '\\{e}'")),
+                None => return Err("invalid escape '\\' at end of pattern".to_owned()),
+            },
+            c => c,
+        };
+        t.literal.push(c);
+        if matches!(
+            c,
+            '[' | ']' | '{' | '}' | '.' | '+' | '(' | ')' | '|' | '^' | '$' | '*' | '?' | '\\'
+        ) {
+            t.regex.push('\\');
         }
+        t.regex.push(c);
+    }
+    Ok(t)
+}
+
+/// The [`Matcher`] for `pattern` (see [`translate`]).
+fn matcher(pattern: &str, greedy: bool, anchored: bool) -> Result<Matcher, PatternError> {
+    let error = |reason: String| PatternError {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    let t = translate(pattern, greedy, anchored).map_err(error)?;
+    if !t.wildcards {
+        return Ok(Matcher::Literal(t.literal));
     }
     // Only the size limits can fail here (the syntax is always valid); an enormous
     // pattern is reported rather than compiled without bound.
-    RegexBuilder::new(&out)
+    RegexBuilder::new(&t.regex)
         .build()
-        .map_err(|err| format!("pattern too large: {err}"))
+        .map(Matcher::Regex)
+        .map_err(|err| error(format!("pattern too large: {err}")))
 }
 
 /// `${V#p}` / `${V##p}`: `value` without the shortest (longest with `greedy`) prefix
@@ -90,9 +123,9 @@ pub(crate) fn trim_prefix(
     value: &str,
     greedy: bool,
 ) -> Result<String, PatternError> {
-    let re = compile(pattern, greedy, true)?;
-    let start = re.find(value).map_or(0, |m| m.end());
-    Ok(value[start..].to_owned())
+    Ok(matcher(pattern, greedy, true)?
+        .trim_prefix(value)
+        .to_owned())
 }
 
 /// `${V%p}` / `${V%%p}`: `value` without the shortest (longest with `greedy`) suffix
@@ -105,39 +138,7 @@ pub(crate) fn trim_suffix(
     value: &str,
     greedy: bool,
 ) -> Result<String, PatternError> {
-    let reversed: String = value.chars().rev().collect();
-    let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed, greedy)?;
-    Ok(trimmed.chars().rev().collect())
-}
-
-/// Reverses a pattern character by character, keeping each `\x` escape pair in order
-/// (`a\*c` becomes `c\*a`). A `\` that is the last character stays a lone `\`.
-fn reverse_pattern(pattern: &str) -> String {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = Vec::with_capacity(chars.len());
-    let mut end = chars.len();
-    // Walk from the end; a character preceded by a backslash (that is not itself part of
-    // an earlier pair) belongs with it. Pairs are decided from the front, so find them first.
-    let mut pair_start = vec![false; chars.len()];
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '\\' && i + 1 < chars.len() {
-            pair_start[i] = true;
-            i += 2;
-        } else {
-            i += 1;
-        }
-    }
-    while end > 0 {
-        if end >= 2 && pair_start[end - 2] {
-            out.extend_from_slice(&chars[end - 2..end]);
-            end -= 2;
-        } else {
-            out.push(chars[end - 1]);
-            end -= 1;
-        }
-    }
-    out.into_iter().collect()
+    Ok(matcher(&reverse_pattern(pattern), greedy, true)?.trim_suffix_reversed(value))
 }
 
 /// `${V/p/r}`: the first match of `pattern` in `value` replaced by `replacement`, taken
@@ -148,15 +149,7 @@ pub(crate) fn replace_first(
     replacement: &str,
     out: &mut String,
 ) -> Result<(), PatternError> {
-    let re = compile(pattern, true, false)?;
-    match re.find(value) {
-        Some(m) => {
-            out.push_str(&value[..m.start()]);
-            out.push_str(replacement);
-            out.push_str(&value[m.end()..]);
-        }
-        None => out.push_str(value),
-    }
+    matcher(pattern, true, false)?.replace_first(value, replacement, out);
     Ok(())
 }
 
@@ -170,7 +163,113 @@ pub(crate) fn replace_all(
     replacement: &str,
     out: &mut String,
 ) -> Result<(), PatternError> {
-    let re = compile(pattern, true, false)?;
+    matcher(pattern, true, false)?.replace_all(value, replacement, out);
+    Ok(())
+}
+
+/// Reverses a pattern character by character, keeping each `\x` escape pair in order
+/// (`a\*c` becomes `c\*a`). A `\` that is the last character stays a lone `\`.
+fn reverse_pattern(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    // Pairs are decided from the front, as BuildKit does: a `\` and whatever follows it.
+    let mut pair_start = vec![false; chars.len()];
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            pair_start[i] = true;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut end = chars.len();
+    while end > 0 {
+        if end >= 2 && pair_start[end - 2] {
+            out.extend(&chars[end - 2..end]);
+            end -= 2;
+        } else {
+            out.push(chars[end - 1]);
+            end -= 1;
+        }
+    }
+    out
+}
+
+impl Matcher {
+    /// `value` after the match at its start (an anchored matcher), or all of it.
+    fn trim_prefix<'v>(&self, value: &'v str) -> &'v str {
+        match self {
+            Self::Literal(literal) => value.strip_prefix(literal.as_str()).unwrap_or(value),
+            Self::Regex(re) => &value[re.find(value).map_or(0, |m| m.end())..],
+        }
+    }
+
+    /// `value` without the suffix this matcher, built from the reversed pattern, matches
+    /// at the start of the reversed value.
+    fn trim_suffix_reversed(&self, value: &str) -> String {
+        match self {
+            Self::Literal(reversed) => {
+                let literal: String = reversed.chars().rev().collect();
+                value
+                    .strip_suffix(literal.as_str())
+                    .unwrap_or(value)
+                    .to_owned()
+            }
+            Self::Regex(re) => {
+                let reversed: String = value.chars().rev().collect();
+                let start = re.find(&reversed).map_or(0, |m| m.end());
+                reversed[start..].chars().rev().collect()
+            }
+        }
+    }
+
+    fn replace_first(&self, value: &str, replacement: &str, out: &mut String) {
+        let found = match self {
+            Self::Literal(literal) => value
+                .find(literal.as_str())
+                .map(|start| (start, start + literal.len())),
+            Self::Regex(re) => re.find(value).map(|m| (m.start(), m.end())),
+        };
+        match found {
+            Some((start, end)) => {
+                out.push_str(&value[..start]);
+                out.push_str(replacement);
+                out.push_str(&value[end..]);
+            }
+            None => out.push_str(value),
+        }
+    }
+
+    fn replace_all(&self, value: &str, replacement: &str, out: &mut String) {
+        match self {
+            // Non-overlapping, left to right: what the regex finds for a non-empty literal.
+            Self::Literal(literal) if !literal.is_empty() => {
+                let mut last = 0;
+                for (start, matched) in value.match_indices(literal.as_str()) {
+                    out.push_str(&value[last..start]);
+                    expand_template(replacement, matched, out);
+                    last = start + matched.len();
+                }
+                out.push_str(&value[last..]);
+            }
+            // The empty pattern matches before every character and at the end.
+            Self::Literal(_) => {
+                let mut inserted = String::new();
+                expand_template(replacement, "", &mut inserted);
+                for c in value.chars() {
+                    out.push_str(&inserted);
+                    out.push(c);
+                }
+                out.push_str(&inserted);
+            }
+            Self::Regex(re) => replace_all_regex(re, value, replacement, out),
+        }
+    }
+}
+
+/// Go's `Regexp.ReplaceAllString` loop.
+fn replace_all_regex(re: &Regex, value: &str, replacement: &str, out: &mut String) {
     let mut last_match_end = 0;
     let mut search = 0;
     while search <= value.len() {
@@ -193,7 +292,6 @@ pub(crate) fn replace_all(
         };
     }
     out.push_str(&value[last_match_end..]);
-    Ok(())
 }
 
 /// Go's `Regexp.Expand` for a regex whose only group is the whole match (group 0, unnamed).
@@ -258,22 +356,20 @@ mod tests {
         ];
         for (pattern, expected) in cases {
             assert_eq!(
-                compile(pattern, true, true).unwrap().as_str(),
+                translate(pattern, true, true).unwrap().regex,
                 expected,
                 "{pattern}"
             );
         }
         for invalid in ["\\", "\\x", "\\\\\\"] {
-            assert!(compile(invalid, true, true).is_err(), "{invalid}");
+            assert!(translate(invalid, true, true).is_err(), "{invalid}");
         }
-        assert_eq!(compile("\u{feff}a", true, false).unwrap().as_str(), "a");
-        assert_eq!(
-            compile("a\0b", true, false)
-                .unwrap()
-                .find("xa\0b")
-                .map(|m| m.start()),
-            Some(1)
-        );
+        let bom = translate("\u{feff}a\\*", true, false).unwrap();
+        assert_eq!((bom.literal.as_str(), bom.wildcards), ("a*", false));
+        let Ok(Matcher::Regex(re)) = matcher("a\0b?", true, false) else {
+            panic!("a pattern with `?` compiles to a regex");
+        };
+        assert_eq!(re.find("xa\0bc").map(|m| m.range()), Some(1..5));
     }
 
     #[test]
@@ -326,5 +422,32 @@ mod tests {
         let mut first = String::new();
         replace_first("o", "foo", "$0", &mut first).unwrap();
         assert_eq!(first, "f$0o", "a single replacement is literal");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn literal_matching_agrees_with_the_regex(
+            pattern in "[ab/.$\\[]{0,4}",
+            value in "[ab/.$\\[]{0,12}",
+            replacement in "[x$0{}]{0,4}",
+        ) {
+            let t = translate(&pattern, true, true).unwrap();
+            let literal = Matcher::Literal(t.literal);
+            let anchored = Matcher::Regex(Regex::new(&t.regex).unwrap());
+            proptest::prop_assert_eq!(literal.trim_prefix(&value), anchored.trim_prefix(&value));
+            proptest::prop_assert_eq!(
+                literal.trim_suffix_reversed(&value),
+                anchored.trim_suffix_reversed(&value)
+            );
+            let unanchored = Matcher::Regex(Regex::new(&t.regex[1..]).unwrap());
+            let (mut a, mut b) = (String::new(), String::new());
+            literal.replace_first(&value, &replacement, &mut a);
+            unanchored.replace_first(&value, &replacement, &mut b);
+            proptest::prop_assert_eq!(&a, &b);
+            let (mut a, mut b) = (String::new(), String::new());
+            literal.replace_all(&value, &replacement, &mut a);
+            unanchored.replace_all(&value, &replacement, &mut b);
+            proptest::prop_assert_eq!(a, b);
+        }
     }
 }
