@@ -409,6 +409,15 @@ mod tests {
         assert_eq!(go_to_rust(r"\x4"), Err(GoSyntaxError));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_translates_or_fails_cleanly(go in r"[\\\[\]^$.*?()|:a-dpxQE0-9{}-]{0,12}") {
+            if let Ok(rust) = go_to_rust(&go) {
+                let _ = Regex::new(&rust);
+            }
+        }
+    }
+
     #[test]
     fn class_errors() {
         assert_eq!(go_to_rust(r"^[Local-Only]$"), Err(GoSyntaxError));

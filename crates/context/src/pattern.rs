@@ -140,9 +140,11 @@ impl Pattern {
         let text = self.text.as_bytes();
         match &self.compiled {
             Compiled::Exact => Ok(path == text),
-            Compiled::Prefix => Ok(path.starts_with(&text[..text.len() - 2])),
+            // Prefix and suffix patterns end and start with `**` by construction; the
+            // slices are byte-wise, as in Go.
+            Compiled::Prefix => Ok(path.starts_with(text.strip_suffix(b"**").unwrap_or(text))),
             Compiled::Suffix => {
-                let suffix = &text[2..];
+                let suffix = text.get(2..).unwrap_or_default();
                 if path.ends_with(suffix) {
                     return Ok(true);
                 }
@@ -702,6 +704,49 @@ mod tests {
         assert!(m.inclusions_may_match_under("bar"));
         assert!(m.inclusions_may_match_under("baz"));
         assert!(!m.inclusions_may_match_under("qux"));
+    }
+
+    #[test]
+    fn incremental_api_keeps_upstreams_skip_quirk() {
+        // Upstream records "no match" for a pattern it skipped at a parent, so during a
+        // walk `!a` is not applied to `a/x` although it matches the parent `a`; the
+        // one-shot check applies it. fsutil walks with the former and opens with the
+        // latter; both are reproduced.
+        let m = PatternMatcher::new(["a/x", "!a"]).unwrap();
+        let (_, info) = m
+            .matches_using_parent_results("a", &MatchInfo::default())
+            .unwrap();
+        assert!(m.matches_using_parent_results("a/x", &info).unwrap().0);
+        assert!(!m.matches_or_parent_matches("a/x").unwrap());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_patterns_never_panic(
+            patterns in proptest::collection::vec(r"[ab/*?!\\^\[\]{}().$|:-]{0,8}", 0..4),
+            path in r"[ab/*.\\\[\]-]{0,10}",
+        ) {
+            if let Ok(m) = PatternMatcher::new(&patterns) {
+                let _ = m.matches(&path);
+                let _ = m.matches_or_parent_matches(&path);
+                let _ = m.matches_single_parent(path.as_bytes());
+                let _ = m.matches_using_parent_results(&path, &MatchInfo::default());
+                let _ = m.exceptions_may_match_under(&path);
+                let _ = m.inclusions_may_match_under(&path);
+            }
+        }
+
+        #[test]
+        fn regex_kind_agrees_with_filepath_match_on_plain_names(
+            pattern in "[ab*?]{1,6}",
+            name in "[ab]{0,6}",
+        ) {
+            // Without `/`, `**` or classes, Docker's regexp and filepath.Match agree.
+            proptest::prop_assume!(!pattern.contains("**"));
+            let m = PatternMatcher::new([&pattern]).unwrap();
+            let want = filepath_match(&pattern, &name).unwrap();
+            proptest::prop_assert_eq!(m.matches(&name).unwrap(), want);
+        }
     }
 
     #[test]

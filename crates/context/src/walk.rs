@@ -486,7 +486,10 @@ impl<'f> Layer<'f> {
 
     /// fsutil's `filterFS.Walk` callback for one path: decide, report held-back parents,
     /// pass the entry on to `outer` (and finally `visit`).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the walk callback: path, type, error, entry, and where to pass it on"
+    )]
     fn visit<E, F>(
         &mut self,
         root: &Path,
