@@ -136,7 +136,8 @@ impl Pattern {
     }
 
     /// Whether `path` matches this one pattern (no parent handling, no exceptions).
-    pub fn is_match(&self, path: &[u8]) -> Result<bool, PatternError> {
+    pub fn is_match(&self, path: impl AsRef<[u8]>) -> Result<bool, PatternError> {
+        let path = path.as_ref();
         let text = self.text.as_bytes();
         match &self.compiled {
             Compiled::Exact => Ok(path == text),
