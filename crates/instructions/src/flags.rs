@@ -7,7 +7,8 @@
 //! * bool flags accept `--link`, `--link=true`, `--link=false` (any case); `--link=` is an error;
 //! * only string-array flags (`--mount`, `--exclude`, `--device`) may repeat;
 //! * a bare `--` ends the flags;
-//! * an unknown flag is an error, with a "did you mean" suggestion among the declared flags.
+//! * an unknown flag is an error, with a "did you mean" suggestion among the declared flags
+//!   (the suggested name is printed without `--`, as BuildKit does).
 
 use hoist_dockerfile::{Flag, Span};
 
@@ -112,15 +113,10 @@ impl FlagSet {
                 None => (body, None),
             };
             let Some(entry) = values.entries.iter_mut().find(|e| e.name == name) else {
-                let options: Vec<String> = self
-                    .declared
-                    .iter()
-                    .map(|(n, _)| format!("--{n}"))
-                    .collect();
-                let options: Vec<&str> = options.iter().map(String::as_str).collect();
+                let options: Vec<&str> = self.declared.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(FlagError::Unknown {
                     name: name.to_owned(),
-                    suggestion: suggest(&format!("--{name}"), &options).map(str::to_owned),
+                    suggestion: suggest(name, &options).map(str::to_owned),
                     span: flag.span,
                 });
             };
@@ -274,7 +270,8 @@ pub enum FlagError {
     Unknown {
         /// The name without `--`.
         name: String,
-        /// The closest declared flag, with `--`.
+        /// The closest declared flag name, without `--` (BuildKit prints it that way:
+        /// `unknown flag: --form (did you mean from?)`).
         suggestion: Option<String>,
         /// The flag word.
         span: Span,
@@ -378,7 +375,7 @@ mod tests {
         let message = |list: &[&str]| set.parse(&words(list)).unwrap_err().to_string();
         assert_eq!(
             message(&["--form=x"]),
-            "unknown flag: --form (did you mean --from?)"
+            "unknown flag: --form (did you mean from?)"
         );
         assert_eq!(message(&["--zzzzzzz"]), "unknown flag: --zzzzzzz");
         assert_eq!(
