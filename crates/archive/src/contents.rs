@@ -402,9 +402,13 @@ fn ingest_entry(store: &Store, name: &str, entry: &mut impl Read) -> Result<TarF
     let expected = expected_for_name(name);
     let mut buffered = BufReader::with_capacity(IO_BUFFER, entry);
     let prefix = fill_prefix(&mut buffered, 512).map_err(|source| Error::ReadArchive { source })?;
-    let wrap = |source| Error::Blob {
-        name: name.to_owned(),
-        source,
+    // A failure to read the entry is a damaged archive (truncated, bad compression), not a store problem.
+    let wrap = |source| match source {
+        hoist_oci::Error::ReadSource { source, .. } => Error::ReadArchive { source },
+        source => Error::Blob {
+            name: name.to_owned(),
+            source,
+        },
     };
     if looks_like_layer(&prefix) {
         let layer = store.ingest_layer(buffered, &expected).map_err(wrap)?;

@@ -239,7 +239,119 @@ fn rfc3339(time: SystemTime) -> String {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::testing::{TarBuilder, gzip, store, zstd};
+
+    fn rootfs() -> Vec<u8> {
+        TarBuilder::new()
+            .dir("bin/")
+            .file("bin/busybox", &[7u8; 3000])
+            .symlink("bin/sh", "/bin/busybox")
+            .hardlink("bin/again", "bin/busybox")
+            .finish()
+    }
+
+    fn options(name: &str) -> ImportOptions {
+        ImportOptions {
+            references: vec![name.parse().unwrap()],
+            created: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            platform: ImagePlatform {
+                os: "linux".to_owned(),
+                architecture: "arm64".to_owned(),
+                variant: Some("v8".to_owned()),
+            },
+            ..ImportOptions::default()
+        }
+    }
+
+    #[test]
+    fn plain_gzip_and_zstd_input_give_the_same_image() {
+        let tar = rootfs();
+        let (_dir, store) = store();
+        let plain = import(&store, &tar[..], &options("app:plain")).unwrap();
+        let from_gzip = import(&store, &gzip(&tar)[..], &options("app:gzip")).unwrap();
+        let from_zstd = import(&store, &zstd(&tar)[..], &options("app:zstd")).unwrap();
+        // The diffID is the digest of the tar as given, as `docker import` computes it.
+        assert_eq!(plain.diff_id, Digest::sha256(&tar));
+        assert_eq!(from_gzip, plain);
+        assert_eq!(from_zstd, plain);
+
+        let image = store.read_image("app:plain").unwrap();
+        assert_eq!(image.id, plain.id);
+        let layer = &image.layers[0];
+        assert_eq!(
+            layer.descriptor.media_type().to_string(),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let info = layer.info.clone().expect("layer info recorded at import");
+        assert_eq!(info.diff_id, Digest::sha256(&tar));
+        assert_eq!(info.uncompressed_size, tar.len() as u64);
+        // 3000 bytes of file + the symlink target; the hard link is not counted again.
+        assert_eq!(info.content_size, 3000 + "/bin/busybox".len() as u64);
+        // The stored blob is gzip of exactly the tar.
+        let mut unpacked = Vec::new();
+        Decompressor::new(store.open_blob(&plain.layer).unwrap())
+            .unwrap()
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, tar);
+    }
+
+    #[test]
+    fn config_is_docker_s_with_changes() {
+        let (_dir, store) = store();
+        let mut options = options("app:cfg");
+        options.changes = vec![r#"CMD ["/bin/sh"]"#.to_owned(), "ENV PATH=/bin".to_owned()];
+        let imported = import(&store, &rootfs()[..], &options).unwrap();
+        let config: Value =
+            serde_json::from_slice(&store.read_blob(&imported.id).unwrap()).unwrap();
+        assert_eq!(
+            config,
+            json!({
+                "architecture": "arm64",
+                "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+                "created": "2023-11-14T22:13:20Z",
+                "history": [{"created": "2023-11-14T22:13:20Z", "comment": "Imported from -"}],
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [Digest::sha256(&rootfs()).to_string()]},
+                "variant": "v8",
+            })
+        );
+        // Same input, same time: the same image, byte for byte.
+        let again = import(&store, &rootfs()[..], &options).unwrap();
+        assert_eq!(again, imported);
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_anything_is_tagged() {
+        let (_dir, store) = store();
+        let err = import(&store, &b""[..], &options("app:empty")).unwrap_err();
+        assert!(err.to_string().contains("rootfs"), "{err}");
+        let err = import(&store, &[b'x'; 2000][..], &options("app:garbage")).unwrap_err();
+        assert!(matches!(err, Error::ReadRootfs { .. }), "{err}");
+        let truncated = &gzip(&rootfs())[..100];
+        let err = import(&store, truncated, &options("app:cut")).unwrap_err();
+        assert!(matches!(err, Error::ReadRootfs { .. }), "{err}");
+        assert!(store.list_images().unwrap().is_empty());
+
+        // An invalid change fails before the input is read at all.
+        struct Unread;
+        impl Read for Unread {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                panic!("the input must not be read when a change is invalid")
+            }
+        }
+        let mut options = options("app:change");
+        options.changes = vec!["RUN echo".to_owned()];
+        let err = import(&store, Unread, &options).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("run is not a valid change command"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn timestamps_look_like_go() {

@@ -44,3 +44,5 @@ mod names;
 mod oci_layout;
 mod path;
 mod save;
+#[cfg(test)]
+mod testing;

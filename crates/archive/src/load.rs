@@ -119,3 +119,6 @@ fn load_contents(contents: &mut dyn Contents) -> Result<LoadReport, Error> {
     }
     Ok(LoadReport { format, images })
 }
+
+#[cfg(test)]
+mod tests;

@@ -657,3 +657,6 @@ fn existing_layout(dir: &Path) -> Result<Option<ImageIndex>, Error> {
             source,
         })
 }
+
+#[cfg(test)]
+mod tests;
