@@ -51,6 +51,21 @@ enum TarFile {
     Link(String),
     /// A directory.
     Directory,
+    /// A link pointing outside the archive. Harmless while unused (nothing is extracted), so it is an error only
+    /// when a manifest reaches it; a rootfs tarball given to `load` by mistake then says what it is not.
+    UnsafeLink { target: String },
+    /// An entry type no image format uses (device, fifo); an error only when a manifest reaches it.
+    Unsupported { kind: String },
+}
+
+/// What a name resolves to once links are followed.
+enum Resolved<'a> {
+    Metadata(&'a [u8]),
+    Blob {
+        blob: &'a BlobInfo,
+        layer: Option<&'a LayerBlob>,
+    },
+    Directory,
 }
 
 /// A tar archive read once into the store (see the module docs).
@@ -95,23 +110,23 @@ impl<'s> TarContents<'s> {
                     }
                 }
                 tar::EntryType::Symlink => {
-                    let target = link_target(&entry, &name)?;
-                    TarFile::Link(resolve_symlink(&name, &target)?)
+                    let target = link_target(&entry);
+                    match resolve_symlink(&name, &target) {
+                        Ok(resolved) => TarFile::Link(resolved),
+                        Err(_) => TarFile::UnsafeLink { target },
+                    }
                 }
                 tar::EntryType::Link => {
                     // Hard link targets are archive names, not relative to the link.
-                    let target = link_target(&entry, &name)?;
-                    TarFile::Link(normalize(&target).map_err(|_| Error::UnsafeLink {
-                        name: name.clone(),
-                        target,
-                    })?)
+                    let target = link_target(&entry);
+                    match normalize(&target) {
+                        Ok(resolved) => TarFile::Link(resolved),
+                        Err(_) => TarFile::UnsafeLink { target },
+                    }
                 }
-                other => {
-                    return Err(Error::UnsupportedEntry {
-                        name,
-                        kind: format!("{other:?}"),
-                    });
-                }
+                other => TarFile::Unsupported {
+                    kind: format!("{other:?}"),
+                },
             };
             files.insert(name, file);
         }
@@ -119,14 +134,37 @@ impl<'s> TarContents<'s> {
     }
 
     /// Follows links from `name` to a file; `None` if nothing has that name.
-    fn lookup(&self, name: &str) -> Result<Option<(&str, &TarFile)>, Error> {
+    fn lookup(&self, name: &str) -> Result<Option<(&str, Resolved<'_>)>, Error> {
         let mut current = normalize(name)?;
         for _ in 0..=MAX_LINK_HOPS {
-            match self.files.get_key_value(&current) {
-                None => return Ok(None),
-                Some((_, TarFile::Link(target))) => current = target.clone(),
-                Some((key, file)) => return Ok(Some((key.as_str(), file))),
-            }
+            let Some((key, file)) = self.files.get_key_value(&current) else {
+                return Ok(None);
+            };
+            let resolved = match file {
+                TarFile::Link(target) => {
+                    current = target.clone();
+                    continue;
+                }
+                TarFile::UnsafeLink { target } => {
+                    return Err(Error::UnsafeLink {
+                        name: key.clone(),
+                        target: target.clone(),
+                    });
+                }
+                TarFile::Unsupported { kind } => {
+                    return Err(Error::UnsupportedEntry {
+                        name: key.clone(),
+                        kind: kind.clone(),
+                    });
+                }
+                TarFile::Metadata(bytes) => Resolved::Metadata(bytes),
+                TarFile::Blob { blob, layer } => Resolved::Blob {
+                    blob,
+                    layer: layer.as_ref(),
+                },
+                TarFile::Directory => Resolved::Directory,
+            };
+            return Ok(Some((key.as_str(), resolved)));
         }
         Err(Error::LinkLoop {
             name: name.to_owned(),
@@ -135,8 +173,8 @@ impl<'s> TarContents<'s> {
 
     fn stored(&self, name: &str) -> Result<(BlobInfo, Option<LayerBlob>), Error> {
         match self.lookup(name)? {
-            Some((_, TarFile::Blob { blob, layer })) => Ok((blob.clone(), layer.clone())),
-            Some((_, TarFile::Metadata(bytes))) => {
+            Some((_, Resolved::Blob { blob, layer })) => Ok((blob.clone(), layer.cloned())),
+            Some((_, Resolved::Metadata(bytes))) => {
                 // A metadata-named file used as a blob (unusual, but a name is just a name): store it now.
                 let blob = self
                     .store
@@ -144,10 +182,9 @@ impl<'s> TarContents<'s> {
                     .map_err(|source| Error::Store { source })?;
                 Ok((blob, None))
             }
-            Some((found, TarFile::Directory)) => Err(Error::NotAFile {
+            Some((found, Resolved::Directory)) => Err(Error::NotAFile {
                 name: found.to_owned(),
             }),
-            Some((_, TarFile::Link(_))) => unreachable!("lookup follows links to the end"),
             None => Err(Error::MissingFile {
                 name: name.to_owned(),
             }),
@@ -159,8 +196,8 @@ impl Contents for TarContents<'_> {
     fn metadata(&mut self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         match self.lookup(name)? {
             None => Ok(None),
-            Some((_, TarFile::Metadata(bytes))) => Ok(Some(bytes.clone())),
-            Some((found, TarFile::Blob { blob, .. })) => {
+            Some((_, Resolved::Metadata(bytes))) => Ok(Some(bytes.to_vec())),
+            Some((found, Resolved::Blob { blob, .. })) => {
                 if blob.size > MAX_METADATA {
                     return Err(Error::MetadataTooLarge {
                         name: found.to_owned(),
@@ -174,10 +211,9 @@ impl Contents for TarContents<'_> {
                     .map_err(|source| Error::Store { source })?;
                 Ok(Some(bytes))
             }
-            Some((found, TarFile::Directory)) => Err(Error::NotAFile {
+            Some((found, Resolved::Directory)) => Err(Error::NotAFile {
                 name: found.to_owned(),
             }),
-            Some((_, TarFile::Link(_))) => unreachable!("lookup follows links to the end"),
         }
     }
 
@@ -340,17 +376,12 @@ fn read_metadata(name: &str, size: u64, reader: &mut impl Read) -> Result<Vec<u8
     Ok(bytes)
 }
 
-fn link_target(entry: &tar::Entry<'_, impl Read>, name: &str) -> Result<String, Error> {
-    let target = entry.link_name_bytes().ok_or_else(|| Error::UnsafeLink {
-        name: name.to_owned(),
-        target: String::new(),
-    })?;
-    std::str::from_utf8(&target)
-        .map(str::to_owned)
-        .map_err(|_| Error::UnsafeLink {
-            name: name.to_owned(),
-            target: String::from_utf8_lossy(&target).into_owned(),
-        })
+/// A link's target as text (lossy: a non-UTF-8 target cannot name a file of an image archive anyway).
+fn link_target(entry: &tar::Entry<'_, impl Read>) -> String {
+    entry
+        .link_name_bytes()
+        .map(|target| String::from_utf8_lossy(&target).into_owned())
+        .unwrap_or_default()
 }
 
 /// The digest a name under `blobs/sha256/` promises; other names promise nothing.

@@ -300,6 +300,9 @@ fn wrong_digests_are_refused() {
 #[test]
 fn hostile_names_are_errors_and_nothing_is_written_outside() {
     let (dir, store) = new_store();
+    // A manifest that reaches `link` (or `pipe`): links and odd entries are errors once something uses them.
+    let uses =
+        |name: &str| json!([{"Config": name, "RepoTags": ["app:x"], "Layers": []}]).to_string();
     for (archive, expected) in [
         (
             TarBuilder::new().file("../evil", b"x").finish(),
@@ -314,20 +317,38 @@ fn hostile_names_are_errors_and_nothing_is_written_outside() {
             "absolute path",
         ),
         (
-            TarBuilder::new().symlink("link", "../../evil").finish(),
+            TarBuilder::new()
+                .symlink("link", "../../evil")
+                .file("manifest.json", uses("link").as_bytes())
+                .finish(),
             "links must stay inside",
         ),
         (
-            TarBuilder::new().symlink("link", "/etc/passwd").finish(),
+            TarBuilder::new()
+                .symlink("dir/link", "/etc/passwd")
+                .file("manifest.json", uses("dir/link").as_bytes())
+                .finish(),
             "links must stay inside",
         ),
         (
-            TarBuilder::new().hardlink("link", "../evil").finish(),
+            TarBuilder::new()
+                .hardlink("link", "../evil")
+                .file("manifest.json", uses("link").as_bytes())
+                .finish(),
             "links must stay inside",
         ),
         (
-            TarBuilder::new().fifo("pipe").finish(),
+            TarBuilder::new()
+                .fifo("pipe")
+                .file("manifest.json", uses("pipe").as_bytes())
+                .finish(),
             "unsupported entry \"pipe\"",
+        ),
+        (
+            TarBuilder::new()
+                .file("manifest.json", uses("../../etc/passwd").as_bytes())
+                .finish(),
+            "path escapes the archive root",
         ),
     ] {
         let err = load(&store, &archive[..]).unwrap_err();
@@ -336,6 +357,7 @@ fn hostile_names_are_errors_and_nothing_is_written_outside() {
             "{err} (expected {expected})"
         );
     }
+    assert!(names(&store).is_empty());
     assert!(!dir.path().join("evil").exists());
     assert!(!dir.path().parent().unwrap().join("evil").exists());
 
@@ -348,6 +370,20 @@ fn hostile_names_are_errors_and_nothing_is_written_outside() {
         .finish();
     let err = load(&store, &archive[..]).unwrap_err();
     assert!(matches!(err, Error::LinkLoop { .. }), "{err}");
+}
+
+#[test]
+fn a_rootfs_tarball_is_not_an_image_archive() {
+    let (_dir, store) = new_store();
+    // Absolute symlinks and device nodes are normal in a rootfs; unused, they are not what is wrong with it.
+    let rootfs = TarBuilder::new()
+        .dir("bin/")
+        .file("bin/busybox", b"binary")
+        .symlink("bin/sh", "/bin/busybox")
+        .fifo("dev/initctl")
+        .finish();
+    let err = load(&store, &rootfs[..]).unwrap_err();
+    assert!(matches!(err, Error::UnknownFormat), "{err}");
 }
 
 #[test]
