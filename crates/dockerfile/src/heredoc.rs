@@ -114,6 +114,16 @@ pub(crate) fn heredoc_words_in_line(
     Ok(markers)
 }
 
+/// Strips leading tabs from every line of a heredoc body (what `<<-EOF` asks for;
+/// BuildKit's `ChompHeredocContent`).
+pub fn chomp_heredoc_content(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        out.push_str(line.trim_start_matches('\t'));
+    }
+    out
+}
+
 fn count_quotes(s: &str) -> usize {
     s.bytes().filter(|&b| b == b'\'' || b == b'"').count()
 }

@@ -15,10 +15,21 @@
 //! assert_eq!(file.dump(), "(from \"alpine\" \"AS\" \"build\")\n(run \"echo hi\")");
 //! ```
 //!
-//! Entry points: [`parse`], [`parse_bytes`] (arbitrary bytes), [`Parser`] (with a file name
-//! for errors). Inspection helpers: [`Dockerfile::dump`] (BuildKit's test dump format),
-//! `Display` for [`Dockerfile`] (prints Dockerfile text back), [`detect_syntax`],
-//! [`parse_directives`], [`suggest_keyword`].
+//! What is here:
+//!
+//! - Parsing: [`parse`], [`parse_bytes`] (arbitrary bytes, invalid UTF-8 replaced), and
+//!   [`Parser`] (a file name for errors). Errors are [`ParseError`]: a [`ParseErrorKind`]
+//!   with BuildKit's message, a [`Span`], and a fix-it [`ParseErrorKind::help`].
+//! - The tree: [`Dockerfile`] (directives, escape character, instructions, warnings),
+//!   [`Node`] (keyword, [`Flag`]s, [`Args`], [`Heredoc`]s, comments, original text),
+//!   [`Keyword`] for the known instructions.
+//! - Output: [`Dockerfile::dump`] / [`Node::dump`] (BuildKit's test dump, built on
+//!   [`go_quote`]), and `Display` for [`Dockerfile`] and [`Node`] (canonical Dockerfile text
+//!   that parses back to the same tree).
+//! - Pieces the typed layer and the CLI reuse: [`parse_heredoc_word`] (is this COPY
+//!   source a heredoc?), [`chomp_heredoc_content`], [`heredocs_in_line`], [`parse_words`],
+//!   [`suggest_keyword`] ("did you mean FROM?"), and directive lookup without a full parse:
+//!   [`detect_syntax`], [`find_directive`], [`parse_directives`].
 
 mod ast;
 mod directives;
@@ -38,16 +49,9 @@ pub use ast::{
 pub use directives::{DetectedDirective, detect_syntax, find_directive, parse_directives};
 pub use dump::go_quote;
 pub use error::{ParseError, ParseErrorKind};
-pub use heredoc::{HeredocMarker, HeredocWordError, heredocs_in_line, parse_heredoc_word};
+pub use heredoc::{
+    HeredocMarker, HeredocWordError, chomp_heredoc_content, heredocs_in_line, parse_heredoc_word,
+};
 pub use line_parsers::parse_words;
 pub use parser::{MAX_LINE_LENGTH, MAX_ONBUILD_DEPTH, Parser, parse, parse_bytes};
 pub use suggest::suggest_keyword;
-
-/// Strips leading tabs from every line of a heredoc body (what `<<-EOF` asks for).
-pub fn chomp_heredoc_content(content: &str) -> String {
-    let mut out = String::with_capacity(content.len());
-    for line in content.split_inclusive('\n') {
-        out.push_str(line.trim_start_matches('\t'));
-    }
-    out
-}

@@ -90,8 +90,8 @@ impl Cursor<'_> {
         if self.pos >= self.src.len() {
             return Ok(None);
         }
-        let rest = &self.src.as_bytes()[self.pos..];
-        let (raw_len, next) = match memchr_newline(rest) {
+        let rest = &self.src[self.pos..];
+        let (raw_len, next) = match rest.find('\n') {
             Some(i) => (i, self.pos + i + 1),
             None => (rest.len(), self.src.len()),
         };
@@ -123,10 +123,6 @@ impl Cursor<'_> {
             number: self.number,
         }))
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// `line` without a trailing escape character (and the spaces/tabs after it) if it is a
