@@ -21,7 +21,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// List images in the store.
+    Images(commands::images::ImagesArgs),
+    /// Create a reference TARGET that refers to the image SOURCE.
+    Tag(commands::tag::TagArgs),
+    /// Remove one or more images (their references; `hoist prune` frees the space).
+    Rmi(commands::rmi::RmiArgs),
+    /// Show details of one or more images.
+    Inspect(commands::inspect::InspectArgs),
+    /// Remove unreferenced blobs, unused snapshots and build cache.
+    Prune(commands::prune::PruneArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -189,6 +189,46 @@ pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
     }
 }
 
+/// A time as Docker's `CreatedAt` prints it (Go's `time.Time.String()` in UTC): `2026-11-24 00:23:45 +0000 UTC`.
+pub fn format_docker_time(time: SystemTime) -> String {
+    let seconds = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            // Round toward the earlier second, as the calendar does.
+            let before = before.duration();
+            -i64::try_from(before.as_secs()).unwrap_or(i64::MAX)
+                - i64::from(before.subsec_nanos() > 0)
+        }
+    };
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -250,6 +290,23 @@ mod tests {
         assert_eq!(human_duration(s(21 * 86_400)), "3 weeks");
         assert_eq!(human_duration(s(90 * 86_400)), "3 months");
         assert_eq!(human_duration(s(3 * 365 * 86_400)), "3 years");
+    }
+
+    #[test]
+    fn times_print_like_docker_created_at() {
+        for text in [
+            "2026-11-24T00:23:45Z",
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let time = parse_timestamp(text).unwrap();
+            let printed = format_docker_time(time);
+            assert_eq!(
+                printed,
+                format!("{} {} +0000 UTC", &text[..10], &text[11..19])
+            );
+        }
     }
 
     #[test]

@@ -2,9 +2,21 @@
 
 use std::process::ExitCode;
 
+pub(crate) mod images;
+pub(crate) mod inspect;
+pub(crate) mod prune;
+pub(crate) mod rmi;
+pub(crate) mod tag;
+
 use crate::{Cli, Command};
 
 /// Runs the chosen subcommand and maps its outcome to the process exit code.
 pub(crate) fn dispatch(cli: Cli) -> ExitCode {
-    match cli.command {}
+    match cli.command {
+        Command::Images(args) => images::run(cli.root.as_deref(), &args),
+        Command::Tag(args) => tag::run(cli.root.as_deref(), &args),
+        Command::Rmi(args) => rmi::run(cli.root.as_deref(), &args),
+        Command::Inspect(args) => inspect::run(cli.root.as_deref(), &args),
+        Command::Prune(args) => prune::run(cli.root.as_deref(), &args),
+    }
 }
