@@ -31,6 +31,15 @@ curl ca-certificates && rm -rf /var/lib/apt/lists/*";
 
 fn shell(c: &mut Criterion) {
     let lexer = Lexer::new('\\');
+    // Measure the successful path: the line must expand, as described in docs/benchmarks.md.
+    let word = lexer
+        .process_word(RUN_LINE, ENV)
+        .expect("the benchmark line expands");
+    assert!(word.value.contains("hoist-linux-amd64.tar.gz") && word.value.contains("/opt/bin"));
+    let words = lexer
+        .process_words(RUN_LINE, ENV)
+        .expect("the benchmark line splits");
+    assert_eq!(words.len(), 21);
     let mut group = c.benchmark_group("shell");
     group.throughput(Throughput::Bytes(RUN_LINE.len() as u64));
     group.bench_function("process_word_run_line", |b| {

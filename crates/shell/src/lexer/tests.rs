@@ -46,6 +46,12 @@ fn words_split_on_whitespace_from_unquoted_expansions_only() {
     assert_eq!(words(lexer, "a '' \"\" $EMPTY b").unwrap(), ["a", "b"]);
     assert_eq!(words(lexer, "a\\\tb\u{3000}c").unwrap(), ["a\tb", "c"]);
     assert_eq!(words(lexer, "  ").unwrap(), Vec::<String>::new());
+    // Text before a nested word stays in the word (BuildKit's ProcessWords loses it; see
+    // docs/conformance.md).
+    assert_eq!(
+        words(lexer, "80${NOPE:-/tcp} x${PWD#/}").unwrap(),
+        ["80/tcp", "xhome"]
+    );
 }
 
 #[test]
