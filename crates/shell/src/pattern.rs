@@ -4,7 +4,8 @@
 //! engine find the match; we do the same translation into the `regex` crate, whose
 //! leftmost-first semantics, lazy `.*?` and `.` (any character but `\n`) are Go's. That
 //! keeps every corner (which `*` takes how much, empty patterns, empty matches in `//`)
-//! identical without a second matcher to keep in step.
+//! identical. The one shortcut: a pattern without wildcards is plain text, searched for
+//! with `str` methods (a property test checks they agree with the regex).
 //!
 //! The pattern language is BuildKit's, which is smaller than POSIX: `*` and `?` are
 //! wildcards, `\*`, `\?`, `\\` are literal, `\}` and `\/` are the brace or slash, every
