@@ -90,7 +90,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<GoDuration, String> {
                 return Err(invalid());
             }
         }
-        total += value;
+        // Go adds in uint64 and only then compares, so 2^63 + 2^63 wraps to 0: same here.
+        total = total.wrapping_add(value);
         if total > MAX {
             return Err(invalid());
         }
@@ -448,6 +449,12 @@ mod tests {
             "time: invalid duration \".s\""
         );
         assert!(parse_duration("9999999999999999999h").is_err());
+        assert_eq!(parse_duration("-9223372036854775808ns"), Ok(i64::MIN));
+        assert!(parse_duration("9223372036854775808ns").is_err());
+        assert_eq!(
+            parse_duration("9223372036854775808ns9223372036854775808ns"),
+            Ok(0)
+        );
         assert_eq!(
             parse_duration("\u{e9}s").unwrap_err(),
             "time: invalid duration \"\\xc3\\xa9s\""
@@ -502,6 +509,18 @@ mod tests {
             csv_fields("\"a\"b").unwrap_err(),
             "parse error on line 1, column 3: extraneous or missing \" in quoted-field"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "[-+0-9.a-z\u{b5}\u{3bc}\"', ]{0,40}|\\PC{0,40}") {
+            let _ = parse_duration(&text);
+            let _ = parse_uint(&text, 8, 32);
+            let _ = parse_int32(&text);
+            let _ = ram_in_bytes(&text);
+            let _ = csv_fields(&text);
+            let _ = suggest(&text, &["type", "target"]);
+        }
     }
 
     #[test]
