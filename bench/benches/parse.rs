@@ -41,7 +41,6 @@ COPY <<EOF /etc/app/config.toml
 listen = "0.0.0.0:8080"
 data = "/app/data"
 EOF
-ENV TZ=UTC
 USER app
 WORKDIR /app
 EXPOSE 8080/tcp
