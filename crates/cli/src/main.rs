@@ -32,6 +32,12 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Remove unreferenced blobs, unused snapshots and build cache.
     Prune(commands::prune::PruneArgs),
+    /// Create an image from a root filesystem tarball.
+    Import(commands::import::ImportArgs),
+    /// Save images to a docker-archive or an OCI image layout.
+    Save(commands::save::SaveArgs),
+    /// Load images from a docker-archive or an OCI image layout.
+    Load(commands::load::LoadArgs),
 }
 
 fn main() -> ExitCode {

@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 pub(crate) mod images;
+pub(crate) mod import;
 pub(crate) mod inspect;
+pub(crate) mod load;
 pub(crate) mod prune;
 pub(crate) mod rmi;
+pub(crate) mod save;
 pub(crate) mod tag;
 
 use crate::{Cli, Command};
@@ -18,5 +21,8 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Rmi(args) => rmi::run(cli.root.as_deref(), &args),
         Command::Inspect(args) => inspect::run(cli.root.as_deref(), &args),
         Command::Prune(args) => prune::run(cli.root.as_deref(), &args),
+        Command::Import(args) => import::run(cli.root.as_deref(), &args),
+        Command::Save(args) => save::run(cli.root.as_deref(), &args),
+        Command::Load(args) => load::run(cli.root.as_deref(), &args),
     }
 }
