@@ -365,17 +365,21 @@ impl Store {
     fn record_for(&self, target: &Descriptor) -> Result<ImageRecord> {
         let image = self.load_image(target)?;
         let mut size = Some(0u64);
+        let mut uncompressed_size = Some(0u64);
         for layer in &image.layers {
-            let layer_size = match &layer.info {
-                Some(info) => Some(info.content_size),
+            let info = match &layer.info {
+                Some(info) => Some(info.clone()),
                 None => match digest_from_oci(layer.descriptor.digest()) {
-                    Ok(digest) if self.has_blob(&digest) => {
-                        Some(self.ensure_layer_info(&digest)?.content_size)
-                    }
+                    Ok(digest) if self.has_blob(&digest) => Some(self.ensure_layer_info(&digest)?),
                     _ => None,
                 },
             };
-            size = size.zip(layer_size).map(|(a, b)| a + b);
+            size = size
+                .zip(info.as_ref())
+                .map(|(sum, info)| sum + info.content_size);
+            uncompressed_size = uncompressed_size
+                .zip(info.as_ref())
+                .map(|(sum, info)| sum + info.uncompressed_size);
         }
         let config = &image.config;
         let platform = (!config.os().to_string().is_empty()).then(|| ImagePlatform {
@@ -390,6 +394,7 @@ impl Store {
             created: config.created().clone(),
             platform,
             size,
+            uncompressed_size,
             layers: image.layers.len(),
         })
     }

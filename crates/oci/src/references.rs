@@ -111,6 +111,9 @@ pub struct ImageRecord {
     /// `None` if a layer blob is not in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The sum of the layers' uncompressed tar sizes (what unpacking streams), `None` if a layer blob is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
     /// Number of layers.
     pub layers: usize,
 }

@@ -130,6 +130,8 @@ fn written_image_reads_back_exactly() {
         }
         // SIZE counts file bytes, as `docker images` does: 7 + 11.
         assert_eq!(record.size, Some(18));
+        let tar_bytes: u64 = built.layers.iter().map(|l| l.info.uncompressed_size).sum();
+        assert_eq!(record.uncompressed_size, Some(tar_bytes));
         assert_eq!(record.created.as_deref(), Some("2024-01-02T03:04:05Z"));
         assert_eq!(record.platform.as_ref().unwrap().to_string(), "linux/amd64");
         assert_eq!(record.layers, 2);
@@ -249,6 +251,39 @@ fn docker_schema2_manifest_is_accepted() {
         store.read_blob(&manifest_blob.digest).unwrap(),
         manifest.as_bytes()
     );
+}
+
+/// A manifest whose layer blob is not in the store (a partial pull) can be tagged; its size is unknown, not wrong.
+#[test]
+fn missing_layer_blob_gives_unknown_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let absent = Digest::sha256(b"never stored");
+    let config = store
+        .ingest_bytes(&config_json(
+            &[Digest::sha256(b"diff")],
+            "2024-01-01T00:00:00Z",
+        ))
+        .unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.digest.to_string(), "size": config.size},
+        "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": absent.to_string(), "size": 12}],
+    });
+    let blob = store
+        .ingest_bytes(&serde_json::to_vec(&manifest).unwrap())
+        .unwrap();
+    let target = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(blob.digest.to_oci())
+        .size(blob.size)
+        .build()
+        .unwrap();
+    let record = store.tag(&reference("partial"), &target).unwrap();
+    assert_eq!((record.size, record.uncompressed_size), (None, None));
+    let image = store.read_image("partial").unwrap();
+    assert_eq!(image.layers[0].info, None);
 }
 
 /// A manifest list resolves to the host platform's manifest, skipping others and attestations.
