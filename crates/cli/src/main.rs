@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod diagnostics;
 
 /// A fast, daemonless container image builder.
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ enum Command {
     Save(commands::save::SaveArgs),
     /// Load images from a docker-archive or an OCI image layout.
     Load(commands::load::LoadArgs),
+    /// Check a Dockerfile with BuildKit's build checks and hoist's own.
+    Lint(commands::lint::LintArgs),
+    /// Build an image from a Dockerfile (for now: `--check` runs the build checks only).
+    Build(commands::build::BuildArgs),
 }
 
 fn main() -> ExitCode {

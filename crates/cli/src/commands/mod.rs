@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+pub(crate) mod build;
 pub(crate) mod images;
 pub(crate) mod import;
 pub(crate) mod inspect;
+pub(crate) mod lint;
 pub(crate) mod load;
 pub(crate) mod prune;
 pub(crate) mod rmi;
@@ -24,5 +26,7 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Import(args) => import::run(cli.root.as_deref(), &args),
         Command::Save(args) => save::run(cli.root.as_deref(), &args),
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
+        Command::Lint(args) => lint::run(&args),
+        Command::Build(args) => build::run(&args),
     }
 }

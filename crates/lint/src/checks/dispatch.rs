@@ -519,13 +519,26 @@ impl Walker<'_, '_, '_> {
     }
 }
 
-/// A JSON rendering of a shell-form command for the hint: its words, quoted.
+/// The exec form of a shell-form command for the hint: its words, quoted; a command that
+/// needs the shell (variables, `&&`, pipes, globs, quotes) keeps it, with `exec` so the
+/// program still receives the signals.
 fn json_suggestion(command: &str) -> String {
-    command
-        .split_whitespace()
-        .map(|word| format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let quote = |word: &str| format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""));
+    let needs_shell = command.contains(|c: char| "$&|;<>()`*?'\"\\".contains(c));
+    if needs_shell {
+        format!(
+            "{}, {}, {}",
+            quote("/bin/sh"),
+            quote("-c"),
+            quote(&format!("exec {}", command.trim()))
+        )
+    } else {
+        command
+            .split_whitespace()
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// BuildKit's `splitParts`: `[ip:]host:container` into its three parts.
@@ -634,6 +647,15 @@ mod tests {
         ] {
             assert!(!is_secret_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn exec_form_hints_keep_the_shell_only_when_needed() {
+        assert_eq!(json_suggestion("node server.js"), r#""node", "server.js""#);
+        assert_eq!(
+            json_suggestion("echo $HOME && run"),
+            r#""/bin/sh", "-c", "exec echo $HOME && run""#
+        );
     }
 
     #[test]
