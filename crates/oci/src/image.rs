@@ -177,6 +177,19 @@ impl Store {
     /// layers' recorded metadata, so that listing never reads blobs. For an index, the entry for the host platform
     /// describes the image.
     pub fn tag(&self, reference: &Reference, target: &Descriptor) -> Result<ImageRecord> {
+        // Hold the target in this handle's lease while the record is computed: if it is not referenced yet, a
+        // concurrent prune must not delete it before the reference exists.
+        let digest = digest_from_oci(target.digest())?;
+        let Some(blob) = self.reuse_existing(&crate::Expected::digest(digest))? else {
+            return Err(Error::BlobNotFound { digest });
+        };
+        if blob.size != target.size() {
+            return Err(Error::SizeMismatch {
+                digest: digest.to_string(),
+                expected: target.size(),
+                actual: blob.size,
+            });
+        }
         let record = self.record_for(target)?;
         self.update_index(|index| {
             index.set(reference, record.clone());

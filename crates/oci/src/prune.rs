@@ -117,13 +117,21 @@ impl Store {
         live
     }
 
+    /// The blob's bytes if it may be a manifest or index: small, and starting with `{` (checked on the first byte
+    /// before reading the rest, so a leased layer is not read).
     fn small_json_blob(&self, digest: &Digest) -> Option<Vec<u8>> {
-        let size = self.blob_size(digest).ok()?;
-        if size > MAX_SCANNED_JSON {
+        use std::io::Read;
+        let mut file = self.open_blob(digest).ok()?;
+        if file.metadata().ok()?.len() > MAX_SCANNED_JSON {
             return None;
         }
-        let bytes = self.read_blob(digest).ok()?;
-        bytes.first().is_some_and(|b| *b == b'{').then_some(bytes)
+        let mut bytes = vec![0; 1];
+        file.read_exact(&mut bytes).ok()?;
+        if bytes[0] != b'{' {
+            return None;
+        }
+        file.read_to_end(&mut bytes).ok()?;
+        Some(bytes)
     }
 
     fn sweep_blobs(&self, live: &HashSet<Digest>, report: &mut PruneReport) -> Result<()> {

@@ -281,6 +281,17 @@ fn missing_layer_blob_gives_unknown_size() {
         .build()
         .unwrap();
     let record = store.tag(&reference("partial"), &target).unwrap();
+    // Tagging needs the manifest itself, at the announced size.
+    let mut wrong_size = target.clone();
+    wrong_size.set_size(blob.size + 1);
+    let err = store
+        .tag(&reference("partial:bad"), &wrong_size)
+        .unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+    let mut missing = target.clone();
+    missing.set_digest(absent.to_oci());
+    let err = store.tag(&reference("partial:bad"), &missing).unwrap_err();
+    assert_eq!(err.to_string(), format!("blob not found: {absent}"));
     assert_eq!((record.size, record.uncompressed_size), (None, None));
     let image = store.read_image("partial").unwrap();
     assert_eq!(image.layers[0].info, None);
