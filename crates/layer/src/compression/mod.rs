@@ -22,6 +22,8 @@ pub enum Compression {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Bytes of input per zstd worker job.
+const ZSTD_JOB_SIZE: u32 = 4 << 20;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 impl Compression {
@@ -165,6 +167,9 @@ impl<W: Write> Compressor<W> {
                 // Always at least one worker: zstd's output differs between its single-threaded
                 // mode (0 workers) and its multithreaded mode, but not between worker counts.
                 encoder.multithread(u32::try_from(options.threads).unwrap_or(u32::MAX))?;
+                // Jobs of 4 MiB instead of zstd's default (4 windows, 8 MiB at level 3) keep
+                // peak memory near 40 MB at no measurable cost in ratio.
+                encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 encoder.include_checksum(true)?;
                 CompressorInner::Zstd(encoder)
             }
