@@ -33,7 +33,7 @@ pub(crate) trait Contents {
     /// The named file as a layer blob in the store (with its compression and diffID), checked against `expected`.
     fn layer(&mut self, name: &str, expected: &Expected) -> Result<LayerBlob, Error>;
 
-    /// Reads a stored blob (a manifest or config this archive provided) back.
+    /// The store the files go into (manifests and configs are read back from it).
     fn store(&self) -> &Store;
 }
 
