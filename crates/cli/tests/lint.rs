@@ -46,6 +46,8 @@ impl Context {
             .args(args)
             .current_dir(self.path())
             .env_remove("NO_COLOR")
+            // A private store that only exists when a test imports into it.
+            .env("HOIST_ROOT", self.path().join(".store"))
             .env_remove("BUILDKIT_DOCKERFILE_CHECK")
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -346,5 +348,59 @@ fn build_without_check_is_a_usage_error() {
         run.stderr.contains("file with no instructions"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn base_image_environment_comes_from_the_store() {
+    let context = Context::new();
+    context.write(
+        "Dockerfile",
+        "FROM toolchain:1\nWORKDIR $GOPATH/src\nCOPY $GOPTH/x /x\n",
+    );
+    let json = |run: &Run| -> Vec<String> {
+        let parsed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        parsed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "UndefinedVar")
+            .map(|f| f["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let run = context.hoist(&["lint", "--format", "json"]);
+    assert_eq!(
+        json(&run),
+        Vec::<String>::new(),
+        "an unknown base image may define anything"
+    );
+
+    // An empty root filesystem, imported with an environment, as the base image.
+    let tar = Command::new("tar")
+        .args(["-cf", "rootfs.tar", "-T", "/dev/null"])
+        .current_dir(context.path())
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let run = context.hoist(&[
+        "import",
+        "--change",
+        "ENV GOPATH=/go",
+        "rootfs.tar",
+        "toolchain:1",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let run = context.hoist(&["lint", "--format", "json"]);
+    assert_eq!(
+        json(&run),
+        ["Usage of undefined variable '$GOPTH' (did you mean $GOPATH?)"]
+    );
+    let run = context.hoist(&["build", "--check", "."]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("WARNING: UndefinedVar"),
+        "{}",
+        run.stdout
     );
 }

@@ -20,7 +20,8 @@ use std::process::ExitCode;
 use clap::Args;
 use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file};
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
-use hoist_lint::{CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
+use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
+use hoist_oci::{Reference, Store};
 
 use crate::diagnostics::{SourceError, use_color};
 
@@ -278,14 +279,21 @@ fn config_failure(
 }
 
 impl Checked {
-    /// Runs the checks.
-    pub(crate) fn lint(&self, target: Option<&str>, rules: RuleSet) -> Vec<Finding> {
+    /// Runs the checks; base images found in the store at `root` give `UndefinedVar` their
+    /// environment.
+    pub(crate) fn lint(
+        &self,
+        root: Option<&Path>,
+        target: Option<&str>,
+        rules: RuleSet,
+    ) -> Vec<Finding> {
+        let images = StoreImages::open(root);
         let options = LintOptions {
             target: target.map(str::to_owned),
             build_args: self.build_args.clone(),
             check: Some(self.config.clone()),
             ignore: self.ignore.as_ref(),
-            base_image_env: None,
+            base_image_env: images.as_ref().map(|images| images as &dyn BaseImageEnv),
             rules,
             platform: None,
         };
@@ -293,7 +301,48 @@ impl Checked {
     }
 }
 
-pub(crate) fn run(args: &BuildArgs) -> ExitCode {
+/// Base image environments from the local image store.
+struct StoreImages {
+    store: Store,
+}
+
+impl StoreImages {
+    /// The store at `root` (or the default location), if it exists: checking never creates
+    /// one.
+    fn open(root: Option<&Path>) -> Option<StoreImages> {
+        let root = match root {
+            Some(root) => root.to_path_buf(),
+            None => Store::default_root().ok()?,
+        };
+        if !root.is_dir() {
+            return None;
+        }
+        Store::open(root).ok().map(|store| StoreImages { store })
+    }
+}
+
+impl BaseImageEnv for StoreImages {
+    /// The `Config.Env` of the image tagged exactly `image` (the host platform's, for a
+    /// multi-platform image); `None` when the store does not have it.
+    fn env(&self, image: &str, _platform: &str) -> Option<Vec<String>> {
+        let reference: Reference = image.parse().ok()?;
+        let found = self.store.read_image(&reference.to_string()).ok()?;
+        // `read_image` also accepts image ID prefixes; only a tag match is this base image.
+        if !found.references.contains(&reference) {
+            return None;
+        }
+        Some(
+            found
+                .config
+                .config()
+                .as_ref()
+                .and_then(|config| config.env().clone())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+pub(crate) fn run(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     let checked = match prepare(&args.input) {
         Ok(checked) => checked,
         Err(failure) => {
@@ -301,7 +350,7 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let findings = checked.lint(args.input.target.as_deref(), RuleSet::BuildKit);
+    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::BuildKit);
     let text = check_report(&checked.source, &findings);
     let _ = io::stdout().lock().write_all(text.as_bytes());
     if findings.is_empty() {

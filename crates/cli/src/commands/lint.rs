@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -40,7 +41,7 @@ pub(crate) enum Format {
     Json,
 }
 
-pub(crate) fn run(args: &LintArgs) -> ExitCode {
+pub(crate) fn run(root: Option<&Path>, args: &LintArgs) -> ExitCode {
     let checked = match prepare(&args.input) {
         Ok(checked) => checked,
         Err(failure) => {
@@ -48,7 +49,7 @@ pub(crate) fn run(args: &LintArgs) -> ExitCode {
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let findings = checked.lint(args.input.target.as_deref(), RuleSet::All);
+    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::All);
     let name = &checked.source.name;
     let out = match args.format {
         Format::Text => render_text(

@@ -26,7 +26,7 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Import(args) => import::run(cli.root.as_deref(), &args),
         Command::Save(args) => save::run(cli.root.as_deref(), &args),
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
-        Command::Lint(args) => lint::run(&args),
-        Command::Build(args) => build::run(&args),
+        Command::Lint(args) => lint::run(cli.root.as_deref(), &args),
+        Command::Build(args) => build::run(cli.root.as_deref(), &args),
     }
 }
