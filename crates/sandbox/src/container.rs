@@ -1,0 +1,350 @@
+//! [`Container`]: what to run and how it is isolated; [`Container::run`] starts it, forwards signals, and waits.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
+
+use crate::error::{Error, Result};
+use crate::plan::{EtcFiles, Op, Plan};
+use crate::proxy::{PortMapping, Proxy};
+use crate::sys;
+
+/// The root file system of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootFs {
+    /// A plain directory, bind-mounted (changes are made in place).
+    Directory(PathBuf),
+    /// An overlay of read-only layer directories (bottom first) with a writable upper directory; `work` is
+    /// overlayfs's scratch directory on the same file system as `upper`.
+    Overlay {
+        /// Layer directories, bottom layer first.
+        lower: Vec<PathBuf>,
+        /// Receives every change.
+        upper: PathBuf,
+        /// overlayfs's work directory.
+        work: PathBuf,
+    },
+}
+
+/// The network a container sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network namespace: outbound access, as BuildKit's RUN steps have without CNI.
+    #[default]
+    Host,
+    /// A network namespace of its own with only a loopback interface: `--network none`, and the namespace
+    /// published ports are proxied into.
+    None,
+}
+
+/// The identity the command runs as, already resolved (see [`resolve_user`](crate::resolve_user)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids.
+    pub additional_gids: Vec<u32>,
+}
+
+/// A host path bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The host file or directory.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// Descriptors for the command's standard input, output and error; `None` inherits hoist's.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// Standard input.
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: Option<OwnedFd>,
+    /// Standard error.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The exit code as a shell (and `docker run`) reports it: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Exited(code) => code,
+            Self::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// A container to run: its root file system, command, environment and isolation.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The root file system.
+    pub rootfs: RootFs,
+    /// The command and its arguments (already the image's entrypoint + cmd). The command is searched along the
+    /// container's `$PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// The environment, `KEY=value`.
+    pub env: Vec<String>,
+    /// The working directory inside the container (created if missing, as Docker does).
+    pub cwd: String,
+    /// Who the command runs as.
+    pub user: User,
+    /// The host name in the container's UTS namespace (and in its `/etc/hosts` and `/etc/hostname`).
+    pub hostname: String,
+    /// The network.
+    pub network: Network,
+    /// Extra bind mounts.
+    pub mounts: Vec<BindMount>,
+    /// Published ports: host TCP ports proxied to the container's loopback (needs [`Network::None`]).
+    pub ports: Vec<PortMapping>,
+    /// After a forwarded termination signal, how long the command may take to exit before it is killed.
+    pub stop_timeout: Duration,
+}
+
+impl Default for Container {
+    fn default() -> Self {
+        Self {
+            rootfs: RootFs::Directory(PathBuf::new()),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".to_owned(),
+            user: User::default(),
+            hostname: "hoist".to_owned(),
+            network: Network::Host,
+            mounts: Vec::new(),
+            ports: Vec::new(),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn prepare(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Prepare {
+        action,
+        path,
+        source,
+    }
+}
+
+fn system(action: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::System { action, source }
+}
+
+/// Writes `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` for the container into `dir`.
+fn write_etc_files(container: &Container, dir: &Path) -> Result<EtcFiles> {
+    let files = EtcFiles {
+        hosts: dir.join("hosts"),
+        resolv_conf: dir.join("resolv.conf"),
+        hostname: dir.join("hostname"),
+    };
+    let name = &container.hostname;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+    );
+    fs::write(&files.hosts, hosts).map_err(prepare("write", &files.hosts))?;
+    // The host's resolver configuration, as Docker copies it; a private network namespace has no resolver.
+    let resolv = match container.network {
+        Network::Host => fs::read("/etc/resolv.conf").unwrap_or_default(),
+        Network::None => Vec::new(),
+    };
+    fs::write(&files.resolv_conf, resolv).map_err(prepare("write", &files.resolv_conf))?;
+    fs::write(&files.hostname, format!("{name}\n")).map_err(prepare("write", &files.hostname))?;
+    Ok(files)
+}
+
+impl Container {
+    /// Runs the container to completion with `stdio`, and returns how its command ended.
+    ///
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to this process while it waits are forwarded to the command; if it
+    /// has not exited [`stop_timeout`](Container::stop_timeout) later (or a second signal arrives), it is killed.
+    /// When the command (PID 1 of the container's PID namespace) ends, the kernel kills every other process in the
+    /// container, and its mount namespace, with every mount made for it, disappears.
+    pub fn run(&self, stdio: Stdio) -> Result<ExitStatus> {
+        if !self.ports.is_empty() && self.network == Network::Host {
+            return Err(Error::Publish {
+                host: self.ports[0].to_string(),
+                source: io::Error::other("published ports need a network namespace (network none)"),
+            });
+        }
+        let state = tempfile::Builder::new()
+            .prefix("hoist-sandbox-")
+            .tempdir()
+            .map_err(prepare("create", &std::env::temp_dir()))?;
+        let root = state.path().join("rootfs");
+        fs::create_dir(&root).map_err(prepare("create", &root))?;
+        let etc = write_etc_files(self, state.path())?;
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+        let stdio_fds: [Option<RawFd>; 3] =
+            [raw(&stdio.stdin), raw(&stdio.stdout), raw(&stdio.stderr)];
+        let plan = Plan::build(self, &root, &etc, stdio_fds)?;
+        let listeners = self
+            .ports
+            .iter()
+            .map(PortMapping::bind)
+            .collect::<Result<Vec<_>>>()?;
+
+        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| system("create a pipe")(e.into()))?;
+        let (signals, old_mask) =
+            sys::block_forwarded_signals().map_err(system("block signals"))?;
+        let result = self.start_and_wait(&plan, report_read, report_write, &signals, listeners);
+        sys::restore_signal_mask(&old_mask);
+        drop(stdio);
+        result
+    }
+
+    fn start_and_wait(
+        &self,
+        plan: &Plan,
+        report_read: OwnedFd,
+        report_write: OwnedFd,
+        signals: &OwnedFd,
+        listeners: Vec<(PortMapping, std::net::TcpListener)>,
+    ) -> Result<ExitStatus> {
+        let flags = sys::CloneFlags {
+            network: self.network != Network::Host,
+        };
+        let pid = sys::clone_container(flags, plan, &report_write)
+            .map_err(system("clone the container process"))?;
+        drop(report_write);
+        let pid = Pid::from_raw(pid).expect("clone returned a positive pid");
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), "container started");
+
+        let mut report = Vec::new();
+        let read = std::fs::File::from(report_read).read_to_end(&mut report);
+        if report.len() >= sys::REPORT_SIZE {
+            let _ = waitpid(Some(pid), WaitOptions::empty());
+            let index = u32::from_ne_bytes(report[..4].try_into().expect("four bytes"));
+            let errno = i32::from_ne_bytes(report[4..8].try_into().expect("four bytes"));
+            let source = io::Error::from_raw_os_error(errno);
+            let op = plan.ops.get(index as usize);
+            return Err(match op {
+                Some(Op::Exec { .. }) => Error::Exec {
+                    program: self.args.first().cloned().unwrap_or_default(),
+                    source,
+                },
+                Some(op) => Error::Setup {
+                    step: op.to_string(),
+                    source,
+                },
+                None => Error::Setup {
+                    step: format!("step {index}"),
+                    source,
+                },
+            });
+        }
+        if let Err(source) = read {
+            kill_and_reap(pid);
+            return Err(Error::System {
+                action: "read the setup report",
+                source,
+            });
+        }
+
+        let proxy = if listeners.is_empty() {
+            None
+        } else {
+            match Proxy::start(pid, listeners) {
+                Ok(proxy) => Some(proxy),
+                Err(error) => {
+                    kill_and_reap(pid);
+                    return Err(error);
+                }
+            }
+        };
+        let status = self.wait_forwarding_signals(pid, signals);
+        if let Some(proxy) = proxy {
+            proxy.stop();
+        }
+        status
+    }
+
+    fn wait_forwarding_signals(&self, pid: Pid, signals: &OwnedFd) -> Result<ExitStatus> {
+        let pidfd =
+            pidfd_open(pid, PidfdFlags::empty()).map_err(|e| system("open a pidfd")(e.into()))?;
+        let mut kill_at: Option<Instant> = None;
+        loop {
+            let timeout = kill_at.map(|deadline| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                rustix::event::Timespec {
+                    tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                }
+            });
+            let mut fds = [
+                PollFd::new(&pidfd, PollFlags::IN),
+                PollFd::new(signals, PollFlags::IN),
+            ];
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(system("wait for the container")(errno.into())),
+            }
+            let exited = !fds[0].revents().is_empty();
+            let signalled = !fds[1].revents().is_empty();
+            if exited {
+                return reap(pid);
+            }
+            if signalled {
+                while let Some(signal) = sys::read_signal(signals) {
+                    let forwarded = Signal::from_named_raw(signal).unwrap_or(Signal::TERM);
+                    if kill_at.is_some() {
+                        tracing::debug!(signal, "second signal: killing the container");
+                        let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+                    } else {
+                        tracing::debug!(signal, "forwarding signal to the container");
+                        let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), forwarded);
+                        kill_at = Some(Instant::now() + self.stop_timeout);
+                    }
+                }
+            }
+            if let Some(deadline) = kill_at
+                && Instant::now() >= deadline
+            {
+                tracing::debug!("stop timeout reached: killing the container");
+                let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+            }
+        }
+    }
+}
+
+fn reap(pid: Pid) -> Result<ExitStatus> {
+    loop {
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(ExitStatus::Exited(code));
+                }
+                if let Some(signal) = status.terminating_signal() {
+                    return Ok(ExitStatus::Signaled(signal));
+                }
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(system("wait for the container")(errno.into())),
+        }
+    }
+}
+
+fn kill_and_reap(pid: Pid) {
+    let _ = kill_process(pid, Signal::KILL);
+    let _ = waitpid(Some(pid), WaitOptions::empty());
+}

@@ -1,0 +1,55 @@
+//! hoist-sandbox: hoist's own container runtime, for `RUN` steps and `hoist run`, with no daemon and no external
+//! runtime.
+//!
+//! The one idea: **the parent decides, the child only executes.** [`Container::run`] turns a [`Container`] into a
+//! plan of mounts, id changes and an `execve` (every string prepared in advance), then `clone(2)`s one child into
+//! new mount, PID, UTS and IPC namespaces (and a network namespace for [`Network::None`]). The child makes its
+//! mounts private, assembles the root (overlay or bind), mounts `/proc`, a minimal `/dev`, a read-only `/sys` and
+//! the generated `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, masks what runc masks, `pivot_root`s, switches
+//! user and execs the command as PID 1. When it exits the kernel kills the rest of the container and drops its
+//! mount namespace, so nothing is left on the host. [`Snapshot`] provides root file systems from an image's layers
+//! (each unpacked once into the store, stacked with overlayfs) and turns the upper directory into the step's layer.
+//! `docs/sandbox.md` explains the choices.
+//!
+//! `sys` is the only module with `unsafe` code.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use hoist_sandbox::{Container, Network, Snapshot, Stdio, resolve_user};
+//! use hoist_oci::Store;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/var/lib/hoist")?;
+//! let image = store.read_image("busybox:latest")?;
+//! let snapshot = Snapshot::new(&store, &image, "/var/tmp/hoist".as_ref())?;
+//! let passwd = String::from_utf8(snapshot.read_file("/etc/passwd").unwrap_or_default())?;
+//! let group = String::from_utf8(snapshot.read_file("/etc/group").unwrap_or_default())?;
+//! let container = Container {
+//!     rootfs: snapshot.rootfs(),
+//!     args: vec!["sh".into(), "-c".into(), "echo hi > /greeting".into()],
+//!     env: vec!["PATH=/bin".into()],
+//!     user: resolve_user("1000", &passwd, &group)?.user,
+//!     network: Network::None,
+//!     ..Container::default()
+//! };
+//! let status = container.run(Stdio::default())?;
+//! let mut layer = Vec::new();
+//! snapshot.write_diff(&mut layer, hoist_layer::WriteOptions::new())?;
+//! println!("exit {} and a {}-byte layer", status.code(), layer.len());
+//! # Ok(()) }
+//! ```
+
+pub use container::{BindMount, Container, ExitStatus, Network, RootFs, Stdio, User};
+pub use error::{Error, Result};
+pub use plan::{DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
+pub use proxy::PortMapping;
+pub use snapshot::{EXCLUDED_FROM_DIFF, Snapshot, layer_key, overlay_supported, unpack_layers};
+pub use user::{ResolvedUser, resolve_user};
+
+mod container;
+mod error;
+mod plan;
+mod proxy;
+mod snapshot;
+mod sys;
+mod user;

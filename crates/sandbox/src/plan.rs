@@ -1,0 +1,569 @@
+//! The child's program: every mount, directory and id change, decided and encoded in the parent.
+//!
+//! [`Plan::build`] turns a [`Container`] into a list of [`Op`]s whose strings are already `CString`s, so the child
+//! (see `sys`) only executes them. Keeping decisions here, in safe code, also lets unit tests check the mount plan
+//! without a kernel (as youki's recording `Syscall` does), while the integration tests check the real thing.
+
+use std::ffi::{CString, c_char};
+use std::fmt;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::container::{Container, Network, RootFs};
+use crate::error::Error;
+
+/// Paths masked as runc does by default (Docker's `DefaultSpec`): a directory gets an empty read-only tmpfs over
+/// it, a file `/dev/null`.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths made read-only as runc does by default.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Host device nodes bind-mounted into the container's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// `$PATH` when the container's environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One step the child performs. Paths before [`Op::PivotRoot`] are host paths; after it, container paths.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Make every mount in the new mount namespace private, so nothing propagates back to the host.
+    MakeMountsPrivate,
+    /// A new file system (`proc`, `tmpfs`, `overlay`, …).
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: CString,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// A recursive bind mount, optionally made read-only.
+    Bind {
+        source: CString,
+        target: CString,
+        read_only: bool,
+    },
+    /// `mkdir`, ignoring an existing directory.
+    Mkdir { path: CString, mode: libc::mode_t },
+    /// Create an empty file if missing (a bind-mount target).
+    Touch { path: CString },
+    /// `symlink(target, link)`, ignoring an existing link.
+    Symlink { target: CString, link: CString },
+    /// Hide a path (see [`MASKED_PATHS`]); absent paths are skipped.
+    Mask { path: CString },
+    /// Make a path read-only (see [`READONLY_PATHS`]); absent paths are skipped.
+    ReadOnly { path: CString },
+    /// `pivot_root` into `root` and detach the old root.
+    PivotRoot { root: CString },
+    /// Set the UTS namespace's host name.
+    SetHostname { name: CString },
+    /// Bring up `lo` in a new network namespace.
+    LoopbackUp,
+    /// Change directory.
+    Chdir { path: CString },
+    /// Supplementary groups, then gid, then uid.
+    SetIds {
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+        groups: Vec<libc::gid_t>,
+    },
+    /// Descriptors to place on 0, 1, 2 (`None`: inherited).
+    Stdio { fds: [Option<RawFd>; 3] },
+    /// `execve` each candidate in turn (the command resolved along `$PATH`).
+    Exec {
+        candidates: Vec<CString>,
+        argv: Vec<*const c_char>,
+        envp: Vec<*const c_char>,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |s: &CString| s.to_string_lossy().into_owned();
+        match self {
+            Self::MakeMountsPrivate => write!(f, "make mounts private"),
+            Self::Mount { target, fstype, .. } => {
+                write!(f, "mount {} on {}", show(fstype), show(target))
+            }
+            Self::Bind { source, target, .. } => {
+                write!(f, "bind-mount {} on {}", show(source), show(target))
+            }
+            Self::Mkdir { path, .. } => write!(f, "create directory {}", show(path)),
+            Self::Touch { path } => write!(f, "create file {}", show(path)),
+            Self::Symlink { link, .. } => write!(f, "create symlink {}", show(link)),
+            Self::Mask { path } => write!(f, "mask {}", show(path)),
+            Self::ReadOnly { path } => write!(f, "make {} read-only", show(path)),
+            Self::PivotRoot { root } => write!(f, "pivot_root into {}", show(root)),
+            Self::SetHostname { name } => write!(f, "set hostname {}", show(name)),
+            Self::LoopbackUp => write!(f, "bring up the loopback interface"),
+            Self::Chdir { path } => write!(f, "change directory to {}", show(path)),
+            Self::SetIds { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Self::Stdio { .. } => write!(f, "set up standard input and output"),
+            Self::Exec { candidates, .. } => match candidates.first() {
+                Some(first) => write!(f, "execute {}", show(first)),
+                None => write!(f, "execute"),
+            },
+        }
+    }
+}
+
+/// The ops, plus the strings the `Exec` pointer arrays point into.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) ops: Vec<Op>,
+    /// Owns the argv strings `Op::Exec::argv` points into.
+    _argv: Vec<CString>,
+    /// Owns the environment strings `Op::Exec::envp` points into.
+    _env: Vec<CString>,
+}
+
+/// Host files generated for the container and bind-mounted over `/etc/…`.
+#[derive(Debug, Clone)]
+pub(crate) struct EtcFiles {
+    pub(crate) hosts: PathBuf,
+    pub(crate) resolv_conf: PathBuf,
+    pub(crate) hostname: PathBuf,
+}
+
+fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| Error::NulByte {
+        what: what.to_owned(),
+    })
+}
+
+fn path_cstring(path: &Path) -> Result<CString, Error> {
+    cstring(path.as_os_str().as_bytes(), "path")
+}
+
+/// `root` joined with an absolute container path, lexically (`..` cannot climb above `root`).
+pub(crate) fn join_in_root(root: &Path, path: &str) -> PathBuf {
+    let mut joined = root.to_path_buf();
+    let mut depth = 0usize;
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(name) => {
+                joined.push(name);
+                depth += 1;
+            }
+            Component::ParentDir if depth > 0 => {
+                joined.pop();
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    joined
+}
+
+impl Plan {
+    /// Builds the child's ops for `container`, whose root file system is assembled at `root` (a host directory).
+    pub(crate) fn build(
+        container: &Container,
+        root: &Path,
+        etc: &EtcFiles,
+        stdio: [Option<RawFd>; 3],
+    ) -> Result<Plan, Error> {
+        let mut ops = Vec::new();
+        let at = |path: &str| path_cstring(&join_in_root(root, path));
+        let host = |path: &str| cstring(path, "path");
+        let rootc = path_cstring(root)?;
+
+        ops.push(Op::MakeMountsPrivate);
+        ops.push(Op::Stdio { fds: stdio });
+        match &container.rootfs {
+            RootFs::Directory(dir) => ops.push(Op::Bind {
+                source: path_cstring(dir)?,
+                target: rootc.clone(),
+                read_only: false,
+            }),
+            RootFs::Overlay { lower, upper, work } => {
+                let lower: Vec<String> = lower
+                    .iter()
+                    .rev()
+                    .map(|dir| escape_overlay_path(dir))
+                    .collect();
+                let data = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.join(":"),
+                    escape_overlay_path(upper),
+                    escape_overlay_path(work)
+                );
+                ops.push(Op::Mount {
+                    source: host("overlay")?,
+                    target: rootc.clone(),
+                    fstype: host("overlay")?,
+                    flags: 0,
+                    data: Some(cstring(data, "overlay options")?),
+                });
+            }
+        }
+
+        let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        ops.push(Op::Mkdir {
+            path: at("/proc")?,
+            mode: 0o555,
+        });
+        ops.push(Op::Mount {
+            source: host("proc")?,
+            target: at("/proc")?,
+            fstype: host("proc")?,
+            flags: nosuid_nodev_noexec,
+            data: None,
+        });
+        ops.push(Op::Mkdir {
+            path: at("/dev")?,
+            mode: 0o755,
+        });
+        ops.push(Op::Mount {
+            source: host("tmpfs")?,
+            target: at("/dev")?,
+            fstype: host("tmpfs")?,
+            flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+            data: Some(host("mode=755,size=65536k")?),
+        });
+        for device in DEVICES {
+            let target = at(&format!("/dev/{device}"))?;
+            ops.push(Op::Touch {
+                path: target.clone(),
+            });
+            ops.push(Op::Bind {
+                source: host(&format!("/dev/{device}"))?,
+                target,
+                read_only: false,
+            });
+        }
+        ops.push(Op::Mkdir {
+            path: at("/dev/pts")?,
+            mode: 0o755,
+        });
+        ops.push(Op::Mount {
+            source: host("devpts")?,
+            target: at("/dev/pts")?,
+            fstype: host("devpts")?,
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: Some(host("newinstance,ptmxmode=0666,mode=0620")?),
+        });
+        ops.push(Op::Symlink {
+            target: host("pts/ptmx")?,
+            link: at("/dev/ptmx")?,
+        });
+        ops.push(Op::Mkdir {
+            path: at("/dev/shm")?,
+            mode: 0o1777,
+        });
+        ops.push(Op::Mount {
+            source: host("shm")?,
+            target: at("/dev/shm")?,
+            fstype: host("tmpfs")?,
+            flags: nosuid_nodev_noexec,
+            data: Some(host("mode=1777,size=65536k")?),
+        });
+        for (link, target) in [
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/stdin", "/proc/self/fd/0"),
+            ("/dev/stdout", "/proc/self/fd/1"),
+            ("/dev/stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(Op::Symlink {
+                target: host(target)?,
+                link: at(link)?,
+            });
+        }
+        ops.push(Op::Mkdir {
+            path: at("/sys")?,
+            mode: 0o555,
+        });
+        if container.network == Network::Host {
+            // sysfs shows the network namespace of whoever mounts it; without a namespace of our own, a read-only
+            // bind of the host's /sys shows the same thing.
+            ops.push(Op::Bind {
+                source: host("/sys")?,
+                target: at("/sys")?,
+                read_only: true,
+            });
+        } else {
+            ops.push(Op::Mount {
+                source: host("sysfs")?,
+                target: at("/sys")?,
+                fstype: host("sysfs")?,
+                flags: nosuid_nodev_noexec | libc::MS_RDONLY,
+                data: None,
+            });
+        }
+
+        ops.push(Op::Mkdir {
+            path: at("/etc")?,
+            mode: 0o755,
+        });
+        for (file, source) in [
+            ("/etc/hosts", &etc.hosts),
+            ("/etc/resolv.conf", &etc.resolv_conf),
+            ("/etc/hostname", &etc.hostname),
+        ] {
+            ops.push(Op::Touch { path: at(file)? });
+            ops.push(Op::Bind {
+                source: path_cstring(source)?,
+                target: at(file)?,
+                read_only: false,
+            });
+        }
+        for mount in &container.mounts {
+            let target = at(&mount.destination)?;
+            if mount.source.is_dir() {
+                for prefix in prefixes(&mount.destination) {
+                    ops.push(Op::Mkdir {
+                        path: at(&prefix)?,
+                        mode: 0o755,
+                    });
+                }
+            } else {
+                for prefix in prefixes(&mount.destination).iter().rev().skip(1).rev() {
+                    ops.push(Op::Mkdir {
+                        path: at(prefix)?,
+                        mode: 0o755,
+                    });
+                }
+                ops.push(Op::Touch {
+                    path: target.clone(),
+                });
+            }
+            ops.push(Op::Bind {
+                source: path_cstring(&mount.source)?,
+                target,
+                read_only: mount.read_only,
+            });
+        }
+        for path in MASKED_PATHS {
+            ops.push(Op::Mask { path: at(path)? });
+        }
+        for path in READONLY_PATHS {
+            ops.push(Op::ReadOnly { path: at(path)? });
+        }
+
+        ops.push(Op::PivotRoot { root: rootc });
+        ops.push(Op::SetHostname {
+            name: cstring(container.hostname.as_str(), "hostname")?,
+        });
+        if container.network != Network::Host {
+            ops.push(Op::LoopbackUp);
+        }
+        let cwd = if container.cwd.is_empty() {
+            "/"
+        } else {
+            container.cwd.as_str()
+        };
+        for prefix in prefixes(cwd) {
+            ops.push(Op::Mkdir {
+                path: host(&prefix)?,
+                mode: 0o755,
+            });
+        }
+        ops.push(Op::Chdir {
+            path: cstring(cwd, "working directory")?,
+        });
+        ops.push(Op::SetIds {
+            uid: container.user.uid,
+            gid: container.user.gid,
+            groups: container.user.additional_gids.clone(),
+        });
+
+        let argv: Vec<CString> = container
+            .args
+            .iter()
+            .map(|arg| cstring(arg.as_str(), "argument"))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = container
+            .env
+            .iter()
+            .map(|var| cstring(var.as_str(), "environment variable"))
+            .collect::<Result<_, _>>()?;
+        let program = container.args.first().ok_or(Error::NoCommand)?;
+        let candidates = exec_candidates(program, &container.env)
+            .into_iter()
+            .map(|candidate| cstring(candidate, "command"))
+            .collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut env_ptrs: Vec<*const c_char> = env.iter().map(|s| s.as_ptr()).collect();
+        env_ptrs.push(std::ptr::null());
+        ops.push(Op::Exec {
+            candidates,
+            argv: argv_ptrs,
+            envp: env_ptrs,
+        });
+        Ok(Plan {
+            ops,
+            _argv: argv,
+            _env: env,
+        })
+    }
+}
+
+/// `/a/b/c` → `/a`, `/a/b`, `/a/b/c`.
+fn prefixes(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        current.push('/');
+        current.push_str(part);
+        out.push(current.clone());
+    }
+    out
+}
+
+/// Where `execve` looks for `program`: itself if it has a `/`, else each `$PATH` directory of the container's
+/// environment (Docker's default `$PATH` if unset), as `execvp` would inside the container.
+fn exec_candidates(program: &str, env: &[String]) -> Vec<String> {
+    if program.contains('/') {
+        return vec![program.to_owned()];
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|var| var.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+        .collect()
+}
+
+/// overlayfs option values escape `,` and `:` with a backslash.
+fn escape_overlay_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::User;
+
+    fn container(network: Network) -> Container {
+        Container {
+            rootfs: RootFs::Directory(PathBuf::from("/img")),
+            args: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin:/usr/bin".into()],
+            cwd: "/work/dir".into(),
+            user: User {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![10],
+            },
+            hostname: "box".into(),
+            network,
+            ..Container::default()
+        }
+    }
+
+    fn etc() -> EtcFiles {
+        EtcFiles {
+            hosts: "/run/h".into(),
+            resolv_conf: "/run/r".into(),
+            hostname: "/run/n".into(),
+        }
+    }
+
+    fn plan(network: Network) -> Vec<String> {
+        Plan::build(
+            &container(network),
+            Path::new("/mnt/root"),
+            &etc(),
+            [None; 3],
+        )
+        .unwrap()
+        .ops
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    }
+
+    #[test]
+    fn mounts_happen_inside_the_root_before_pivot_then_ids_and_exec() {
+        let ops = plan(Network::None);
+        let pivot = ops
+            .iter()
+            .position(|op| op == "pivot_root into /mnt/root")
+            .unwrap();
+        assert_eq!(ops[0], "make mounts private");
+        assert!(ops.contains(&"bind-mount /img on /mnt/root".to_owned()));
+        assert!(ops.contains(&"mount proc on /mnt/root/proc".to_owned()));
+        assert!(ops.contains(&"bind-mount /dev/null on /mnt/root/dev/null".to_owned()));
+        assert!(ops.contains(&"mount devpts on /mnt/root/dev/pts".to_owned()));
+        assert!(ops.contains(&"mount sysfs on /mnt/root/sys".to_owned()));
+        assert!(ops.contains(&"bind-mount /run/h on /mnt/root/etc/hosts".to_owned()));
+        assert!(ops.contains(&"mask /mnt/root/proc/kcore".to_owned()));
+        assert!(ops.contains(&"make /mnt/root/proc/sys read-only".to_owned()));
+        for (index, op) in ops.iter().enumerate() {
+            if op.contains("/mnt/root") {
+                assert!(index <= pivot, "{op} after pivot_root");
+            }
+        }
+        let tail: Vec<&str> = ops[pivot + 1..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "set hostname box",
+                "bring up the loopback interface",
+                "create directory /work",
+                "create directory /work/dir",
+                "change directory to /work/dir",
+                "switch to user 1000:1000",
+                "execute /bin/sh",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_network_keeps_the_host_sysfs_and_no_loopback_setup() {
+        let ops = plan(Network::Host);
+        assert!(ops.contains(&"bind-mount /sys on /mnt/root/sys".to_owned()));
+        assert!(!ops.iter().any(|op| op.contains("loopback")));
+    }
+
+    #[test]
+    fn commands_are_searched_along_the_container_path() {
+        let env = vec!["PATH=/usr/bin:/bin/".to_owned()];
+        assert_eq!(exec_candidates("ls", &env), ["/usr/bin/ls", "/bin/ls"]);
+        assert_eq!(exec_candidates("./x", &env), ["./x"]);
+        assert_eq!(exec_candidates("ls", &[]).len(), 6);
+    }
+
+    #[test]
+    fn joins_stay_inside_the_root() {
+        assert_eq!(
+            join_in_root(Path::new("/r"), "/../../etc/x"),
+            Path::new("/r/etc/x")
+        );
+        assert_eq!(join_in_root(Path::new("/r"), "a/../b"), Path::new("/r/b"));
+        assert_eq!(escape_overlay_path(Path::new("/a:b,c")), "/a\\:b\\,c");
+    }
+}

@@ -1,0 +1,212 @@
+//! Root file systems from an image's layers: each layer unpacked once into the store's snapshot area, shared by
+//! every image that has it, and stacked as overlayfs lower directories; the step writes into a fresh upper
+//! directory, which becomes its layer.
+//!
+//! A layer's snapshot is the layer alone, in overlayfs's own format: files as the tar has them, and its whiteouts
+//! as overlayfs whiteouts (a `.wh.NAME` entry becomes a character device 0/0 named `NAME`, a `.wh..wh..opq` entry
+//! the `trusted.overlay.opaque=y` attribute on its directory). That is what lets one unpacked layer serve under any
+//! stack of layers: overlayfs applies the deletions at mount time, as Docker's overlay2 driver does.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Component, Path, PathBuf};
+
+use hoist_layer::{
+    ApplyOptions, Decompressor, Digest, OPAQUE_WHITEOUT, SourceKind, WHITEOUT_PREFIX, WriteOptions,
+    WriteSummary, apply_layer, write_layer,
+};
+use hoist_oci::{Area, Image, Store};
+use rustix::fs::{CWD, FileType, Mode, XattrFlags, mknodat, setxattr};
+
+use crate::container::RootFs;
+use crate::error::{Error, Result};
+
+/// Paths the sandbox creates or mounts over in every container, left out of a step's layer (as BuildKit does):
+/// mount points, and the generated `/etc` files.
+pub const EXCLUDED_FROM_DIFF: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "etc/hosts",
+    "etc/resolv.conf",
+    "etc/hostname",
+];
+
+/// The snapshot-area key of the unpacked layer with this diffID.
+pub fn layer_key(diff_id: &Digest) -> String {
+    format!("overlay-{}", diff_id.to_string().replace(':', "-"))
+}
+
+/// Unpacks every layer of `image` that is not unpacked yet and returns the layer directories, bottom first. Each
+/// directory is protected from `hoist prune` while `store` lives.
+pub fn unpack_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        let digest = hoist_oci::digest_from_oci(layer.descriptor.digest()).map_err(|source| {
+            Error::LayerDigest {
+                digest: layer.descriptor.digest().to_string(),
+                source,
+            }
+        })?;
+        let info = match &layer.info {
+            Some(info) => info.clone(),
+            None => store.ensure_layer_info(&digest)?,
+        };
+        let key = layer_key(&info.diff_id);
+        if let Some(dir) = store.use_entry(Area::Snapshots, &key)? {
+            dirs.push(dir);
+            continue;
+        }
+        let entry = store.begin_entry(Area::Snapshots, &key)?;
+        let blob = store.open_blob(&digest)?;
+        let reader =
+            Decompressor::new(blob).map_err(|source| Error::ReadLayer { digest, source })?;
+        apply_layer(reader, entry.path(), &ApplyOptions::new())
+            .map_err(|source| Error::Unpack { digest, source })?;
+        record_whiteouts(store, &digest, entry.path())?;
+        dirs.push(entry.commit()?);
+    }
+    Ok(dirs)
+}
+
+/// Second pass over the layer's tar: its whiteouts, which applying onto an empty directory had nothing to delete,
+/// are recorded in overlayfs's format.
+fn record_whiteouts(store: &Store, digest: &Digest, root: &Path) -> Result<()> {
+    let read_error = |source: io::Error| Error::ReadLayer {
+        digest: *digest,
+        source,
+    };
+    let blob = store.open_blob(digest)?;
+    let mut archive = tar::Archive::new(Decompressor::new(blob).map_err(read_error)?);
+    for entry in archive.entries().map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let path = entry.path().map_err(read_error)?.into_owned();
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let parent = root.join(path.parent().unwrap_or(Path::new("")));
+        if name == OPAQUE_WHITEOUT {
+            fs::create_dir_all(&parent).map_err(|e| prepare_error("create", &parent, e))?;
+            setxattr(&parent, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                .map_err(|e| prepare_error("mark opaque", &parent, e.into()))?;
+        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
+            && !hidden.starts_with(".wh.")
+            && !hidden.is_empty()
+        {
+            fs::create_dir_all(&parent).map_err(|e| prepare_error("create", &parent, e))?;
+            let target = parent.join(hidden);
+            mknodat(CWD, &target, FileType::CharacterDevice, Mode::empty(), 0)
+                .map_err(|e| prepare_error("create whiteout", &target, e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+fn prepare_error(action: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Prepare {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A writable root file system over an image's layers: the read-only layer directories plus an upper and a work
+/// directory in a scratch directory that is deleted when the snapshot is dropped.
+#[derive(Debug)]
+pub struct Snapshot {
+    lower: Vec<PathBuf>,
+    scratch: tempfile::TempDir,
+}
+
+impl Snapshot {
+    /// A snapshot over `image`, unpacking its layers into the store as needed; upper and work directories go in a
+    /// new directory under `scratch_parent` (any local file system that supports overlayfs upper directories).
+    pub fn new(store: &Store, image: &Image, scratch_parent: &Path) -> Result<Snapshot> {
+        let lower = unpack_layers(store, image)?;
+        Self::from_layers(lower, scratch_parent)
+    }
+
+    /// A snapshot over already-unpacked layer directories (bottom first).
+    pub fn from_layers(lower: Vec<PathBuf>, scratch_parent: &Path) -> Result<Snapshot> {
+        fs::create_dir_all(scratch_parent)
+            .map_err(|e| prepare_error("create", scratch_parent, e))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("snapshot-")
+            .tempdir_in(scratch_parent)
+            .map_err(|e| prepare_error("create a directory in", scratch_parent, e))?;
+        for dir in ["upper", "work"] {
+            let path = scratch.path().join(dir);
+            fs::create_dir(&path).map_err(|e| prepare_error("create", &path, e))?;
+        }
+        if lower.is_empty() {
+            // overlayfs needs at least one lower directory.
+            let path = scratch.path().join("empty");
+            fs::create_dir(&path).map_err(|e| prepare_error("create", &path, e))?;
+            return Ok(Snapshot {
+                lower: vec![path],
+                scratch,
+            });
+        }
+        Ok(Snapshot { lower, scratch })
+    }
+
+    /// The upper directory: the changes made so far.
+    pub fn upper(&self) -> PathBuf {
+        self.scratch.path().join("upper")
+    }
+
+    /// The root file system to give a [`Container`](crate::Container).
+    pub fn rootfs(&self) -> RootFs {
+        RootFs::Overlay {
+            lower: self.lower.clone(),
+            upper: self.upper(),
+            work: self.scratch.path().join("work"),
+        }
+    }
+
+    /// Reads a file as the container would see it (top layer first; a whiteout hides it), without mounting:
+    /// for `/etc/passwd` and `/etc/group` when resolving `USER`. `None` if absent.
+    pub fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+        let relative = path.trim_start_matches('/');
+        let upper = self.upper();
+        for layer in std::iter::once(&upper).chain(self.lower.iter().rev()) {
+            let candidate = layer.join(relative);
+            match fs::symlink_metadata(&candidate) {
+                Ok(meta) if meta.file_type().is_char_device() => return None,
+                Ok(_) => return fs::read(&candidate).ok(),
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Writes the changes as a layer tar to `out` (whiteouts and opaque directories as `.wh.` entries), leaving out
+    /// [`EXCLUDED_FROM_DIFF`]. Wrap `out` in a `LayerBlobWriter` to compress and digest in the same pass.
+    pub fn write_diff<W: Write>(&self, out: W, options: WriteOptions) -> Result<WriteSummary> {
+        let options = EXCLUDED_FROM_DIFF.iter().fold(
+            options.with_source_kind(SourceKind::OverlayUpper),
+            |o, path| o.with_exclude(path),
+        );
+        let upper = self.upper();
+        write_layer(&upper, out, &options).map_err(|source| Error::Diff { upper, source })
+    }
+}
+
+/// Whether this kernel offers overlayfs (listed in `/proc/filesystems`, or loadable).
+pub fn overlay_supported() -> bool {
+    File::open("/proc/filesystems")
+        .and_then(io::read_to_string)
+        .map(|text| {
+            text.lines()
+                .any(|line| line.split_whitespace().last() == Some("overlay"))
+        })
+        .unwrap_or(false)
+        || Path::new("/sys/module/overlay").exists()
+}

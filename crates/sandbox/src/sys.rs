@@ -1,0 +1,413 @@
+//! Every system call the sandbox makes that needs `unsafe`: `clone(2)` with namespace flags, and the code the child
+//! runs between `clone` and `execve`.
+//!
+//! # Why the child never allocates
+//!
+//! The child is created with a fork-like `clone` (no new stack: it runs on a copy of the caller's stack), possibly
+//! from a multi-threaded process (a test harness, the port proxy). Only the calling thread exists in the child, and
+//! any lock another thread held at the moment of the clone (the allocator's, stdio's) stays locked forever. So the
+//! child only reads the [`Plan`] the parent prepared (every path a `CString`, every argv/envp pointer array built in
+//! advance) and makes raw system calls through `libc`: no allocation, no `std` I/O, no `tracing`. Errors travel back
+//! as an (operation index, errno) pair written to a close-on-exec pipe; end of file on that pipe means `execve`
+//! succeeded.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_int};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+
+use crate::plan::{Op, Plan};
+
+/// Namespaces a container gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloneFlags {
+    /// A new network namespace (for `--network none` and published ports).
+    pub(crate) network: bool,
+}
+
+/// The child's half of the error pipe: what failed and the errno.
+pub(crate) const REPORT_SIZE: usize = 8;
+
+/// Clones a child into new mount, PID, UTS and IPC namespaces (and a network namespace if asked), which runs `plan`
+/// and execs. Returns the child's PID in the caller's namespace. `report` is the write end of a close-on-exec pipe.
+pub(crate) fn clone_container(
+    flags: CloneFlags,
+    plan: &Plan,
+    report: &OwnedFd,
+) -> io::Result<libc::pid_t> {
+    let mut clone_flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if flags.network {
+        clone_flags |= libc::CLONE_NEWNET;
+    }
+    let report_fd = report.as_raw_fd();
+    // SAFETY: a fork-like clone (null stack: the child runs on a copy of this stack, as fork does). The child only
+    // runs `child_main`, which never returns, never allocates and only makes raw system calls on data prepared
+    // before this call (see the module docs), so no lock held by another thread of this process is ever needed.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (clone_flags | libc::SIGCHLD) as libc::c_ulong,
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => child_main(plan, report_fd),
+        pid => Ok(libc::pid_t::try_from(pid).expect("clone returns a pid_t")),
+    }
+}
+
+/// Runs the plan in the child and execs; on failure reports (op index, errno) and exits with 127.
+fn child_main(plan: &Plan, report_fd: RawFd) -> ! {
+    for (index, op) in plan.ops.iter().enumerate() {
+        if let Err(errno) = run_op(op) {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let mut report = [0u8; REPORT_SIZE];
+            report[..4].copy_from_slice(&index.to_ne_bytes());
+            report[4..].copy_from_slice(&errno.to_ne_bytes());
+            // SAFETY: `report` is a live 8-byte buffer; `report_fd` is the pipe's write end, open in this child.
+            unsafe { libc::write(report_fd, report.as_ptr().cast(), REPORT_SIZE) };
+            // SAFETY: `_exit` ends the child without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(127) };
+        }
+    }
+    // The last op is always `Exec`, which only returns by failing.
+    // SAFETY: as above.
+    unsafe { libc::_exit(127) }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Turns a libc return value into `Err(errno)` when it is -1.
+fn check(rc: c_int) -> Result<(), i32> {
+    if rc == -1 { Err(errno()) } else { Ok(()) }
+}
+
+fn opt_ptr(value: Option<&CStr>) -> *const c_char {
+    value.map_or(ptr::null(), CStr::as_ptr)
+}
+
+fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), i32> {
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    check(unsafe {
+        libc::mount(
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast(),
+        )
+    })
+}
+
+fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `path` is a directory (`Ok(None)` if it does not exist).
+fn is_dir(path: &CStr) -> Result<Option<bool>, i32> {
+    // SAFETY: `stat` is plain data; zeroed is a valid value for it.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated; `stat` is a valid, writable struct.
+    match check(unsafe { libc::stat(path.as_ptr(), &raw mut stat) }) {
+        Ok(()) => Ok(Some(stat.st_mode & libc::S_IFMT == libc::S_IFDIR)),
+        Err(libc::ENOENT) => Ok(None),
+        Err(errno) => Err(errno),
+    }
+}
+
+const DEV_NULL: &CStr = c"/dev/null";
+const TMPFS: &CStr = c"tmpfs";
+
+fn run_op(op: &Op) -> Result<(), i32> {
+    match op {
+        Op::MakeMountsPrivate => mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => mount(Some(source), target, Some(fstype), *flags, data.as_deref()),
+        Op::Bind {
+            source,
+            target,
+            read_only,
+        } => {
+            mount(
+                Some(source),
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            if *read_only {
+                remount_read_only(target)?;
+            }
+            Ok(())
+        }
+        Op::Mkdir { path, mode } => mkdir(path, *mode),
+        Op::Touch { path } => {
+            // SAFETY: `path` is NUL-terminated; the descriptor returned is closed right away.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return Err(errno());
+            }
+            // SAFETY: `fd` was just opened by this code and is closed once.
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        Op::Symlink { target, link } => {
+            // SAFETY: both strings are NUL-terminated and outlive the call.
+            match check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }) {
+                Err(libc::EEXIST) => Ok(()),
+                other => other,
+            }
+        }
+        Op::Mask { path } => match is_dir(path)? {
+            None => Ok(()),
+            Some(true) => mount(Some(TMPFS), path, Some(TMPFS), libc::MS_RDONLY, None),
+            Some(false) => mount(Some(DEV_NULL), path, None, libc::MS_BIND, None),
+        },
+        Op::ReadOnly { path } => match is_dir(path)? {
+            None => Ok(()),
+            Some(_) => {
+                mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+                remount_read_only(path)
+            }
+        },
+        Op::PivotRoot { root } => {
+            // SAFETY: `root` is NUL-terminated.
+            check(unsafe { libc::chdir(root.as_ptr()) })?;
+            // pivot_root(".", "."): the old root ends up on top of the new one, then is lazily detached. No
+            // directory for the old root is needed inside the image.
+            // SAFETY: both arguments are static NUL-terminated strings.
+            check(
+                unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) }
+                    as c_int,
+            )?;
+            // SAFETY: as above.
+            check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
+            // SAFETY: as above.
+            check(unsafe { libc::chdir(c"/".as_ptr()) })
+        }
+        Op::SetHostname { name } => {
+            let bytes = name.to_bytes();
+            // SAFETY: `bytes` is a live buffer of the given length.
+            check(unsafe { libc::sethostname(bytes.as_ptr().cast(), bytes.len()) })
+        }
+        Op::LoopbackUp => loopback_up(),
+        Op::Chdir { path } => {
+            // SAFETY: `path` is NUL-terminated.
+            check(unsafe { libc::chdir(path.as_ptr()) })
+        }
+        Op::SetIds { uid, gid, groups } => {
+            // Raw system calls on purpose: glibc's setuid/setgid signal every thread the parent had, which do not
+            // exist in this child. One thread exists here, so the per-thread calls change the whole process.
+            // SAFETY: `groups` is a live slice of the given length.
+            check(
+                unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }
+                    as c_int,
+            )?;
+            // SAFETY: plain integer arguments.
+            check(unsafe { libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) } as c_int)?;
+            // SAFETY: plain integer arguments.
+            check(unsafe { libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) } as c_int)
+        }
+        Op::Stdio { fds } => {
+            for (target, source) in fds.iter().enumerate() {
+                if let Some(source) = source {
+                    let target = c_int::try_from(target).expect("three stdio descriptors");
+                    // SAFETY: `source` is a descriptor the parent kept open for the child; dup2 onto 0..2.
+                    check(unsafe { libc::dup2(*source, target) })?;
+                }
+            }
+            Ok(())
+        }
+        Op::Exec {
+            candidates,
+            argv,
+            envp,
+        } => exec(candidates, argv, envp),
+    }
+}
+
+fn remount_read_only(target: &CStr) -> Result<(), i32> {
+    mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+        None,
+    )
+}
+
+/// Brings up `lo` in a new network namespace (`ip link set lo up`), with the SIOCSIFFLAGS ioctl.
+fn loopback_up() -> Result<(), i32> {
+    // SAFETY: plain arguments; the socket is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: `ifreq` is plain data; zeroed is valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as c_char;
+    }
+    // SAFETY: `fd` is a socket and `request` a valid ifreq naming `lo`.
+    let result =
+        check(unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &raw mut request) }).and_then(|()| {
+            // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+            unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+            // SAFETY: as above.
+            check(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &raw mut request) })
+        });
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// The last steps before `execve`: signals back to their defaults, no descriptor of hoist left open (3 and up are
+/// marked close-on-exec, which also closes the error pipe and so tells the parent `execve` worked), then each
+/// candidate path in `$PATH` order.
+fn exec(
+    candidates: &[std::ffi::CString],
+    argv: &[*const c_char],
+    envp: &[*const c_char],
+) -> Result<(), i32> {
+    // SAFETY: `set` is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    // SAFETY: one thread exists in this child, so the thread mask is the process mask.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw const set, ptr::null_mut()) })?;
+    // Rust's runtime ignores SIGPIPE and an ignored signal stays ignored across execve.
+    // SAFETY: restoring the default disposition of a signal is always valid.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // The container dies with the thread that started it (e.g. hoist killed with SIGKILL).
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) })?;
+    // SAFETY: plain integer arguments; CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
+    let closed = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if closed == -1 {
+        mark_cloexec_by_hand()?;
+    }
+    let mut last = libc::ENOENT;
+    for candidate in candidates {
+        // SAFETY: `candidate` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of pointers into
+        // strings the plan owns, all alive until execve replaces this process.
+        unsafe { libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        match errno() {
+            // Keep looking along $PATH, as execvp does; remember a permission problem over "not found".
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => last = libc::EACCES,
+            other => return Err(other),
+        }
+    }
+    Err(last)
+}
+
+/// `close_range` is missing (Linux < 5.11): mark every descriptor from 3 up to the limit close-on-exec.
+fn mark_cloexec_by_hand() -> Result<(), i32> {
+    // SAFETY: plain integer argument.
+    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+    let max = c_int::try_from(max).unwrap_or(1024).max(3);
+    for fd in 3..max {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails with EBADF, which is ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// The termination signals hoist forwards to a container.
+pub(crate) const FORWARDED_SIGNALS: [c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Blocks the forwarded signals in the calling thread (threads it starts later inherit the mask) and returns a
+/// `signalfd` that receives them, plus the previous mask to restore.
+pub(crate) fn block_forwarded_signals() -> io::Result<(OwnedFd, libc::sigset_t)> {
+    // SAFETY: plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    for signal in FORWARDED_SIGNALS {
+        // SAFETY: `set` is a valid sigset_t and `signal` a valid signal number.
+        unsafe { libc::sigaddset(&raw mut set, signal) };
+    }
+    // SAFETY: both pointers are valid sigset_t values.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &raw const set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        let error = io::Error::last_os_error();
+        restore_signal_mask(&old);
+        return Err(error);
+    }
+    // SAFETY: `fd` was just returned by signalfd and is owned by nobody else.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, old))
+}
+
+/// Restores the mask [`block_forwarded_signals`] replaced.
+pub(crate) fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid sigset_t returned by pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, ptr::null_mut()) };
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub(crate) fn read_signal(fd: &OwnedFd) -> Option<c_int> {
+    // SAFETY: plain data; zeroed is valid.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is a writable buffer of `size` bytes.
+    let read = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
+    (usize::try_from(read).ok() == Some(size)).then(|| c_int::try_from(info.ssi_signo).unwrap_or(0))
+}
+
+/// Joins the network namespace of `pid` in the calling thread only (the port proxy's dialing thread).
+pub(crate) fn enter_network_namespace(namespace: &OwnedFd) -> io::Result<()> {
+    // SAFETY: `namespace` is an open /proc/<pid>/ns/net descriptor; setns affects only the calling thread.
+    let rc = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

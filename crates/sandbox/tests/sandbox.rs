@@ -1,0 +1,360 @@
+//! Real containers: real namespaces, overlay mounts and processes, over a busybox image imported into a real store.
+//! These need root (they run as root in CI) and `/bin/busybox` (Debian's busybox-static).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hoist_archive::{ImportOptions, import};
+use hoist_layer::WriteOptions;
+use hoist_oci::Store;
+use hoist_sandbox::{
+    Container, Error, ExitStatus, Network, PortMapping, Snapshot, Stdio, User, resolve_user,
+};
+
+const APPLETS: &[&str] = &[
+    "sh", "id", "hostname", "cat", "ls", "echo", "sleep", "httpd", "nc", "rm", "mkdir", "touch",
+    "test", "grep", "pwd", "readlink", "wc", "stat", "tr",
+];
+
+/// A store holding `busybox:test`: `/bin/busybox`, applet symlinks, an `app` user (1000) in groups 1000 and 44.
+fn busybox_store(dir: &Path) -> Store {
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::create_dir_all(rootfs.join("www")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\napp:x:1000:\naudio:x:44:app\n",
+    )
+    .unwrap();
+    fs::write(rootfs.join("etc/motd"), "welcome\n").unwrap();
+    let tar_path = dir.join("rootfs.tar");
+    let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", &rootfs).unwrap();
+    builder.into_inner().unwrap().flush().unwrap();
+    let store = Store::open(dir.join("store")).unwrap();
+    let options = ImportOptions {
+        references: vec!["busybox:test".parse().unwrap()],
+        ..ImportOptions::default()
+    };
+    import(&store, File::open(&tar_path).unwrap(), &options).unwrap();
+    store
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = busybox_store(dir.path());
+        Fixture { dir, store }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let image = self.store.read_image("busybox:test").unwrap();
+        Snapshot::new(&self.store, &image, &self.dir.path().join("scratch")).unwrap()
+    }
+
+    fn container(&self, snapshot: &Snapshot, script: &str) -> Container {
+        Container {
+            rootfs: snapshot.rootfs(),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/bin".into()],
+            network: Network::None,
+            ..Container::default()
+        }
+    }
+}
+
+/// Runs the container with stdout captured in a file; returns the status and the output.
+fn run(container: &Container) -> (ExitStatus, String) {
+    let out = tempfile::tempfile().unwrap();
+    let stdio = Stdio {
+        stdout: Some(out.try_clone().unwrap().into()),
+        ..Stdio::default()
+    };
+    let status = container.run(stdio).unwrap();
+    let mut text = String::new();
+    let mut out = out;
+    std::io::Seek::rewind(&mut out).unwrap();
+    out.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+#[test]
+fn a_step_sees_its_own_pid_1_hostname_proc_and_dev() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let mut container = fixture.container(
+        &snapshot,
+        "echo pid=$$; hostname; cat /etc/hostname; cat /proc/1/cmdline | tr '\\0' ' ' 2>/dev/null; echo; \
+         echo x > /dev/null && echo null-ok; test -c /dev/urandom && echo urandom; ls /proc/self/fd | wc -l; \
+         test -d /dev/pts && test -d /dev/shm && echo pts-shm",
+    );
+    container.hostname = "stepbox".into();
+    let (status, out) = run(&container);
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1");
+    assert_eq!(lines[1], "stepbox");
+    assert_eq!(lines[2], "stepbox");
+    assert!(
+        out.contains("null-ok") && out.contains("urandom") && out.contains("pts-shm"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_host_file_system_is_invisible_and_proc_is_masked() {
+    let fixture = Fixture::new();
+    let marker = fixture.dir.path().join("host-marker");
+    fs::write(&marker, "secret").unwrap();
+    let snapshot = fixture.snapshot();
+    let script = format!(
+        "test -e {} && echo visible; test -e /bin/busybox && echo own-root; \
+         test -s /proc/kcore || echo kcore-masked; \
+         touch /proc/sys/kernel/hoist 2>/dev/null || echo proc-sys-ro; \
+         touch /sys/hoist 2>/dev/null || echo sys-ro; ls /",
+        marker.display()
+    );
+    let (status, out) = run(&fixture.container(&snapshot, &script));
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert!(!out.contains("visible"), "{out}");
+    for expected in ["own-root", "kcore-masked", "proc-sys-ro", "sys-ro"] {
+        assert!(out.contains(expected), "{expected} missing in {out}");
+    }
+}
+
+#[test]
+fn exit_codes_propagate_and_a_missing_command_is_an_exec_error() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let (status, _) = run(&fixture.container(&snapshot, "exit 42"));
+    assert_eq!(status, ExitStatus::Exited(42));
+    assert_eq!(status.code(), 42);
+    let mut missing = fixture.container(&snapshot, "");
+    missing.args = vec!["no-such-command".into()];
+    match missing.run(Stdio::default()) {
+        Err(Error::Exec { program, source }) => {
+            assert_eq!(program, "no-such-command");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn env_workdir_and_user_are_applied() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let passwd = String::from_utf8(snapshot.read_file("/etc/passwd").unwrap()).unwrap();
+    let group = String::from_utf8(snapshot.read_file("/etc/group").unwrap()).unwrap();
+    let mut container = fixture.container(&snapshot, "echo $GREETING; pwd; id -u; id -g; id -G");
+    container.env.push("GREETING=hello".into());
+    container.cwd = "/work/here".into();
+    container.user = resolve_user("app", &passwd, &group).unwrap().user;
+    let (status, out) = run(&container);
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    assert_eq!(out, "hello\n/work/here\n1000\n1000\n1000 44\n");
+
+    container.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![],
+    };
+    container.args = vec!["id".into(), "-u".into()];
+    assert_eq!(run(&container).1, "1000\n");
+}
+
+#[test]
+fn changes_become_a_layer_with_whiteouts() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let (status, _) = run(&fixture.container(
+        &snapshot,
+        "echo new > /added.txt && rm /etc/motd && mkdir -p /opt/app && echo 1 > /opt/app/v",
+    ));
+    assert_eq!(status, ExitStatus::Exited(0));
+    let mut layer = Vec::new();
+    snapshot
+        .write_diff(&mut layer, WriteOptions::new())
+        .unwrap();
+    let mut archive = tar::Archive::new(layer.as_slice());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            entry
+                .unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for expected in ["added.txt", "etc/.wh.motd", "opt/app/v"] {
+        assert!(
+            names.iter().any(|n| n.trim_end_matches('/') == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    for unexpected in [
+        "proc",
+        "dev",
+        "sys",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.trim_end_matches('/') == unexpected),
+            "{unexpected} in {names:?}"
+        );
+    }
+    // The unpacked image layer is untouched and still has the file the step deleted.
+    let image = fixture.store.read_image("busybox:test").unwrap();
+    let layers = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+    assert!(layers[0].join("etc/motd").exists());
+}
+
+#[test]
+fn a_layer_whiteout_hides_the_file_in_the_next_snapshot() {
+    let fixture = Fixture::new();
+    let first = fixture.snapshot();
+    run(&fixture.container(&first, "rm /etc/motd; echo kept > /kept"));
+    // The first step's upper directory, stacked as a lower layer, hides the deleted file.
+    let image = fixture.store.read_image("busybox:test").unwrap();
+    let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+    lower.push(first.upper());
+    let second = Snapshot::from_layers(lower, &fixture.dir.path().join("scratch")).unwrap();
+    let (status, out) =
+        run(&fixture.container(&second, "test -e /etc/motd && echo motd; cat /kept"));
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(out, "kept\n");
+    assert_eq!(second.read_file("/etc/motd"), None);
+}
+
+fn loopback_server() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn({
+        let listener = listener.try_clone().unwrap();
+        move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.write_all(b"pong\n");
+            }
+        }
+    });
+    (listener, port)
+}
+
+#[test]
+fn network_none_cannot_reach_the_host_but_host_network_can() {
+    let fixture = Fixture::new();
+    let (_server, port) = loopback_server();
+    let snapshot = fixture.snapshot();
+    let script = format!("nc 127.0.0.1 {port} </dev/null");
+    let (status, out) = run(&fixture.container(&snapshot, &script));
+    assert_ne!(status, ExitStatus::Exited(0), "{out}");
+    assert!(!out.contains("pong"));
+
+    let mut host = fixture.container(&snapshot, &script);
+    host.network = Network::Host;
+    let (status, out) = run(&host);
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(out, "pong\n");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, deadline: Instant) -> String {
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        });
+        match attempt {
+            Ok(response) if response.contains("200 OK") => return response,
+            _ if Instant::now() > deadline => panic!("no answer on port {port}: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[test]
+fn published_ports_reach_a_server_in_the_container() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let port = free_port();
+    let mut container = fixture.container(
+        &snapshot,
+        "echo served-from-container > /www/index.html && httpd -p 8080 -h /www && sleep 4",
+    );
+    container.ports = vec![
+        format!("127.0.0.1:{port}:8080")
+            .parse::<PortMapping>()
+            .unwrap(),
+    ];
+    let runner = std::thread::spawn(move || run(&container).0);
+    let response = http_get(port, Instant::now() + Duration::from_secs(4));
+    assert!(response.contains("served-from-container"), "{response}");
+    assert_eq!(runner.join().unwrap(), ExitStatus::Exited(0));
+}
+
+fn mount_lines() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn no_mount_is_left_on_the_host_and_no_descriptor_leaks() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let before = mount_lines();
+    // A descriptor of this process without close-on-exec must still not reach the container.
+    let leaked = File::open("/etc/hostname").unwrap();
+    let leaked_fd: rustix::fd::OwnedFd = leaked.into();
+    rustix::io::fcntl_setfd(&leaked_fd, rustix::io::FdFlags::empty()).unwrap();
+    let number = std::os::fd::AsRawFd::as_raw_fd(&leaked_fd);
+    let (status, out) =
+        run(&fixture.container(&snapshot, "ls /proc/self/fd; sleep 0.2 & echo started"));
+    assert_eq!(status, ExitStatus::Exited(0));
+    let fds: Vec<i32> = out.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(fds, [0, 1, 2, 3], "leaked fd {number}? {out}");
+    let after = mount_lines();
+    let hoist_mounts: Vec<&String> = after
+        .iter()
+        .filter(|l| l.contains("hoist") || l.contains("snapshot-"))
+        .collect();
+    assert!(hoist_mounts.is_empty(), "{hoist_mounts:?}");
+    assert_eq!(before.len(), after.len());
+}
