@@ -115,7 +115,10 @@ fn render_text(name: &str, source: &str, findings: &[Finding], color: bool) -> S
             style.paint("1", &finding.message),
         );
         let gutter = " ".repeat(width);
-        if let Some(line) = lines.get(finding.line() as usize - 1) {
+        let line = (finding.line() as usize)
+            .checked_sub(1)
+            .and_then(|i| lines.get(i));
+        if let Some(line) = line {
             let _ = writeln!(out, " {:>width$} | {line}", finding.line());
             let _ = writeln!(
                 out,

@@ -389,9 +389,9 @@ impl Walker<'_, '_, '_> {
                     .iter()
                     .any(|p| !p.is_exclusion() && matches!(p.as_str(), "*" | "**" | "**/*"))
             } else {
-                ignore
-                    .matches_or_parent_matches(cleaned.trim_start_matches('/'))
-                    .unwrap_or(false)
+                // Like BuildKit, an absolute source is matched as written, so `/x` never
+                // matches the pattern `x`.
+                ignore.matches_or_parent_matches(&cleaned).unwrap_or(false)
             };
             if ignored {
                 self.report.push(
