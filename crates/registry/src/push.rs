@@ -1,0 +1,380 @@
+//! Pushing: blobs first (each checked with `HEAD`, mounted from a sibling repository when the store knows one,
+//! else uploaded monolithically or in chunks, several at once), then manifests, then the index, then the tags.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hoist_layer::Digest;
+use hoist_oci::media_type::{MediaKind, classify_str};
+use hoist_oci::oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use hoist_oci::{Store, digest_from_oci};
+
+use crate::client::{Client, pull_scope, push_scope};
+use crate::config::Endpoint;
+use crate::progress::{Event, Reporter};
+use crate::{Error, ImageReference, Result};
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Blobs uploaded at once.
+    pub concurrency: usize,
+    /// Blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of `chunk_size`.
+    pub monolithic_limit: u64,
+    /// Chunk size for chunked uploads.
+    pub chunk_size: u64,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 3,
+            monolithic_limit: 32 * 1024 * 1024,
+            chunk_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedImage {
+    /// The pushed target's digest (the manifest, or the index): `digest:` in `docker push`.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The references written, fully qualified.
+    pub references: Vec<String>,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Blobs the registry had already.
+    pub existing: usize,
+}
+
+/// What happened to one blob.
+enum BlobOutcome {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+impl Client {
+    /// Pushes the store image `source` (a reference or image ID) to every destination. Destinations in one
+    /// repository share the blob uploads; each gets its tag (or digest).
+    pub async fn push(
+        &self,
+        store: Arc<Store>,
+        source: &str,
+        destinations: &[ImageReference],
+        options: &PushOptions,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<PushedImage> {
+        let found = store.find_image(source)?;
+        let target = found.record.target.to_descriptor();
+        let target_digest = found.record.target.digest;
+        // Manifests to push (children of an index first), and every blob they need.
+        let mut manifests: Vec<Descriptor> = Vec::new();
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        match classify_str(target.media_type().as_ref()) {
+            MediaKind::Index => {
+                let index: ImageIndex = store.read_index(&target_digest)?;
+                for child in index.manifests() {
+                    let digest = digest_from_oci(child.digest()).map_err(hoist_oci::Error::from)?;
+                    if classify_str(child.media_type().as_ref()) == MediaKind::Manifest
+                        && store.has_blob(&digest)
+                    {
+                        let manifest = store.read_manifest(&digest)?;
+                        if manifest_blobs_present(&store, &manifest) {
+                            collect_blobs(&manifest, &mut blobs);
+                            manifests.push(child.clone());
+                        }
+                    }
+                }
+            }
+            _ => {
+                let manifest = store.read_manifest(&target_digest)?;
+                collect_blobs(&manifest, &mut blobs);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        blobs.retain(|b| seen.insert(b.digest().to_string()));
+
+        let mut pushed = PushedImage {
+            digest: target_digest,
+            size: target.size(),
+            references: Vec::new(),
+            uploaded: 0,
+            mounted: 0,
+            existing: 0,
+        };
+        let mut done_repositories: BTreeSet<String> = BTreeSet::new();
+        for destination in destinations {
+            let endpoint = self
+                .config()
+                .push_endpoint(destination.registry(), destination.repository());
+            // Sibling repositories on the same registry that reference this image: candidates for mounting.
+            let mount_from: Vec<String> = found
+                .references
+                .iter()
+                .filter_map(|r| r.to_string().parse::<ImageReference>().ok())
+                .filter(|r| {
+                    r.registry() == destination.registry()
+                        && r.repository() != destination.repository()
+                })
+                .map(|r| r.repository().to_owned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if done_repositories.insert(destination.name()) {
+                let outcomes = self
+                    .push_blobs(&endpoint, &store, &blobs, &mount_from, options, &reporter)
+                    .await?;
+                for outcome in outcomes {
+                    match outcome {
+                        BlobOutcome::Existing => pushed.existing += 1,
+                        BlobOutcome::Mounted => pushed.mounted += 1,
+                        BlobOutcome::Uploaded => pushed.uploaded += 1,
+                    }
+                }
+                for child in &manifests {
+                    let digest = digest_from_oci(child.digest()).map_err(hoist_oci::Error::from)?;
+                    self.push_manifest(
+                        &endpoint,
+                        &store,
+                        child,
+                        &digest.to_string(),
+                        &reporter,
+                        destination,
+                    )
+                    .await?;
+                }
+            }
+            let tag = destination.manifest_reference();
+            self.push_manifest(&endpoint, &store, &target, &tag, &reporter, destination)
+                .await?;
+            pushed.references.push(destination.to_string());
+        }
+        Ok(pushed)
+    }
+
+    async fn push_manifest(
+        &self,
+        endpoint: &Endpoint,
+        store: &Store,
+        descriptor: &Descriptor,
+        reference: &str,
+        reporter: &Arc<dyn Reporter>,
+        destination: &ImageReference,
+    ) -> Result<()> {
+        let digest = digest_from_oci(descriptor.digest()).map_err(hoist_oci::Error::from)?;
+        let bytes = store.read_blob(&digest)?;
+        let returned = self
+            .put_manifest(
+                endpoint,
+                reference,
+                descriptor.media_type().as_ref(),
+                &bytes,
+            )
+            .await?;
+        if let Some(returned) = returned
+            && let Ok(actual) = returned.parse::<Digest>()
+            && actual != digest
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest pushed to {}", destination.name()),
+                expected: digest,
+                actual,
+            });
+        }
+        let shown = if reference.starts_with("sha256:") {
+            format!("{}@{reference}", destination.name())
+        } else {
+            format!("{}:{reference}", destination.name())
+        };
+        reporter.report(Event::ManifestPushed {
+            reference: shown,
+            digest,
+            size: bytes.len() as u64,
+        });
+        Ok(())
+    }
+
+    async fn push_blobs(
+        &self,
+        endpoint: &Endpoint,
+        store: &Arc<Store>,
+        blobs: &[Descriptor],
+        mount_from: &[String],
+        options: &PushOptions,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<Vec<BlobOutcome>> {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for blob in blobs {
+            let digest = digest_from_oci(blob.digest()).map_err(hoist_oci::Error::from)?;
+            let (client, endpoint, store, reporter, options) = (
+                self.clone(),
+                endpoint.clone(),
+                Arc::clone(store),
+                Arc::clone(reporter),
+                options.clone(),
+            );
+            let mount_from = mount_from.to_vec();
+            let size = blob.size();
+            let semaphore = Arc::clone(&semaphore);
+            tasks.spawn(async move {
+                let _permit = semaphore
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?;
+                client
+                    .push_blob(
+                        &endpoint,
+                        &store,
+                        digest,
+                        size,
+                        &mount_from,
+                        &options,
+                        &*reporter,
+                    )
+                    .await
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            outcomes.push(joined.map_err(|e| Error::Task(e.to_string()))??);
+        }
+        Ok(outcomes)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn push_blob(
+        &self,
+        endpoint: &Endpoint,
+        store: &Arc<Store>,
+        digest: Digest,
+        size: u64,
+        mount_from: &[String],
+        options: &PushOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<BlobOutcome> {
+        let scopes = [push_scope(&endpoint.repository)];
+        if self
+            .blob_exists(endpoint, &digest, &scopes)
+            .await?
+            .is_some()
+        {
+            reporter.report(Event::BlobExists { digest, size });
+            return Ok(BlobOutcome::Existing);
+        }
+        // One mount attempt, from the first sibling repository: a registry that cannot mount starts a normal
+        // upload instead (202), which is then used.
+        let mut upload = None;
+        if let Some(from) = mount_from.first() {
+            let scopes = [push_scope(&endpoint.repository), pull_scope(from)];
+            match self
+                .start_upload(endpoint, &scopes, Some((&digest, from)))
+                .await?
+            {
+                None => {
+                    reporter.report(Event::BlobMounted {
+                        digest,
+                        from: from.clone(),
+                    });
+                    return Ok(BlobOutcome::Mounted);
+                }
+                Some(location) => upload = Some(location),
+            }
+        }
+        let mut location = match upload {
+            Some(location) => location,
+            None => self
+                .start_upload(endpoint, &scopes, None)
+                .await?
+                .expect("an upload without mount always returns a location"),
+        };
+        reporter.report(Event::BlobStarted { digest, size });
+        let started = Instant::now();
+        let file = Arc::new(store.open_blob(&digest)?);
+        if size <= options.monolithic_limit {
+            let bytes = read_range(&file, &digest, 0, size).await?;
+            self.finish_upload(endpoint, &scopes, &location, &digest, bytes)
+                .await?;
+        } else {
+            let mut offset = 0;
+            while offset < size {
+                let length = options.chunk_size.max(1).min(size - offset);
+                let chunk = read_range(&file, &digest, offset, length).await?;
+                location = self
+                    .upload_chunk(endpoint, &scopes, &location, offset, chunk)
+                    .await?;
+                offset += length;
+                reporter.report(Event::BlobProgress {
+                    digest,
+                    transferred: offset,
+                    size,
+                });
+            }
+            self.finish_upload(endpoint, &scopes, &location, &digest, Vec::new())
+                .await?;
+        }
+        reporter.report(Event::BlobDone {
+            digest,
+            size,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(BlobOutcome::Uploaded)
+    }
+}
+
+/// Whether every non-foreign layer and the config of a manifest are in the store (an index child pulled for
+/// another platform is not, and is left out of the push).
+fn manifest_blobs_present(store: &Store, manifest: &ImageManifest) -> bool {
+    std::iter::once(manifest.config())
+        .chain(
+            manifest
+                .layers()
+                .iter()
+                .filter(|l| !is_foreign(l.media_type().as_ref())),
+        )
+        .all(|d| digest_from_oci(d.digest()).is_ok_and(|digest| store.has_blob(&digest)))
+}
+
+/// The config and the distributable layers (foreign layers are not pushed, as Docker does not push them).
+fn collect_blobs(manifest: &ImageManifest, blobs: &mut Vec<Descriptor>) {
+    blobs.push(manifest.config().clone());
+    blobs.extend(
+        manifest
+            .layers()
+            .iter()
+            .filter(|l| !is_foreign(l.media_type().as_ref()))
+            .cloned(),
+    );
+}
+
+/// Docker's foreign layers and OCI non-distributable layers.
+pub(crate) fn is_foreign(media_type: &str) -> bool {
+    media_type == hoist_oci::media_type::DOCKER_FOREIGN_LAYER_GZIP
+        || media_type.contains("nondistributable")
+}
+
+async fn read_range(
+    file: &Arc<std::fs::File>,
+    digest: &Digest,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>> {
+    let file = Arc::clone(file);
+    let digest = *digest;
+    tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0; usize::try_from(length).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut buffer, offset)
+            .map_err(|source| hoist_oci::Error::ReadBlob { digest, source })?;
+        Ok(buffer)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
+}
