@@ -36,10 +36,11 @@
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use crate::readahead::read_ahead;
 use crate::sys::{self, FileType, XattrTarget};
 use crate::tarstream::read::TarReader;
 use crate::tarstream::{ArchiveError, EntryHeader, EntryKind};
@@ -259,12 +260,13 @@ pub fn is_incomplete(root: &Path) -> bool {
 
 /// Extracts the uncompressed layer tar `reader` into the directory `root`, applying whiteouts.
 ///
-/// Wrap a compressed blob in [`Decompressor`](crate::Decompressor) first. Ownership, modes,
+/// Wrap a compressed blob in [`Decompressor`](crate::Decompressor) first; `reader` is read on a
+/// helper thread so decompression overlaps with writing files. Ownership, modes,
 /// xattrs and mtimes are applied (owners and device nodes only when privileged, see
 /// [`Ownership`]); directory mtimes are set after their content. Memory stays bounded: data is
 /// streamed, and per entry only its path is remembered (for whiteouts and directory times).
 /// See the [module docs](self) for confinement and for what happens on failure.
-pub fn apply_layer<R: Read>(
+pub fn apply_layer<R: Read + Send>(
     reader: R,
     root: &Path,
     options: &ApplyOptions,
@@ -310,32 +312,7 @@ pub fn apply_layer<R: Read>(
         report: ApplyReport::default(),
         buffer: vec![0u8; COPY_BUFFER],
     };
-    let mut tar = TarReader::new(BufReader::with_capacity(COPY_BUFFER, reader));
-    let mut last = String::new();
-    loop {
-        let entry = match tar.next_entry() {
-            Ok(Some(entry)) => entry,
-            Ok(None) => break,
-            Err(source) => {
-                return Err(ApplyError::Archive {
-                    offset: tar.offset(),
-                    after: last,
-                    source,
-                });
-            }
-        };
-        last = String::from_utf8_lossy(&entry.path).into_owned();
-        applier.report.entries += 1;
-        applier.apply_entry(&entry, &last, &mut tar.data())?;
-    }
-    // Read what follows the end-of-archive block: the compressed stream's checksum (gzip CRC,
-    // zstd frame checksum) is only verified once its end is reached.
-    let offset = tar.offset();
-    io::copy(&mut tar.data_after_end(), &mut io::sink()).map_err(|e| ApplyError::Archive {
-        offset,
-        after: last.clone(),
-        source: ArchiveError::Read(e),
-    })?;
+    read_ahead(reader, |stream| applier.apply_stream(stream))?;
     applier.finish_dirs()?;
     sys::unlink_at(applier.root_fd.as_fd(), &marker).map_err(|source| ApplyError::Marker {
         root: root.to_owned(),
@@ -414,6 +391,36 @@ fn is_xattr_refusal(error: &io::Error) -> bool {
 }
 
 impl Applier {
+    /// Applies every entry of the tar `stream`, then reads the stream to its end.
+    fn apply_stream(&mut self, stream: &mut dyn Read) -> Result<(), ApplyError> {
+        let mut tar = TarReader::new(stream);
+        let mut last = String::new();
+        loop {
+            let entry = match tar.next_entry() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(ApplyError::Archive {
+                        offset: tar.offset(),
+                        after: last,
+                        source,
+                    });
+                }
+            };
+            last = String::from_utf8_lossy(&entry.path).into_owned();
+            self.report.entries += 1;
+            self.apply_entry(&entry, &last, &mut tar.data())?;
+        }
+        // Read what follows the end-of-archive block: the compressed stream's checksum (gzip
+        // CRC, zstd frame checksum) is only verified once its end is reached.
+        let offset = tar.offset();
+        io::copy(&mut tar.data_after_end(), &mut io::sink()).map_err(|e| ApplyError::Archive {
+            offset,
+            after: last,
+            source: ArchiveError::Read(e),
+        })?;
+        Ok(())
+    }
     fn apply_entry(
         &mut self,
         entry: &EntryHeader,

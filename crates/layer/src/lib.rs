@@ -40,6 +40,7 @@ mod apply;
 mod blob;
 mod compression;
 mod digest;
+mod readahead;
 mod sys;
 mod tarstream;
 mod writer;
