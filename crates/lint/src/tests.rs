@@ -1013,3 +1013,69 @@ fn findings_are_ordered_by_line() {
     sorted.sort_unstable();
     assert_eq!(lines, sorted);
 }
+
+/// Pieces of Dockerfile text that exercise every check: variables, quotes, flags, heredocs,
+/// odd ports and paths.
+const PIECES: &[&str] = &[
+    "FROM alpine AS Build",
+    "FROM build",
+    "FROM --platform=$TARGETPLATFORM golang:${V:-1}",
+    "from scratch as a",
+    "ARG V",
+    "ARG A=\"x y\" B=$V",
+    "ENV K v w",
+    "ENV A=$B B=${C:?x}",
+    "COPY . .",
+    "COPY --from=0 /a /b",
+    "COPY <<EOF /x\n$Y\nEOF",
+    "ADD https://x/y /z",
+    "RUN npm ci",
+    "RUN --mount=type=cache,target=$T,from=1 go build",
+    "CMD echo $X",
+    "CMD [\"a\"]",
+    "HEALTHCHECK NONE",
+    "WORKDIR $W",
+    "WORKDIR /",
+    "EXPOSE 80/TCP 1:2:3 $P",
+    "LABEL a b",
+    "USER ${U",
+    "VOLUME [\"/v\"]",
+    "SHELL [\"sh\", \"-c\"]",
+    "MAINTAINER m",
+    "# check=error=true",
+    "# a comment",
+    "RUN a \\\n\n b",
+    "STOPSIGNAL $S",
+    "ONBUILD RUN x",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any mix of instructions is checked without panicking, and findings come back sorted
+    /// with spans inside the text.
+    #[test]
+    fn never_panics_and_spans_stay_in_the_source(
+        picks in proptest::collection::vec(0..PIECES.len(), 1..12),
+        target in proptest::option::of(proptest::sample::select(vec!["a", "build", "0", "x"])),
+    ) {
+        let source: String = picks.iter().map(|&i| format!("{}\n", PIECES[i])).collect();
+        let Ok(file) = hoist_dockerfile::parse(&source) else {
+            return Ok(());
+        };
+        let ignore = PatternMatcher::new(["*", "x"]).unwrap();
+        let options = LintOptions {
+            target: target.map(str::to_owned),
+            ignore: Some(&ignore),
+            base_image_env: Some(&Images),
+            ..LintOptions::default()
+        };
+        let findings = lint(&file, &options);
+        let mut last = 0;
+        for finding in &findings {
+            proptest::prop_assert!(finding.line() >= last);
+            last = finding.line();
+            proptest::prop_assert!(source.get(finding.span.range()).is_some());
+        }
+    }
+}
