@@ -43,6 +43,8 @@ enum Command {
     Lint(commands::lint::LintArgs),
     /// Build an image from a Dockerfile (for now: `--check` runs the build checks only).
     Build(commands::build::BuildArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {

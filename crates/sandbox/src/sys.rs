@@ -93,6 +93,11 @@ fn check(rc: c_int) -> Result<(), i32> {
     if rc == -1 { Err(errno()) } else { Ok(()) }
 }
 
+/// [`check`] for `syscall(2)`'s `long` result.
+fn check_long(rc: libc::c_long) -> Result<(), i32> {
+    if rc == -1 { Err(errno()) } else { Ok(()) }
+}
+
 fn opt_ptr(value: Option<&CStr>) -> *const c_char {
     value.map_or(ptr::null(), CStr::as_ptr)
 }
@@ -208,10 +213,8 @@ fn run_op(op: &Op) -> Result<(), i32> {
             // pivot_root(".", "."): the old root ends up on top of the new one, then is lazily detached. No
             // directory for the old root is needed inside the image.
             // SAFETY: both arguments are static NUL-terminated strings.
-            check(
-                unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) }
-                    as c_int,
-            )?;
+            let rc = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+            check_long(rc)?;
             // SAFETY: as above.
             check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
             // SAFETY: as above.
@@ -231,14 +234,12 @@ fn run_op(op: &Op) -> Result<(), i32> {
             // Raw system calls on purpose: glibc's setuid/setgid signal every thread the parent had, which do not
             // exist in this child. One thread exists here, so the per-thread calls change the whole process.
             // SAFETY: `groups` is a live slice of the given length.
-            check(
-                unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }
-                    as c_int,
-            )?;
+            let rc = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+            check_long(rc)?;
             // SAFETY: plain integer arguments.
-            check(unsafe { libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) } as c_int)?;
+            check_long(unsafe { libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) })?;
             // SAFETY: plain integer arguments.
-            check(unsafe { libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) } as c_int)
+            check_long(unsafe { libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) })
         }
         Op::Stdio { fds } => {
             for (target, source) in fds.iter().enumerate() {

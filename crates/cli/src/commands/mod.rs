@@ -10,6 +10,7 @@ pub(crate) mod lint;
 pub(crate) mod load;
 pub(crate) mod prune;
 pub(crate) mod rmi;
+pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod tag;
 
@@ -28,5 +29,6 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
         Command::Lint(args) => lint::run(cli.root.as_deref(), &args),
         Command::Build(args) => build::run(cli.root.as_deref(), &args),
+        Command::Run(args) => run::run(cli.root.as_deref(), &args),
     }
 }

@@ -1,0 +1,289 @@
+//! `hoist run` as the real binary: a busybox image made with `hoist import` from a tar(1) of `/bin/busybox` and its
+//! applet links, run in real namespaces. Needs root and Debian's busybox-static.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const APPLETS: &[&str] = &[
+    "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env",
+];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    /// A store with `bb:1`: busybox, an `app` user (1000), and CMD/ENV/WORKDIR/USER set by `--change`.
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for sub in ["bin", "etc", "srv", "www"] {
+            fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in APPLETS {
+            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+        fs::write(rootfs.join("www/index.html"), "hello from the container\n").unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let root = dir.path().join("store");
+        let fixture = Fixture { _dir: dir, root };
+        let output = fixture
+            .hoist()
+            .args([
+                "import",
+                "--change",
+                r#"CMD ["sh", "-c", "echo $GREETING; pwd; id -u"]"#,
+            ])
+            .args([
+                "--change",
+                "ENV GREETING=hi",
+                "--change",
+                "WORKDIR /srv",
+                "--change",
+                "USER app",
+            ])
+            .arg(&tar)
+            .arg("bb:1")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        fixture
+    }
+
+    fn hoist(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command.arg("--root").arg(&self.root);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.hoist()
+            .arg("run")
+            .arg("--rm")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn image_config_and_flags_decide_command_env_workdir_and_user() {
+    let fixture = Fixture::new();
+    let output = fixture.run(&["bb:1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout(&output), "hi\n/srv\n1000\n");
+
+    let output = fixture.run(&["-e", "GREETING=yo", "-w", "/tmp/new", "-u", "0", "bb:1"]);
+    assert_eq!(stdout(&output), "yo\n/tmp/new\n0\n");
+
+    let output = fixture.run(&["-u", "1000:1000", "bb:1", "id", "-u"]);
+    assert_eq!(stdout(&output), "1000\n");
+
+    let output = fixture.run(&["--entrypoint", "echo", "bb:1", "a", "b"]);
+    assert_eq!(stdout(&output), "a b\n");
+
+    let output = fixture.run(&[
+        "--hostname",
+        "web1",
+        "bb:1",
+        "sh",
+        "-c",
+        "hostname; echo $HOSTNAME $HOME",
+    ]);
+    assert_eq!(stdout(&output), "web1\nweb1 /home/app\n");
+}
+
+#[test]
+fn exit_codes_are_the_commands_or_dockers() {
+    let fixture = Fixture::new();
+    assert_eq!(
+        fixture.run(&["bb:1", "sh", "-c", "exit 7"]).status.code(),
+        Some(7)
+    );
+    let missing = fixture.run(&["bb:1", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-command"));
+    let unknown = fixture.run(&["no-such-image:1"]);
+    assert_eq!(unknown.status.code(), Some(125));
+}
+
+fn loopback_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn default_network_reaches_the_host_and_none_does_not() {
+    let fixture = Fixture::new();
+    let port = loopback_server().to_string();
+    let reached = fixture.run(&["bb:1", "nc", "127.0.0.1", &port]);
+    assert_eq!(stdout(&reached), "pong\n");
+    assert!(reached.status.success());
+    let blocked = fixture.run(&["--network", "none", "bb:1", "nc", "127.0.0.1", &port]);
+    assert!(!blocked.status.success());
+    assert_eq!(stdout(&blocked), "");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, deadline: Instant) -> String {
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        });
+        match attempt {
+            Ok(response) if response.contains("200 OK") => return response,
+            _ if Instant::now() > deadline => panic!("no answer on port {port}: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Processes whose command line contains `needle` (NUL-separated arguments joined by spaces).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Instant) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "hoist did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn published_port_serves_the_host_and_sigterm_ends_the_container() {
+    let fixture = Fixture::new();
+    let port = free_port();
+    let mut child = fixture
+        .hoist()
+        .args([
+            "run",
+            "--rm",
+            "--stop-timeout",
+            "1",
+            "-p",
+            &format!("{port}:8080"),
+            "bb:1",
+        ])
+        .args(["httpd", "-f", "-p", "8080", "-h", "/www"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let response = http_get(port, Instant::now() + Duration::from_secs(10));
+    assert!(response.contains("hello from the container"), "{response}");
+    terminate(&child);
+    let status = wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(processes_with("httpd -f -p 8080 -h /www").is_empty());
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port still published"
+    );
+}
+
+#[test]
+fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
+    let fixture = Fixture::new();
+    let mounts_before = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut child = fixture
+        .hoist()
+        .args(["run", "--rm", "--stop-timeout", "1", "bb:1", "sh", "-c"])
+        .arg("sleep 987654 & sleep 876543")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_with("sleep 987654").is_empty() {
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminate(&child);
+    let status = wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(10));
+    // PID 1 of the container ignores SIGTERM (no handler), so it is killed after --stop-timeout: 128 + 9.
+    assert_eq!(status.code(), Some(137));
+    assert!(
+        processes_with("sleep 987654").is_empty(),
+        "{:?}",
+        processes_with("sleep 987654")
+    );
+    assert!(processes_with("sleep 876543").is_empty());
+    let mounts_after = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts_before, mounts_after);
+    // The container's scratch directory (its writable layer) is gone too.
+    let scratch: Vec<PathBuf> = fs::read_dir(std::env::temp_dir().join("hoist-run"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+}
