@@ -200,3 +200,15 @@ fn render_json(name: &str, findings: &[Finding]) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carets_follow_tabs_and_cover_the_first_line() {
+        assert_eq!(underline("\tRUN a", 2, "RUN a"), "\t^^^^^");
+        assert_eq!(underline("RUN a \\", 1, "RUN a \\\n  b"), "^^^^^^^");
+        assert_eq!(underline("", 1, ""), "^");
+    }
+}
