@@ -43,6 +43,14 @@ enum Command {
     Lint(commands::lint::LintArgs),
     /// Build an image from a Dockerfile (for now: `--check` runs the build checks only).
     Build(commands::build::BuildArgs),
+    /// Download an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::push::PushArgs),
+    /// Log in to a registry.
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
 }

@@ -8,7 +8,11 @@ pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod lint;
 pub(crate) mod load;
+pub(crate) mod login;
+pub(crate) mod logout;
 pub(crate) mod prune;
+pub(crate) mod pull;
+pub(crate) mod push;
 pub(crate) mod rmi;
 pub(crate) mod run;
 pub(crate) mod save;
@@ -29,6 +33,10 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
         Command::Lint(args) => lint::run(cli.root.as_deref(), &args),
         Command::Build(args) => build::run(cli.root.as_deref(), &args),
+        Command::Pull(args) => pull::run(cli.root.as_deref(), &args),
+        Command::Push(args) => push::run(cli.root.as_deref(), &args),
+        Command::Login(args) => login::run(cli.root.as_deref(), &args),
+        Command::Logout(args) => logout::run(cli.root.as_deref(), &args),
         Command::Run(args) => run::run(cli.root.as_deref(), &args),
     }
 }
