@@ -1,4 +1,6 @@
-//! "Did you mean FROM?" for unknown instructions.
+//! "Did you mean FROM?": BuildKit's `suggest` package, shared by every layer that suggests a name
+//! (unknown instructions here, flags and mount options in the typed layer, variables and stage
+//! names in the linter).
 
 use crate::Keyword;
 
@@ -10,22 +12,34 @@ use crate::Keyword;
 /// of the input: all lower-case gives `from`, all upper-case `FROM`, mixed case `from`.
 pub fn suggest_keyword(word: &str) -> Option<String> {
     let lower = word.to_lowercase();
-    let mut best: Option<(usize, Keyword)> = None;
-    for keyword in Keyword::ALL {
-        if keyword.as_str() == lower {
-            return None;
-        }
-        let distance = levenshtein(&lower, keyword.as_str());
-        if distance < best.map_or(3, |(d, _)| d) {
-            best = Some((distance, keyword));
-        }
-    }
-    let (_, keyword) = best?;
+    let name = closest_match(&lower, Keyword::ALL.iter().map(|keyword| keyword.as_str()))?;
+    let keyword = Keyword::from_name(name)?;
     if word == word.to_uppercase() && word != lower {
         Some(keyword.as_upper_str().to_owned())
     } else {
         Some(keyword.as_str().to_owned())
     }
+}
+
+/// The option closest to `value` by edit distance, if one is closer than 3 edits and none is
+/// an exact match (BuildKit's `suggest.Search`, case-sensitive). Ties go to the first option
+/// in iteration order, so callers pass a sorted list when the answer must not depend on hash
+/// order.
+pub fn closest_match<'a>(
+    value: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for option in options {
+        if option == value {
+            return None;
+        }
+        let distance = levenshtein(value, option);
+        if distance < best.map_or(3, |(d, _)| d) {
+            best = Some((distance, option));
+        }
+    }
+    best.map(|(_, option)| option)
 }
 
 /// Edit distance in characters (insertions, deletions, substitutions).
@@ -57,5 +71,20 @@ mod tests {
         assert_eq!(suggest_keyword("FROM"), None);
         assert_eq!(suggest_keyword("XYZZYQ"), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn closest_match_within_two_edits() {
+        assert_eq!(
+            closest_match("VERSOIN", ["PATH", "VERSION"]),
+            Some("VERSION")
+        );
+        assert_eq!(closest_match("FOO", ["BAR"]), None);
+        assert_eq!(closest_match("VERSION", ["VERSION", "VERSIONS"]), None);
+        assert_eq!(
+            closest_match("ab", ["abc", "abd"]),
+            Some("abc"),
+            "first best wins"
+        );
     }
 }

@@ -375,36 +375,10 @@ pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-/// BuildKit's `suggest.WrapError` choice: the option closest to `value` by Levenshtein
-/// distance, if closer than 3, and `None` when `value` is itself an option.
+/// BuildKit's `suggest.WrapError` choice: the option closest to `value`, if closer than 3
+/// edits, and `None` when `value` is itself an option.
 pub(crate) fn suggest<'a>(value: &str, options: &[&'a str]) -> Option<&'a str> {
-    let mut best: Option<(usize, &str)> = None;
-    for &option in options {
-        if option == value {
-            return None;
-        }
-        let distance = levenshtein(value, option);
-        if distance < best.map_or(3, |(d, _)| d) {
-            best = Some((distance, option));
-        }
-    }
-    best.map(|(_, option)| option)
-}
-
-/// Edit distance in characters.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
+    hoist_dockerfile::closest_match(value, options.iter().copied())
 }
 
 /// Formats a `suggest` result the way BuildKit appends it: ` (did you mean x?)`.

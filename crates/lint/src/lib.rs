@@ -38,7 +38,6 @@ mod platform;
 mod reference;
 mod report;
 mod rule;
-mod suggest;
 
 pub use config::{CHECK_BUILD_ARG, CheckConfig, ConfigError};
 pub use finding::Finding;

@@ -15,7 +15,7 @@ use hoist_shell::Lexer;
 use crate::checks::from::{Globals, add_or_replace, entry_keys};
 use crate::model::{Model, arg_decls, copy_args, flag_value, flag_values, mount_fields, words};
 use crate::report::Report;
-use crate::{BaseImageEnv, Finding, Rule, suggest};
+use crate::{BaseImageEnv, Finding, Rule};
 
 /// BuildKit's default `PATH`, which every stage has unless its base image sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -239,7 +239,7 @@ impl Walker<'_, '_, '_> {
             }
             let mut keys: Vec<&str> = entry_keys(&self.state.env).collect();
             keys.sort_unstable();
-            let suggestion = suggest::search(name, keys);
+            let suggestion = hoist_dockerfile::closest_match(name, keys);
             let mut message = format!("Usage of undefined variable '${name}'");
             let hint = match suggestion {
                 Some(suggestion) => {

@@ -10,7 +10,6 @@ use crate::model::{Model, arg_decls};
 use crate::platform::{Platform, default_global_args};
 use crate::reference::is_valid_image_name;
 use crate::report::Report;
-use crate::suggest;
 use crate::{Finding, Rule};
 
 /// What the global scope resolves to.
@@ -167,7 +166,7 @@ fn undefined_args(
         if known.contains(name) {
             continue;
         }
-        let suggestion = suggest::search(name, known.iter().copied());
+        let suggestion = hoist_dockerfile::closest_match(name, known.iter().copied());
         let mut message = format!("FROM argument '{name}' is not declared");
         if let Some(suggestion) = suggestion {
             message.push_str(&format!(" (did you mean {suggestion}?)"));
