@@ -86,10 +86,11 @@ pub fn import(
         writer: layer,
         write_error: None,
     };
-    let content_size = walk(&mut tee).map_err(|source| match tee.write_error.take() {
-        Some(source) => Error::WriteLayer { source },
-        None => Error::ReadRootfs { source },
-    })?;
+    let content_size =
+        hoist_oci::tar_content_size(&mut tee).map_err(|source| match tee.write_error.take() {
+            Some(source) => Error::WriteLayer { source },
+            None => Error::ReadRootfs { source },
+        })?;
     let (_, digests) = tee
         .writer
         .finish()
@@ -196,26 +197,6 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
         }
         Ok(n)
     }
-}
-
-/// Walks the tar stream to its end (validating every header) and returns the layer's content size as the store
-/// measures it (`LayerInfo::content_size`: regular file bytes plus symlink target lengths). Bytes after the
-/// end-of-archive marker are read too: they are part of the diffID.
-fn walk(reader: &mut impl Read) -> io::Result<u64> {
-    let mut archive = tar::Archive::new(&mut *reader);
-    let mut content_size = 0;
-    for entry in archive.entries()? {
-        let entry = entry?;
-        content_size += match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                entry.size()
-            }
-            tar::EntryType::Symlink => entry.link_name_bytes().map_or(0, |name| name.len() as u64),
-            _ => 0,
-        };
-    }
-    io::copy(reader, &mut io::sink())?;
-    Ok(content_size)
 }
 
 /// RFC 3339 with nanoseconds and trailing zeros trimmed, as Go's `time.RFC3339Nano` (and so Docker) writes.

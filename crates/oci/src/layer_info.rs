@@ -218,7 +218,23 @@ pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo
     let decompressor = Decompressor::new(io::BufReader::with_capacity(IO_BUFFER, reader))?;
     let compression = decompressor.compression();
     let mut decoded = DigestReader::new(decompressor);
-    let mut archive = tar::Archive::new(&mut decoded);
+    let content_size = tar_content_size(&mut decoded)?;
+    let (_, digested) = decoded.finish()?;
+    Ok((
+        compression,
+        LayerInfo {
+            diff_id: digested.digest,
+            uncompressed_size: digested.size,
+            content_size,
+        },
+    ))
+}
+
+/// Walks a tar stream to its end, validating every header, and returns its [`LayerInfo::content_size`]: regular
+/// file bytes plus symlink target lengths. The stream is drained past the end-of-archive blocks (and any padding a
+/// tool added), because those bytes are part of the diffID that a caller may be hashing on the way.
+pub fn tar_content_size(reader: &mut impl Read) -> io::Result<u64> {
+    let mut archive = tar::Archive::new(&mut *reader);
     let mut content_size = 0;
     for entry in archive.entries()? {
         let entry = entry?;
@@ -231,16 +247,8 @@ pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo
             _ => 0,
         };
     }
-    // `finish` reads the end-of-archive blocks (and any padding a tool added): they are part of the diffID.
-    let (_, digested) = decoded.finish()?;
-    Ok((
-        compression,
-        LayerInfo {
-            diff_id: digested.digest,
-            uncompressed_size: digested.size,
-            content_size,
-        },
-    ))
+    io::copy(reader, &mut io::sink())?;
+    Ok(content_size)
 }
 
 #[cfg(test)]

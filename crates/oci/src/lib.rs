@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use hoist_layer::{Compression, Digest, ParseDigestError};
 pub use image::{FoundImage, Image, ImageLayer, ImageSummary, Lookup, Removal, WrittenImage};
 pub use inspect::{ImageInspect, LayerDetail, RootFs};
-pub use layer_info::{LayerBlob, LayerInfo};
+pub use layer_info::{LayerBlob, LayerInfo, tar_content_size};
 pub use media_type::{ManifestFormat, MediaKind, classify};
 pub use prune::{PruneOptions, PruneReport};
 pub use reference::{DEFAULT_TAG, Reference};
