@@ -43,10 +43,13 @@ pub use container::{BindMount, Container, ExitStatus, Network, RootFs, Stdio, Us
 pub use error::{Error, Result};
 pub use plan::{DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
 pub use proxy::PortMapping;
-pub use snapshot::{EXCLUDED_FROM_DIFF, Snapshot, layer_key, overlay_supported, unpack_layers};
+pub use snapshot::{
+    EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, layer_key, overlay_supported, unpack_layers,
+};
 pub use user::{ResolvedUser, resolve_user};
 
 mod container;
+mod copy;
 mod error;
 mod plan;
 mod proxy;

@@ -9,7 +9,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 
 use hoist_layer::{
@@ -117,84 +116,137 @@ fn prepare_error(action: &'static str, path: &Path, source: io::Error) -> Error 
     }
 }
 
-/// A writable root file system over an image's layers: the read-only layer directories plus an upper and a work
-/// directory in a scratch directory that is deleted when the snapshot is dropped.
+/// How a [`Snapshot`] gives the container a writable root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// overlayfs over the layer directories: nothing is copied, the upper directory is the diff.
+    Overlay,
+    /// A plain copy of the merged layers, compared with them afterwards (see the `copy` module): for kernels or
+    /// file systems without overlayfs.
+    Copy,
+}
+
+impl SnapshotKind {
+    /// Overlay when the kernel offers it, else copy.
+    pub fn detect() -> SnapshotKind {
+        if overlay_supported() {
+            Self::Overlay
+        } else {
+            Self::Copy
+        }
+    }
+}
+
+/// A writable root file system over an image's layers: the read-only layer directories plus, in a scratch
+/// directory deleted when the snapshot is dropped, an overlay upper and work directory, or (copy kind) the copied
+/// root.
 #[derive(Debug)]
 pub struct Snapshot {
+    kind: SnapshotKind,
     lower: Vec<PathBuf>,
     scratch: tempfile::TempDir,
 }
 
 impl Snapshot {
-    /// A snapshot over `image`, unpacking its layers into the store as needed; upper and work directories go in a
-    /// new directory under `scratch_parent` (any local file system that supports overlayfs upper directories).
+    /// A snapshot over `image`, unpacking its layers into the store as needed; its scratch directory goes under
+    /// `scratch_parent` (a local file system that supports overlayfs upper directories). Overlay if available.
     pub fn new(store: &Store, image: &Image, scratch_parent: &Path) -> Result<Snapshot> {
         let lower = unpack_layers(store, image)?;
-        Self::from_layers(lower, scratch_parent)
+        Self::from_layers(lower, scratch_parent, SnapshotKind::detect())
     }
 
-    /// A snapshot over already-unpacked layer directories (bottom first).
-    pub fn from_layers(lower: Vec<PathBuf>, scratch_parent: &Path) -> Result<Snapshot> {
+    /// A snapshot of the given kind over already-unpacked layer directories (bottom first).
+    pub fn from_layers(
+        lower: Vec<PathBuf>,
+        scratch_parent: &Path,
+        kind: SnapshotKind,
+    ) -> Result<Snapshot> {
         fs::create_dir_all(scratch_parent)
             .map_err(|e| prepare_error("create", scratch_parent, e))?;
         let scratch = tempfile::Builder::new()
             .prefix("snapshot-")
             .tempdir_in(scratch_parent)
             .map_err(|e| prepare_error("create a directory in", scratch_parent, e))?;
-        for dir in ["upper", "work"] {
-            let path = scratch.path().join(dir);
+        let mut snapshot = Snapshot {
+            kind,
+            lower,
+            scratch,
+        };
+        for dir in ["upper", "work", "rootfs"] {
+            let path = snapshot.scratch.path().join(dir);
             fs::create_dir(&path).map_err(|e| prepare_error("create", &path, e))?;
         }
-        if lower.is_empty() {
+        if snapshot.lower.is_empty() {
             // overlayfs needs at least one lower directory.
-            let path = scratch.path().join("empty");
+            let path = snapshot.scratch.path().join("empty");
             fs::create_dir(&path).map_err(|e| prepare_error("create", &path, e))?;
-            return Ok(Snapshot {
-                lower: vec![path],
-                scratch,
-            });
+            snapshot.lower.push(path);
         }
-        Ok(Snapshot { lower, scratch })
+        if kind == SnapshotKind::Copy {
+            crate::copy::materialize(&snapshot.lower, &snapshot.copied_root())?;
+        }
+        Ok(snapshot)
     }
 
-    /// The upper directory: the changes made so far.
+    /// Which kind this snapshot is.
+    pub fn kind(&self) -> SnapshotKind {
+        self.kind
+    }
+
+    /// The upper directory: for an overlay snapshot, the changes made so far; for a copy snapshot, filled by
+    /// [`write_diff`](Snapshot::write_diff).
     pub fn upper(&self) -> PathBuf {
         self.scratch.path().join("upper")
     }
 
+    fn copied_root(&self) -> PathBuf {
+        self.scratch.path().join("rootfs")
+    }
+
     /// The root file system to give a [`Container`](crate::Container).
     pub fn rootfs(&self) -> RootFs {
-        RootFs::Overlay {
-            lower: self.lower.clone(),
-            upper: self.upper(),
-            work: self.scratch.path().join("work"),
+        match self.kind {
+            SnapshotKind::Overlay => RootFs::Overlay {
+                lower: self.lower.clone(),
+                upper: self.upper(),
+                work: self.scratch.path().join("work"),
+            },
+            SnapshotKind::Copy => RootFs::Directory(self.copied_root()),
         }
     }
 
     /// Reads a file as the container would see it (top layer first; a whiteout hides it), without mounting:
     /// for `/etc/passwd` and `/etc/group` when resolving `USER`. `None` if absent.
     pub fn read_file(&self, path: &str) -> Option<Vec<u8>> {
-        let relative = path.trim_start_matches('/');
-        let upper = self.upper();
-        for layer in std::iter::once(&upper).chain(self.lower.iter().rev()) {
-            let candidate = layer.join(relative);
-            match fs::symlink_metadata(&candidate) {
-                Ok(meta) if meta.file_type().is_char_device() => return None,
-                Ok(_) => return fs::read(&candidate).ok(),
-                Err(_) => {}
+        let relative = Path::new(path.trim_start_matches('/'));
+        let found = match self.kind {
+            SnapshotKind::Copy => Some(self.copied_root().join(relative)),
+            SnapshotKind::Overlay => {
+                let mut layers = self.lower.clone();
+                layers.push(self.upper());
+                crate::copy::lookup(&layers, relative)
             }
-        }
-        None
+        };
+        found.and_then(|path| fs::read(path).ok())
     }
 
     /// Writes the changes as a layer tar to `out` (whiteouts and opaque directories as `.wh.` entries), leaving out
-    /// [`EXCLUDED_FROM_DIFF`]. Wrap `out` in a `LayerBlobWriter` to compress and digest in the same pass.
+    /// [`EXCLUDED_FROM_DIFF`]. Wrap `out` in a `LayerBlobWriter` to compress and digest in the same pass. For a
+    /// copy snapshot the changes are first found by comparison, into [`upper`](Snapshot::upper) (once).
     pub fn write_diff<W: Write>(&self, out: W, options: WriteOptions) -> Result<WriteSummary> {
+        let upper = self.upper();
+        if self.kind == SnapshotKind::Copy {
+            let empty = fs::read_dir(&upper)
+                .map(|mut entries| entries.next().is_none())
+                .unwrap_or(false);
+            if empty {
+                crate::copy::diff(&self.lower, &self.copied_root(), &upper)?;
+            }
+        }
         let options = EXCLUDED_FROM_DIFF.iter().fold(
             options.with_source_kind(SourceKind::OverlayUpper),
             |o, path| o.with_exclude(path),
         );
-        let upper = self.upper();
         write_layer(&upper, out, &options).map_err(|source| Error::Diff { upper, source })
     }
 }

@@ -12,7 +12,8 @@ use hoist_archive::{ImportOptions, import};
 use hoist_layer::WriteOptions;
 use hoist_oci::Store;
 use hoist_sandbox::{
-    Container, Error, ExitStatus, Network, PortMapping, Snapshot, Stdio, User, resolve_user,
+    Container, Error, ExitStatus, Network, PortMapping, Snapshot, SnapshotKind, Stdio, User,
+    resolve_user,
 };
 
 const APPLETS: &[&str] = &[
@@ -70,6 +71,12 @@ impl Fixture {
     fn snapshot(&self) -> Snapshot {
         let image = self.store.read_image("busybox:test").unwrap();
         Snapshot::new(&self.store, &image, &self.dir.path().join("scratch")).unwrap()
+    }
+
+    fn snapshot_of(&self, kind: SnapshotKind) -> Snapshot {
+        let image = self.store.read_image("busybox:test").unwrap();
+        let layers = hoist_sandbox::unpack_layers(&self.store, &image).unwrap();
+        Snapshot::from_layers(layers, &self.dir.path().join("scratch"), kind).unwrap()
     }
 
     fn container(&self, snapshot: &Snapshot, script: &str) -> Container {
@@ -183,52 +190,62 @@ fn env_workdir_and_user_are_applied() {
     assert_eq!(run(&container).1, "1000\n");
 }
 
-#[test]
-fn changes_become_a_layer_with_whiteouts() {
-    let fixture = Fixture::new();
-    let snapshot = fixture.snapshot();
-    let (status, _) = run(&fixture.container(
-        &snapshot,
-        "echo new > /added.txt && rm /etc/motd && mkdir -p /opt/app && echo 1 > /opt/app/v",
-    ));
-    assert_eq!(status, ExitStatus::Exited(0));
+fn layer_names(snapshot: &Snapshot) -> Vec<String> {
     let mut layer = Vec::new();
     snapshot
         .write_diff(&mut layer, WriteOptions::new())
         .unwrap();
     let mut archive = tar::Archive::new(layer.as_slice());
-    let names: Vec<String> = archive
+    archive
         .entries()
         .unwrap()
         .map(|entry| {
-            entry
+            let path = entry
                 .unwrap()
                 .path()
                 .unwrap()
                 .to_string_lossy()
-                .into_owned()
+                .into_owned();
+            path.trim_end_matches('/').to_owned()
         })
-        .collect();
-    for expected in ["added.txt", "etc/.wh.motd", "opt/app/v"] {
-        assert!(
-            names.iter().any(|n| n.trim_end_matches('/') == expected),
-            "{expected} missing: {names:?}"
-        );
+        .collect()
+}
+
+#[test]
+fn changes_become_a_layer_with_whiteouts() {
+    let fixture = Fixture::new();
+    for kind in [SnapshotKind::Overlay, SnapshotKind::Copy] {
+        let snapshot = fixture.snapshot_of(kind);
+        let (status, _) = run(&fixture.container(
+            &snapshot,
+            "echo new > /added.txt && rm /etc/motd && mkdir -p /opt/app && echo 1 > /opt/app/v",
+        ));
+        assert_eq!(status, ExitStatus::Exited(0));
+        let names = layer_names(&snapshot);
+        for expected in ["added.txt", "etc/.wh.motd", "opt/app/v", "opt/app", "etc"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{kind:?}: {expected} missing: {names:?}"
+            );
+        }
+        for unexpected in [
+            "proc",
+            "dev",
+            "sys",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "etc/hostname",
+            "bin/busybox",
+            "bin",
+            "www",
+        ] {
+            assert!(
+                !names.iter().any(|n| n == unexpected),
+                "{kind:?}: {unexpected} in {names:?}"
+            );
+        }
     }
-    for unexpected in [
-        "proc",
-        "dev",
-        "sys",
-        "etc/hosts",
-        "etc/resolv.conf",
-        "etc/hostname",
-    ] {
-        assert!(
-            !names.iter().any(|n| n.trim_end_matches('/') == unexpected),
-            "{unexpected} in {names:?}"
-        );
-    }
-    // The unpacked image layer is untouched and still has the file the step deleted.
+    // The unpacked image layer is untouched and still has the file the steps deleted.
     let image = fixture.store.read_image("busybox:test").unwrap();
     let layers = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
     assert!(layers[0].join("etc/motd").exists());
@@ -237,18 +254,28 @@ fn changes_become_a_layer_with_whiteouts() {
 #[test]
 fn a_layer_whiteout_hides_the_file_in_the_next_snapshot() {
     let fixture = Fixture::new();
-    let first = fixture.snapshot();
-    run(&fixture.container(&first, "rm /etc/motd; echo kept > /kept"));
-    // The first step's upper directory, stacked as a lower layer, hides the deleted file.
-    let image = fixture.store.read_image("busybox:test").unwrap();
-    let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
-    lower.push(first.upper());
-    let second = Snapshot::from_layers(lower, &fixture.dir.path().join("scratch")).unwrap();
-    let (status, out) =
-        run(&fixture.container(&second, "test -e /etc/motd && echo motd; cat /kept"));
-    assert_eq!(status, ExitStatus::Exited(0));
-    assert_eq!(out, "kept\n");
-    assert_eq!(second.read_file("/etc/motd"), None);
+    for kind in [SnapshotKind::Overlay, SnapshotKind::Copy] {
+        let first = fixture.snapshot_of(kind);
+        run(&fixture.container(&first, "rm /etc/motd; echo kept > /kept"));
+        // The first step's changes (its upper directory), stacked as a layer, hide the deleted file.
+        assert!(layer_names(&first).contains(&"etc/.wh.motd".to_owned()));
+        let image = fixture.store.read_image("busybox:test").unwrap();
+        let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+        lower.push(first.upper());
+        let second =
+            Snapshot::from_layers(lower, &fixture.dir.path().join("scratch"), kind).unwrap();
+        let (status, out) = run(&fixture.container(
+            &second,
+            "test -e /etc/motd && echo motd; cat /kept; ls /etc",
+        ));
+        assert_eq!(status, ExitStatus::Exited(0));
+        assert_eq!(
+            out, "kept\ngroup\nhostname\nhosts\npasswd\nresolv.conf\n",
+            "{kind:?}"
+        );
+        assert_eq!(second.read_file("/etc/motd"), None);
+        assert_eq!(second.read_file("/kept").as_deref(), Some(&b"kept\n"[..]));
+    }
 }
 
 fn loopback_server() -> (TcpListener, u16) {
