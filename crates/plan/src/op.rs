@@ -211,8 +211,9 @@ pub struct FileCopy {
     pub parents: bool,
     /// `--exclude`.
     pub exclude: Vec<String>,
-    /// ADD: unpack local archives (default true for ADD from a context, false otherwise).
-    pub unpack: bool,
+    /// ADD `--unpack[=bool]` as given. `None` is BuildKit's default: ADD unpacks local
+    /// archives and leaves downloads as they are; COPY never unpacks.
+    pub unpack: Option<bool>,
     /// ADD `--checksum`.
     pub checksum: Option<String>,
     /// ADD `--keep-git-dir`.
@@ -331,10 +332,11 @@ impl Op {
                 e.str(&copy.dest)
                     .opt(copy.chown.as_deref())
                     .opt(copy.chmod.as_deref());
-                e.flag(copy.link)
-                    .flag(copy.parents)
-                    .list(&copy.exclude)
-                    .flag(copy.unpack);
+                e.flag(copy.link).flag(copy.parents).list(&copy.exclude);
+                match copy.unpack {
+                    Some(unpack) => e.num(1).flag(unpack),
+                    None => e.num(0),
+                };
                 e.opt(copy.checksum.as_deref()).flag(copy.keep_git_dir);
             }
             Op::Mkdir(mkdir) => {

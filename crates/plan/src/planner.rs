@@ -753,6 +753,9 @@ impl Planner<'_> {
                 )
             }
         };
+        // The base image's ONBUILD triggers run in this stage (they were inserted before its
+        // commands) and are not passed on.
+        d.config.on_build.clear();
         if d.config.env_value("PATH").is_none() {
             d.config.env.push(format!("PATH={DEFAULT_PATH}"));
         }
@@ -1367,7 +1370,7 @@ impl Planner<'_> {
             link: false,
             parents: false,
             exclude,
-            unpack: false,
+            unpack: None,
             checksum: None,
             keep_git_dir: false,
         };
@@ -1485,7 +1488,7 @@ impl Planner<'_> {
         op.link = add.link;
         op.keep_git_dir = add.keep_git_dir;
         op.checksum = checksum;
-        op.unpack = add.unpack.unwrap_or(true);
+        op.unpack = add.unpack;
         let h = Self::history(d, message, true, true);
         self.step(s, d, cmd, Some((Op::Add(op), inputs)), Some(h));
         Ok(())

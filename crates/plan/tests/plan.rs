@@ -417,6 +417,10 @@ RUN echo child
     assert!(matches!(ops[1], Op::Copy(c) if c.dest == "/app/src"));
     assert!(matches!(ops[2], Op::Exec(e) if e.args[2] == "make -C /app/src"));
     assert!(matches!(ops[3], Op::Exec(e) if e.args[2] == "echo after"));
+    assert!(
+        stage.config.on_build.is_empty(),
+        "the image's triggers are consumed"
+    );
 }
 
 #[test]
