@@ -298,3 +298,143 @@ fn plans_agree_with_buildkit() {
     }
     ok(docker(&["rmi", "-f", BASE]), "rmi base");
 }
+
+const RUN_FILE: &str = "\
+FROM hoist-plan-peer-bb:1
+ARG V=1
+ENV SHADOW=env
+ARG SHADOW=arg
+ARG LATE
+RUN echo \"$V $SHADOW\" > /out.txt
+ENV V=envv
+RUN echo \"$V $SHADOW $LATE\" >> /out.txt
+";
+
+/// RUN's environment (ARG values, ENV shadowing, `--build-arg`) and its history text
+/// (`RUN |3 V=1 ... # buildkit`), on a busybox-static base: what the commands print in
+/// BuildKit's container must be what the plan's environment gives.
+#[test]
+fn run_environment_agrees_with_buildkit() {
+    if !dockerd_available() {
+        if std::env::var_os("HOIST_SKIP_PEER_TESTS").is_some_and(|v| v == "1") {
+            eprintln!("SKIPPED: dockerd is not available (HOIST_SKIP_PEER_TESTS=1)");
+            return;
+        }
+        panic!(
+            "dockerd is not available at {DOCKER}; start it (bash .ci/services.sh) or set HOIST_SKIP_PEER_TESTS=1"
+        );
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "the peer test needs busybox-static (apt-get install busybox-static)"
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("symlink");
+    let tar = dir.path().join("bb.tar");
+    let status = Command::new("tar")
+        .args([
+            "-cf",
+            tar.to_str().expect("UTF-8"),
+            "-C",
+            root.to_str().expect("UTF-8"),
+            ".",
+        ])
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    let base = "hoist-plan-peer-bb:1";
+    ok(
+        docker(&[
+            "import",
+            "--change",
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            tar.to_str().expect("UTF-8"),
+            base,
+        ]),
+        "docker import",
+    );
+    let tag = "hoist-plan-peer-run:1";
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).expect("mkdir");
+    std::fs::write(context.join("Dockerfile"), RUN_FILE).expect("write Dockerfile");
+    ok(
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            tag,
+            "--build-arg",
+            "LATE=late",
+            context.to_str().expect("UTF-8"),
+        ]),
+        "docker build",
+    );
+    let history = ok(
+        docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag]),
+        "history",
+    );
+    let mut want_history: Vec<String> = history
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    want_history.reverse();
+    for entry in &mut want_history {
+        // BuildKit 0.8 wrote the declaration, current BuildKit the value used.
+        if entry == "ARG LATE" {
+            *entry = "ARG LATE=late".to_owned();
+        }
+    }
+    let container = ok(docker(&["create", tag, "sh"]), "create");
+    let container = container.trim();
+    let archive = docker(&["cp", &format!("{container}:/out.txt"), "-"]);
+    assert!(archive.status.success(), "docker cp failed");
+    ok(docker(&["rm", container]), "rm");
+    ok(docker(&["rmi", "-f", tag]), "rmi");
+    // `docker cp` writes a tar: one 512-byte header (size in octal at 124..136), then the data.
+    let tar = archive.stdout;
+    assert!(tar.len() >= 512, "docker cp gave a tar");
+    let size_field = String::from_utf8_lossy(&tar[124..136]);
+    let size = usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+        .expect("tar size field");
+    let printed = String::from_utf8(tar[512..512 + size].to_vec()).expect("UTF-8 output");
+
+    let mut request = PlanRequest::new(hoist_dockerfile::parse(RUN_FILE).expect("parses"));
+    request
+        .build_args
+        .insert("LATE".to_owned(), "late".to_owned());
+    let plan = hoist_plan::plan(&request, &Dockerd).expect("plans");
+    let history: Vec<String> = plan
+        .target_stage()
+        .history
+        .iter()
+        .map(|h| h.created_by.clone())
+        .collect();
+    assert_eq!(history, want_history);
+    let envs: Vec<&Vec<String>> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match &op.op {
+            hoist_plan::Op::Exec(exec) => Some(&exec.env),
+            _ => None,
+        })
+        .collect();
+    let value = |env: &Vec<String>, name: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(&format!("{name}=")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let expected = format!(
+        "{} {}\n{} {} {}\n",
+        value(envs[0], "V"),
+        value(envs[0], "SHADOW"),
+        value(envs[1], "V"),
+        value(envs[1], "SHADOW"),
+        value(envs[1], "LATE")
+    );
+    assert_eq!(printed, expected);
+}
