@@ -161,8 +161,9 @@ pub enum UnsafeReason {
     BadWhiteout,
 }
 
-/// Why a layer could not be applied. Unless it is [`AlreadyIncomplete`](Self::AlreadyIncomplete)
-/// or [`OpenRoot`](Self::OpenRoot), the target now holds [`INCOMPLETE_MARKER`].
+/// Why a layer could not be applied. Except for [`OpenRoot`](Self::OpenRoot),
+/// [`AlreadyIncomplete`](Self::AlreadyIncomplete) and a failure to create the marker, the
+/// target now holds [`INCOMPLETE_MARKER`].
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The target directory could not be opened.
@@ -275,6 +276,10 @@ pub fn apply_layer<R: Read + Send>(
         root: root.to_owned(),
         source,
     })?;
+    let root_stat = rustix::fs::fstat(&root_fd).map_err(|e| ApplyError::OpenRoot {
+        root: root.to_owned(),
+        source: e.into(),
+    })?;
     let marker = CString::new(INCOMPLETE_MARKER).expect("constant has no NUL");
     match sys::create_file_at(root_fd.as_fd(), &marker) {
         Ok(_) => {}
@@ -292,10 +297,6 @@ pub fn apply_layer<R: Read + Send>(
         }
     }
     let is_root = sys::is_root();
-    let root_stat = rustix::fs::fstat(&root_fd).map_err(|e| ApplyError::OpenRoot {
-        root: root.to_owned(),
-        source: e.into(),
-    })?;
     let mut applier = Applier {
         root_fd,
         root_id: (root_stat.st_dev, root_stat.st_ino),

@@ -35,6 +35,10 @@ pub enum SourceKind {
     /// `.wh.<name>`) and a directory with the xattr `trusted.overlay.opaque=y` (or
     /// `user.overlay.opaque=y` for unprivileged mounts) is opaque (written with a
     /// `.wh..wh..opq` entry after it). overlayfs's own `*.overlay.*` xattrs are not written.
+    ///
+    /// The mount must not use `metacopy=on` or `redirect_dir=on` (both off by default, and off
+    /// in BuildKit's snapshotter): with them the upper directory no longer holds whole files and
+    /// real paths, and no per-directory reading can recover the change set.
     OverlayUpper,
 }
 

@@ -119,3 +119,96 @@ impl EntryHeader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::read::TarReader;
+    use super::write::TarOutput;
+    use super::*;
+
+    fn kind() -> impl Strategy<Value = EntryKind> {
+        prop_oneof![
+            Just(EntryKind::Regular),
+            Just(EntryKind::HardLink),
+            Just(EntryKind::Symlink),
+            Just(EntryKind::CharDevice),
+            Just(EntryKind::BlockDevice),
+            Just(EntryKind::Directory),
+            Just(EntryKind::Fifo),
+        ]
+    }
+
+    /// Byte strings without NUL (which no tar field can hold), long enough to need PAX.
+    fn name(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        vec(1u8..=255, 1..max)
+    }
+
+    prop_compose! {
+        fn entry()(
+            kind in kind(),
+            path in name(300),
+            link in name(300),
+            mode in 0u32..0o10000,
+            uid in prop_oneof![0u64..70_000, 0u64..(1 << 40)],
+            gid in 0u64..(1 << 40),
+            mtime in 0i64..10_000_000_000,
+            data in vec(any::<u8>(), 0..2000),
+            dev in (0u32..4096, 0u32..1_048_576),
+            xattr_values in vec(vec(any::<u8>(), 0..100), 0..4),
+        ) -> (EntryHeader, Vec<u8>) {
+            let mut header = EntryHeader::new(path, kind);
+            header.mode = mode;
+            header.uid = uid;
+            header.gid = gid;
+            header.mtime = mtime;
+            if kind == EntryKind::Regular {
+                header.size = data.len() as u64;
+            }
+            if matches!(kind, EntryKind::Symlink | EntryKind::HardLink) {
+                header.link = link;
+            }
+            if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+                (header.dev_major, header.dev_minor) = dev;
+            }
+            header.xattrs = xattr_values
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| (format!("user.attr{i}").into_bytes(), value))
+                .collect();
+            let data = if kind == EntryKind::Regular { data } else { Vec::new() };
+            (header, data)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn written_entries_read_back_identically(entries in vec(entry(), 0..8)) {
+            let mut out = TarOutput::new(Vec::new());
+            for (header, data) in &entries {
+                out.write_header(header).unwrap();
+                out.write_bytes(data).unwrap();
+                out.pad(data.len() as u64).unwrap();
+            }
+            let tar = out.finish().unwrap();
+            prop_assert_eq!(tar.len() % BLOCK, 0);
+
+            let mut reader = TarReader::new(&tar[..]);
+            for (expected, data) in &entries {
+                let mut header = reader.next_entry().unwrap().expect("entry present");
+                if header.kind == EntryKind::Directory {
+                    prop_assert_eq!(header.path.pop(), Some(b'/'));
+                }
+                prop_assert_eq!(&header, expected);
+                let mut read = Vec::new();
+                reader.data().read_to_end(&mut read).unwrap();
+                prop_assert_eq!(&read, data);
+            }
+            prop_assert!(reader.next_entry().unwrap().is_none());
+        }
+    }
+}
