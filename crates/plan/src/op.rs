@@ -173,7 +173,8 @@ pub enum CopyFrom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopySource {
     /// A path (maybe a wildcard pattern) in the source filesystem (`input`), normalized to
-    /// start with `/`.
+    /// start with `/`. A `/./` pivot (`COPY --parents src/./pkg/a`) is kept: the parents
+    /// after it are recreated under the destination.
     Path {
         /// The path.
         path: String,

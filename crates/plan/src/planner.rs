@@ -164,7 +164,7 @@ pub fn plan(
     resolver: &dyn BaseImageResolver,
 ) -> Result<BuildPlan, PlanError> {
     let (stages, meta_args) = parse_stages(&request.dockerfile)
-        .map_err(|e| PlanError::new(PlanErrorKind::Instruction(e.clone()), Some(e.instruction)))?;
+        .map_err(|e| PlanError::new(PlanErrorKind::Instruction(e.clone()), Some(e.span)))?;
     if stages.is_empty() {
         return Err(PlanError::new(PlanErrorKind::NoStages, None));
     }
@@ -1296,10 +1296,19 @@ impl Planner<'_> {
                 });
                 continue;
             }
-            let normalized = go::clean_path(&format!("/{path}"));
+            let plain = go::clean_path(&format!("/{path}"));
             if from_input.is_none() {
-                context_paths.push(normalized.trim_start_matches('/').to_owned());
+                context_paths.push(plain.trim_start_matches('/').to_owned());
             }
+            // `COPY --parents a/./b/c`: the `/./` pivot says where the kept parents start.
+            let normalized = match path.split_once("/./") {
+                Some((parent, rest)) => {
+                    let parent = go::clean_path(&format!("/{parent}"));
+                    let rest = go::clean_path(&format!("/{rest}"));
+                    format!("{}/.{rest}", parent.trim_end_matches('/'))
+                }
+                None => plain,
+            };
             copy_sources.push(CopySource::Path {
                 path: normalized,
                 input: from_input.unwrap_or(usize::MAX),

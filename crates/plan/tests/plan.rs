@@ -932,3 +932,42 @@ fn go_hello_example_plans_for_every_target() {
     assert_eq!(builder.base, StageBase::Image("golang:1.24".to_owned()));
     assert_eq!(builder.config.env_value("GOPATH"), Some("/go"));
 }
+
+#[test]
+fn copy_parents_keeps_the_pivot() {
+    let plan = plan_with(
+        "FROM busybox\nCOPY --parents ./src/./pkg/*.go ../x/y /dest/\n",
+        |_| {},
+    );
+    let copy = plan
+        .ops
+        .iter()
+        .find_map(|o| match &o.op {
+            Op::Copy(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert!(copy.parents);
+    let paths: Vec<&str> = copy
+        .sources
+        .iter()
+        .map(|s| match s {
+            CopySource::Path { path, .. } => path.as_str(),
+            _ => "",
+        })
+        .collect();
+    assert_eq!(paths, ["/src/./pkg/*.go", "/x/y"]);
+    assert_eq!(
+        created_by(&plan),
+        ["COPY --parents ./src/./pkg/*.go ../x/y /dest/ # buildkit"]
+    );
+    let include = plan
+        .ops
+        .iter()
+        .find_map(|o| match &o.op {
+            Op::Source(Source::Context { include, .. }) => Some(include.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(include, ["src/pkg/*.go", "x/y"]);
+}
