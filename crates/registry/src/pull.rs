@@ -17,7 +17,7 @@ use hoist_oci::oci_spec::image::{
 use hoist_oci::{DigestExt, Expected, Store, digest_from_oci};
 use tokio::runtime::Handle;
 
-use crate::client::{Client, FetchedManifest, backoff, is_transient};
+use crate::client::{Client, FetchedManifest, backoff};
 use crate::config::Endpoint;
 use crate::progress::{Event, Reporter};
 use crate::{Error, ImageReference, Platform, Result};
@@ -473,8 +473,8 @@ impl Read for BlobBody<'_> {
                     ))?;
                 }
                 Ok(None) => return Ok(0),
-                Err(error) if is_transient(&error) => self.fault(error.to_string())?,
-                Err(error) => return Err(io::Error::other(error)),
+                // The status was fine: any error now is the transport failing mid-body.
+                Err(error) => self.fault(error.to_string())?,
             }
         }
     }

@@ -1,0 +1,374 @@
+//! The registry client against a real registry (Debian's `docker-registry`, started per test on 127.0.0.1):
+//! indexes and platforms, chunked uploads, resumed downloads through a connection-cutting proxy, and digest
+//! verification of what the registry serves.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use hoist_oci::oci_spec::image::Descriptor;
+use hoist_oci::{DigestExt, Expected, ManifestFormat, Reference, Store};
+use hoist_registry::{
+    Client, DockerConfig, Error, Event, ImageReference, Platform, PullOptions, PushOptions,
+    RegistryConfig, Reporter,
+};
+use support::{TestRegistry, rootfs_tarball};
+
+/// Collects events for assertions.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Event>>);
+
+impl Reporter for Recorder {
+    fn report(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn count(&self, what: impl Fn(&Event) -> bool) -> usize {
+        self.0.lock().unwrap().iter().filter(|e| what(e)).count()
+    }
+}
+
+fn client(dir: &Path) -> Client {
+    Client::new(
+        RegistryConfig::default(),
+        DockerConfig::at(dir.join("docker-config.json")),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes a one-layer image for `architecture` into the store; returns its manifest descriptor.
+fn write_image(store: &Store, dir: &Path, text: &str, architecture: &str) -> Descriptor {
+    let tarball = rootfs_tarball(dir, text);
+    let layer = store
+        .ingest_layer(std::fs::File::open(tarball).unwrap(), &Expected::unknown())
+        .unwrap();
+    let config = serde_json::json!({
+        "architecture": architecture,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.info.diff_id.to_string()]},
+    });
+    let descriptor = hoist_oci::layer_descriptor(&layer, ManifestFormat::Oci);
+    store
+        .write_image(
+            config.to_string().as_bytes(),
+            &[descriptor],
+            ManifestFormat::Oci,
+        )
+        .unwrap()
+        .manifest
+}
+
+#[test]
+fn index_push_and_platform_selection() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let amd64 = write_image(&store, dir.path(), "amd64\n", "amd64");
+    let arm64 = write_image(&store, dir.path(), "arm64 image\n", "arm64");
+    let entry = |d: &Descriptor, arch: &str, variant: Option<&str>| {
+        let mut platform = serde_json::json!({"os": "linux", "architecture": arch});
+        if let Some(v) = variant {
+            platform["variant"] = v.into();
+        }
+        serde_json::json!({
+            "mediaType": d.media_type().to_string(),
+            "digest": d.digest().to_string(),
+            "size": d.size(),
+            "platform": platform,
+        })
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&amd64, "amd64", None), entry(&arm64, "arm64", Some("v8"))],
+    });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
+    let index_blob = store.ingest_bytes(&index_bytes).unwrap();
+    let index_descriptor = hoist_oci::oci_spec::image::DescriptorBuilder::default()
+        .media_type(hoist_oci::oci_spec::image::MediaType::ImageIndex)
+        .digest(index_blob.digest.to_oci())
+        .size(index_blob.size)
+        .build()
+        .unwrap();
+    store
+        .tag(&"multi:1".parse::<Reference>().unwrap(), &index_descriptor)
+        .unwrap();
+
+    let client = client(dir.path());
+    let rt = runtime();
+    let target: ImageReference = format!("{}/multi/app:1", registry.addr).parse().unwrap();
+    let pushed = rt
+        .block_on(client.push(
+            Arc::clone(&store),
+            "multi:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pushed.digest, index_blob.digest);
+    assert_eq!(pushed.uploaded, 4, "two configs and two layers");
+
+    // The variant spelling `arm64/v8` finds the arm64 entry; the index digest is what the tag resolves to.
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let options = PullOptions {
+        platform: "linux/arm64/v8".parse().unwrap(),
+        ..PullOptions::default()
+    };
+    let pulled = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &target,
+            &options,
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.resolved, index_blob.digest);
+    assert_eq!(pulled.manifest.digest(), arm64.digest());
+    let image = fresh.read_image("localhost:5000/none:x").err();
+    assert!(image.is_some());
+    let stored = fresh
+        .read_image(&format!("{}/multi/app:1", registry.addr))
+        .unwrap();
+    assert_eq!(stored.config.architecture().to_string(), "arm64");
+
+    // No s390x: the error lists what exists.
+    let options = PullOptions {
+        platform: Platform::new("linux", "s390x", None),
+        ..PullOptions::default()
+    };
+    let error = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &target,
+            &options,
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap_err();
+    assert!(matches!(error, Error::NoMatchingPlatform { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("linux/s390x") && message.contains("available: linux/amd64, linux/arm64"),
+        "{message}"
+    );
+}
+
+#[test]
+fn chunked_upload_round_trips() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "chunks\n", "amd64");
+    store
+        .tag(&"chunky:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let client = client(dir.path());
+    let rt = runtime();
+    let target: ImageReference = format!("{}/chunky:1", registry.addr).parse().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let options = PushOptions {
+        monolithic_limit: 0,
+        chunk_size: 64 * 1024,
+        ..PushOptions::default()
+    };
+    let pushed = rt
+        .block_on(client.push(
+            Arc::clone(&store),
+            "chunky:1",
+            std::slice::from_ref(&target),
+            &options,
+            recorder.clone(),
+        ))
+        .unwrap();
+    assert_eq!(pushed.digest.to_string(), manifest.digest().to_string());
+    let chunks = recorder.count(|e| matches!(e, Event::BlobProgress { .. }));
+    assert!(
+        chunks > 10,
+        "a ~1 MB layer in 64 KiB chunks: {chunks} PATCHes"
+    );
+
+    // Pushing again finds every blob with HEAD and uploads nothing.
+    let again = rt
+        .block_on(client.push(
+            Arc::clone(&store),
+            "chunky:1",
+            std::slice::from_ref(&target),
+            &options,
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!((again.uploaded, again.existing), (0, 2));
+
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let pulled = rt
+        .block_on(client.pull(
+            fresh,
+            &target,
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+}
+
+#[test]
+fn corrupted_registry_content_is_a_digest_mismatch_and_nothing_is_stored() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "corrupt me\n", "amd64");
+    store
+        .tag(&"bad:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let client = client(dir.path());
+    let rt = runtime();
+    let target: ImageReference = format!("{}/bad:1", registry.addr).parse().unwrap();
+    rt.block_on(client.push(
+        Arc::clone(&store),
+        "bad:1",
+        std::slice::from_ref(&target),
+        &PushOptions::default(),
+        Arc::new(hoist_registry::Silent),
+    ))
+    .unwrap();
+    let image = store.read_image("bad:1").unwrap();
+    let config = image.id;
+    // Same length, different bytes, straight in the registry's storage.
+    let path = registry.blob_path(&config.encoded());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let error = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &target,
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::DigestMismatch { expected, .. } if expected == config),
+        "{error}"
+    );
+    assert!(error.to_string().contains(&config.to_string()));
+    assert!(!fresh.has_blob(&config));
+}
+
+/// A TCP proxy that closes every connection after `limit` bytes from the server: a flaky network, in front of a
+/// real registry.
+fn cutting_proxy(upstream: String, limit: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_read, &mut server_write);
+                let _ = server_write.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                let mut buffer = [0; 16 * 1024];
+                while sent < limit {
+                    let n = match server.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n.min(limit - sent),
+                    };
+                    if client.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn downloads_resume_after_connection_cuts() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "resume\n", "amd64");
+    store
+        .tag(&"flaky:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let client = client(dir.path());
+    let rt = runtime();
+    let direct: ImageReference = format!("{}/flaky:1", registry.addr).parse().unwrap();
+    rt.block_on(client.push(
+        Arc::clone(&store),
+        "flaky:1",
+        std::slice::from_ref(&direct),
+        &PushOptions::default(),
+        Arc::new(hoist_registry::Silent),
+    ))
+    .unwrap();
+    let layer_size = store.read_image("flaky:1").unwrap().layers[0]
+        .descriptor
+        .size();
+    assert!(
+        layer_size > 600 * 1024,
+        "the layer holds busybox: {layer_size} bytes"
+    );
+
+    let proxy = cutting_proxy(registry.addr.clone(), 300 * 1024);
+    let through_proxy = direct.on_registry(&proxy);
+    let recorder = Arc::new(Recorder::default());
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let pulled = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &through_proxy,
+            &PullOptions::default(),
+            recorder.clone(),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+    let retries = recorder.count(|e| matches!(e, Event::BlobRetry { .. }));
+    assert!(
+        retries >= 2,
+        "the layer needs several connections: {retries} retries"
+    );
+    let stored = fresh.read_image(&through_proxy.familiar()).unwrap();
+    assert_eq!(
+        stored.layers[0].info.as_ref().unwrap().diff_id,
+        store.read_image("flaky:1").unwrap().layers[0]
+            .info
+            .as_ref()
+            .unwrap()
+            .diff_id
+    );
+}
