@@ -1,0 +1,737 @@
+//! One slot: a function process, the Runtime API it talks to, and the state machine between the two.
+//!
+//! The invoke side ([`Slot::invoke`]) starts the process if there is none, hands the event to the next `/next`,
+//! and then waits for whichever comes first: the runtime's answer, the process exiting, or the deadline. Every
+//! reset (timeout, crash, init failure) kills the process group and bumps the slot's *generation*; Runtime API
+//! connections remember the generation they were accepted in, so a dying process's half-closed `/next` can never
+//! take an event meant for its successor.
+
+use crate::MAX_PAYLOAD_BYTES;
+use crate::log::{LogLevel, Output};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, channel::Channel};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, oneshot};
+
+/// The body type of every response the emulator sends.
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A response body from bytes.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A JSON error body as the Runtime API renders them.
+pub(crate) fn error_json(error_type: &str, message: &str) -> Bytes {
+    serde_json::json!({ "errorMessage": message, "errorType": error_type })
+        .to_string()
+        .into()
+}
+
+/// One event on its way to the runtime.
+#[derive(Debug, Clone)]
+pub(crate) struct Invocation {
+    pub(crate) request_id: String,
+    pub(crate) event: Bytes,
+    pub(crate) deadline_ms: u64,
+    pub(crate) trace_id: String,
+    pub(crate) client_context: Option<String>,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) function_arn: String,
+}
+
+/// How an invoke ended, as seen by the slot.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// `/response` with a buffered body.
+    Response {
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    /// `/response` in streaming mode: the body is still arriving; `done` fires when it has all been passed on.
+    Streaming {
+        content_type: Option<HeaderValue>,
+        body: Channel<Bytes>,
+        done: oneshot::Receiver<()>,
+    },
+    /// `/response` over the size limit.
+    TooLarge { size: usize },
+    /// `/response` with an unknown `Lambda-Runtime-Function-Response-Mode`.
+    InvalidResponseMode,
+    /// `/error`.
+    FunctionError {
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    /// `/init/error` (the process is then killed).
+    InitError {
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    /// The deadline passed (the process was killed).
+    Timeout { seconds: u64 },
+    /// The process exited before answering.
+    Exited { status: ExitStatus },
+    /// The bootstrap could not be started at all.
+    SpawnFailed { message: String },
+}
+
+/// What the REPORT line needs from an invoke.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) init_duration: Option<Duration>,
+    pub(crate) invoke_started: Instant,
+    pub(crate) max_memory_used_mb: Option<u64>,
+}
+
+#[derive(Default)]
+struct RuntimeState {
+    generation: u64,
+    /// When the current process first called `/next` (its init is done).
+    ready_at: Option<Instant>,
+    pending: Option<Invocation>,
+    current: Option<String>,
+    outcome: Option<oneshot::Sender<Outcome>>,
+}
+
+struct Shared {
+    state: Mutex<RuntimeState>,
+    notify: Notify,
+    generation: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RuntimeState> {
+        // A panic while holding this lock would be a bug in this module; recover the data rather than cascade.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How to start the function process.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub(crate) argv: Vec<String>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+}
+
+/// One function process and its Runtime API.
+pub(crate) struct Slot {
+    index: usize,
+    shared: Arc<Shared>,
+    launch: Launch,
+    output: Arc<Output>,
+    process: tokio::sync::Mutex<Option<Child>>,
+}
+
+impl Slot {
+    /// A slot whose Runtime API is served on `listener`; `launch.env` must already name that address.
+    pub(crate) fn new(
+        index: usize,
+        listener: TcpListener,
+        launch: Launch,
+        output: Arc<Output>,
+    ) -> Arc<Slot> {
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            generation: AtomicU64::new(0),
+        });
+        tokio::spawn(serve_runtime_api(listener, shared.clone(), output.clone()));
+        Arc::new(Slot {
+            index,
+            shared,
+            launch,
+            output,
+            process: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Kills the process group, reaps the process and forgets all runtime state.
+    async fn reset(&self, process: &mut Option<Child>) {
+        if let Some(mut child) = process.take() {
+            if let Some(pid) = child
+                .id()
+                .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            {
+                // The group may already be gone; that is what we want anyway.
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.kill().await;
+        }
+        let mut st = self.shared.lock();
+        st.generation += 1;
+        self.shared
+            .generation
+            .store(st.generation, Ordering::SeqCst);
+        st.ready_at = None;
+        st.pending = None;
+        st.current = None;
+        st.outcome = None;
+        drop(st);
+        self.shared.notify.notify_waiters();
+    }
+
+    /// Kills the process, if any (emulator shutdown).
+    pub(crate) async fn shutdown(&self) {
+        let mut process = self.process.lock().await;
+        self.reset(&mut process).await;
+    }
+
+    fn spawn(&self) -> Result<Child, String> {
+        let (program, args) = self
+            .launch
+            .argv
+            .split_first()
+            .ok_or_else(|| "empty bootstrap command".to_owned())?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
+            .process_group(0);
+        command.stdin(Stdio::null()).stdout(Stdio::inherit());
+        // The official RIE sends the function's stderr to its own stdout, next to the START/END lines.
+        match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
+            Ok(fd) => command.stderr(Stdio::from(fd)),
+            Err(_) => command.stderr(Stdio::inherit()),
+        };
+        if let Some(cwd) = &self.launch.cwd {
+            command.current_dir(cwd);
+        }
+        command.kill_on_drop(true);
+        command
+            .spawn()
+            .map_err(|e| format!("exec '{}': {e}", self.launch.argv.join(" ")))
+    }
+
+    /// Runs one invocation to its end (for streaming responses: to the start of the body) and reports timing.
+    pub(crate) async fn invoke(
+        &self,
+        invocation: Invocation,
+        timeout: Duration,
+    ) -> (Outcome, Timing) {
+        let arrived = Instant::now();
+        let deadline = tokio::time::Instant::from_std(arrived + timeout);
+        let mut process = self.process.lock().await;
+        if let Some(child) = process.as_mut()
+            && !matches!(child.try_wait(), Ok(None))
+        {
+            self.output.log(
+                LogLevel::Warn,
+                "runtime exited while idle; starting a new one",
+            );
+            self.reset(&mut process).await;
+        }
+        let mut init_started = None;
+        if process.is_none() {
+            self.output.log(
+                LogLevel::Info,
+                &format!(
+                    "INIT START(type: on-demand, phase: init) slot={}",
+                    self.index
+                ),
+            );
+            self.output.log(
+                LogLevel::Info,
+                &format!("exec '{}'", self.launch.argv.join(" ")),
+            );
+            match self.spawn() {
+                Ok(child) => *process = Some(child),
+                Err(message) => {
+                    self.output.log(LogLevel::Error, &message);
+                    let timing = Timing {
+                        init_duration: None,
+                        invoke_started: arrived,
+                        max_memory_used_mb: None,
+                    };
+                    return (Outcome::SpawnFailed { message }, timing);
+                }
+            }
+            init_started = Some(Instant::now());
+        }
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut st = self.shared.lock();
+            st.pending = Some(invocation);
+            st.outcome = Some(tx);
+        }
+        self.shared.notify.notify_waiters();
+        let child = process
+            .as_mut()
+            .expect("a process was started above or was already running");
+        let pid = child.id();
+        let outcome = tokio::select! {
+            outcome = &mut rx => outcome.ok(),
+            status = child.wait() => match rx.try_recv() {
+                Ok(outcome) => Some(outcome),
+                Err(_) => Some(match status {
+                    Ok(status) => Outcome::Exited { status },
+                    Err(e) => Outcome::SpawnFailed { message: format!("waiting for the runtime: {e}") },
+                }),
+            },
+            () = tokio::time::sleep_until(deadline) => Some(Outcome::Timeout { seconds: timeout.as_secs() }),
+        };
+        let outcome = outcome.unwrap_or(Outcome::SpawnFailed {
+            message: "runtime state was reset".into(),
+        });
+        let ready_at = self.shared.lock().ready_at;
+        let max_memory_used_mb = pid.and_then(peak_rss_mb);
+        let timing = Timing {
+            init_duration: init_started.map(|s| {
+                ready_at
+                    .unwrap_or_else(Instant::now)
+                    .saturating_duration_since(s)
+            }),
+            invoke_started: if init_started.is_some() {
+                ready_at.unwrap_or(arrived).max(arrived)
+            } else {
+                arrived
+            },
+            max_memory_used_mb,
+        };
+        match &outcome {
+            Outcome::Response { .. }
+            | Outcome::FunctionError { .. }
+            | Outcome::Streaming { .. } => {}
+            Outcome::TooLarge { .. } | Outcome::InvalidResponseMode => {}
+            Outcome::Timeout { .. }
+            | Outcome::Exited { .. }
+            | Outcome::InitError { .. }
+            | Outcome::SpawnFailed { .. } => {
+                self.output.log(
+                    LogLevel::Info,
+                    &format!("resetting runtime of slot {}", self.index),
+                );
+                self.reset(&mut process).await;
+            }
+        }
+        (outcome, timing)
+    }
+
+    /// Waits for a streaming body to finish, killing the process if the deadline passes first. True if it finished.
+    pub(crate) async fn finish_stream(
+        &self,
+        done: oneshot::Receiver<()>,
+        deadline: Instant,
+    ) -> bool {
+        let finished = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), done)
+            .await
+            .is_ok();
+        if !finished {
+            let mut process = self.process.lock().await;
+            self.reset(&mut process).await;
+        }
+        finished
+    }
+}
+
+/// Peak resident memory of a process in MB (`VmHWM` in `/proc/<pid>/status`), rounded up.
+fn peak_rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.div_ceil(1024))
+}
+
+async fn serve_runtime_api(listener: TcpListener, shared: Arc<Shared>, output: Arc<Output>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                output.log(LogLevel::Warn, &format!("runtime API accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let generation = shared.generation.load(Ordering::SeqCst);
+        let shared = shared.clone();
+        let output = output.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                let output = output.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        runtime_api(req, &shared, generation, &output).await,
+                    )
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("text/plain")),
+    );
+    response
+}
+
+fn accepted() -> Response<Body> {
+    reply(
+        StatusCode::ACCEPTED,
+        "application/json",
+        r#"{"status":"OK"}"#,
+    )
+}
+
+fn rejected(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
+    reply(status, "application/json", error_json(error_type, message))
+}
+
+fn invalid_state(from: &str, to: &str) -> Response<Body> {
+    let message = format!(
+        "State transition from {from} to {to} failed for runtime. Error: State transition is not allowed"
+    );
+    rejected(StatusCode::FORBIDDEN, "InvalidStateTransition", &message)
+}
+
+const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
+
+async fn runtime_api(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+    output: &Output,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    output.log(
+        LogLevel::Debug,
+        &format!("runtime API {} {path}", req.method()),
+    );
+    if let Some(rest) = path.strip_prefix(RUNTIME_PREFIX) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return match (req.method(), parts.as_slice()) {
+            (&Method::GET, ["invocation", "next"]) => next(shared, generation).await,
+            (&Method::POST, ["invocation", id, "response"]) => {
+                let id = (*id).to_owned();
+                response(req, shared, generation, &id).await
+            }
+            (&Method::POST, ["invocation", id, "error"]) => {
+                let id = (*id).to_owned();
+                function_error(req, shared, generation, &id).await
+            }
+            (&Method::POST, ["init", "error"]) => init_error(req, shared, generation).await,
+            (
+                _,
+                ["invocation", "next"]
+                | ["invocation", _, "response" | "error"]
+                | ["init", "error"],
+            ) => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", ""),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "404 page not found\n",
+            ),
+        };
+    }
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/2018-06-01/ping") => {
+            reply(StatusCode::OK, "text/plain; charset=utf-8", "pong")
+        }
+        (_, "/2020-08-15/logs") => rejected(
+            StatusCode::ACCEPTED,
+            "Logs.NotSupported",
+            "Logs API is not supported",
+        ),
+        (_, "/2022-07-01/telemetry") => rejected(
+            StatusCode::ACCEPTED,
+            "Telemetry.NotSupported",
+            "Telemetry API is not supported",
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "404 page not found\n",
+        ),
+    }
+}
+
+fn stale() -> Response<Body> {
+    rejected(
+        StatusCode::GONE,
+        "Runtime.Reset",
+        "this runtime process was reset",
+    )
+}
+
+async fn next(shared: &Shared, generation: u64) -> Response<Body> {
+    loop {
+        let notified = {
+            let mut st = shared.lock();
+            if st.generation != generation {
+                return stale();
+            }
+            if st.current.is_some() {
+                return invalid_state("Invoking", "Ready");
+            }
+            if st.ready_at.is_none() {
+                st.ready_at = Some(Instant::now());
+            }
+            if let Some(inv) = st.pending.take() {
+                st.current = Some(inv.request_id.clone());
+                return next_reply(&inv);
+            }
+            let notified = shared.notify.notified();
+            drop(st);
+            notified
+        };
+        notified.await;
+    }
+}
+
+fn next_reply(inv: &Invocation) -> Response<Body> {
+    let mut response = Response::new(full(inv.event.clone()));
+    let headers = response.headers_mut();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    put("lambda-runtime-aws-request-id", &inv.request_id);
+    put("lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", &inv.function_arn);
+    put("lambda-runtime-trace-id", &inv.trace_id);
+    if let Some(cc) = &inv.client_context {
+        put("lambda-runtime-client-context", cc);
+    }
+    if let Some(tenant) = &inv.tenant_id {
+        put("lambda-runtime-aws-tenant-id", tenant);
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Checks that `id` is the invocation in flight and takes its outcome sender.
+fn take_current(
+    shared: &Shared,
+    generation: u64,
+    id: &str,
+    to: &str,
+) -> Result<oneshot::Sender<Outcome>, Box<Response<Body>>> {
+    let mut st = shared.lock();
+    if st.generation != generation {
+        return Err(Box::new(stale()));
+    }
+    match &st.current {
+        None => Err(Box::new(invalid_state("Ready", to))),
+        Some(current) if current != id => Err(Box::new(rejected(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        ))),
+        Some(_) => {
+            st.current = None;
+            st.outcome
+                .take()
+                .ok_or_else(|| Box::new(invalid_state("Ready", to)))
+        }
+    }
+}
+
+async fn response(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+    id: &str,
+) -> Response<Body> {
+    let mode = req
+        .headers()
+        .get("lambda-runtime-function-response-mode")
+        .map(|v| v.as_bytes().to_ascii_lowercase());
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let sender = match take_current(shared, generation, id, "InvocationResponse") {
+        Ok(sender) => sender,
+        Err(response) => return *response,
+    };
+    match mode.as_deref() {
+        None | Some(b"buffered") => {
+            let body = match req.into_body().collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    let message = format!("reading the response body: {e}");
+                    let _ = sender.send(Outcome::SpawnFailed { message });
+                    return rejected(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidResponse",
+                        "cannot read the response body",
+                    );
+                }
+            };
+            if body.len() > MAX_PAYLOAD_BYTES {
+                let _ = sender.send(Outcome::TooLarge { size: body.len() });
+                let message =
+                    format!("Exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes).");
+                return rejected(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    &message,
+                );
+            }
+            let _ = sender.send(Outcome::Response { content_type, body });
+            accepted()
+        }
+        Some(b"streaming") => {
+            let (mut tx, body) = Channel::<Bytes>::new(16);
+            let (done_tx, done) = oneshot::channel();
+            let _ = sender.send(Outcome::Streaming {
+                content_type,
+                body,
+                done,
+            });
+            let mut incoming = req.into_body();
+            // Keep reading even if the caller went away, so the runtime always gets its answer.
+            let mut caller_gone = false;
+            while let Some(frame) = incoming.frame().await {
+                let Ok(frame) = frame else { break };
+                if caller_gone {
+                    continue;
+                }
+                let sent = match frame.into_data() {
+                    Ok(data) => tx.send_data(data).await,
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => tx.send_trailers(trailers).await,
+                        Err(_) => Ok(()),
+                    },
+                };
+                caller_gone = sent.is_err();
+            }
+            drop(tx);
+            let _ = done_tx.send(());
+            accepted()
+        }
+        Some(_) => {
+            let _ = sender.send(Outcome::InvalidResponseMode);
+            rejected(
+                StatusCode::BAD_REQUEST,
+                "InvalidFunctionResponseMode",
+                "Invalid function response mode",
+            )
+        }
+    }
+}
+
+const ERROR_CAUSE_TYPE: &str = "application/vnd.aws.lambda.error.cause+json";
+
+async fn function_error(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+    id: &str,
+) -> Response<Body> {
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let sender = match take_current(shared, generation, id, "InvocationErrorResponse") {
+        Ok(sender) => sender,
+        Err(response) => return *response,
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let (content_type, body) = trim_error_cause(content_type, body);
+    let _ = sender.send(Outcome::FunctionError { content_type, body });
+    accepted()
+}
+
+/// With the error-cause content type, Lambda keeps only errorMessage/errorType/stackTrace of the body.
+fn trim_error_cause(
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> (Option<HeaderValue>, Bytes) {
+    if content_type
+        .as_ref()
+        .is_some_and(|ct| ct.as_bytes().starts_with(ERROR_CAUSE_TYPE.as_bytes()))
+        && let Ok(serde_json::Value::Object(map)) =
+            serde_json::from_slice::<serde_json::Value>(&body)
+    {
+        let kept: serde_json::Map<String, serde_json::Value> = map
+            .into_iter()
+            .filter(|(k, _)| matches!(k.as_str(), "errorMessage" | "errorType" | "stackTrace"))
+            .collect();
+        let body = serde_json::Value::Object(kept).to_string().into();
+        return (Some(HeaderValue::from_static("application/json")), body);
+    }
+    (content_type, body)
+}
+
+async fn init_error(req: Request<Incoming>, shared: &Shared, generation: u64) -> Response<Body> {
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let sender = {
+        let mut st = shared.lock();
+        if st.generation != generation {
+            return stale();
+        }
+        if st.ready_at.is_some() {
+            return invalid_state("Ready", "InitError");
+        }
+        st.outcome.take()
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if let Some(sender) = sender {
+        let _ = sender.send(Outcome::InitError { content_type, body });
+    }
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_cause_bodies_are_trimmed() {
+        let body = Bytes::from(r#"{"errorMessage":"m","errorType":"T","stackTrace":[],"extra":1}"#);
+        let (ct, trimmed) = trim_error_cause(
+            Some(HeaderValue::from_static(ERROR_CAUSE_TYPE)),
+            body.clone(),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&trimmed).expect("valid JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"errorMessage":"m","errorType":"T","stackTrace":[]})
+        );
+        assert_eq!(ct, Some(HeaderValue::from_static("application/json")));
+        let (_, untouched) = trim_error_cause(
+            Some(HeaderValue::from_static("application/json")),
+            body.clone(),
+        );
+        assert_eq!(untouched, body);
+    }
+
+    #[test]
+    fn peak_rss_of_this_process_is_known() {
+        assert!(peak_rss_mb(std::process::id()).is_some_and(|mb| mb > 0));
+    }
+}
