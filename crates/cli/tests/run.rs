@@ -189,15 +189,16 @@ fn http_get(port: u16, deadline: Instant) -> String {
     }
 }
 
-/// Processes whose command line contains `needle` (NUL-separated arguments joined by spaces).
-fn processes_with(needle: &str) -> Vec<String> {
+/// Processes whose command line is exactly `args`.
+fn processes_running(args: &[&str]) -> Vec<String> {
+    let mut expected = args.join("\0").into_bytes();
+    expected.push(0);
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(needle) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
+            && cmdline == expected
+        {
+            found.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
     found
@@ -246,7 +247,7 @@ fn published_port_serves_the_host_and_sigterm_ends_the_container() {
     terminate(&child);
     let status = wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(10));
     assert!(!status.success());
-    assert!(processes_with("httpd -f -p 8080 -h /www").is_empty());
+    assert!(processes_running(&["httpd", "-f", "-p", "8080", "-h", "/www"]).is_empty());
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "port still published"
@@ -264,7 +265,7 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while processes_with("sleep 987654").is_empty() {
+    while processes_running(&["sleep", "987654"]).is_empty() {
         assert!(Instant::now() < deadline, "the container did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -273,11 +274,11 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
     // PID 1 of the container ignores SIGTERM (no handler), so it is killed after --stop-timeout: 128 + 9.
     assert_eq!(status.code(), Some(137));
     assert!(
-        processes_with("sleep 987654").is_empty(),
+        processes_running(&["sleep", "987654"]).is_empty(),
         "{:?}",
-        processes_with("sleep 987654")
+        processes_running(&["sleep", "987654"])
     );
-    assert!(processes_with("sleep 876543").is_empty());
+    assert!(processes_running(&["sleep", "876543"]).is_empty());
     let mounts_after = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(mounts_before, mounts_after);
     // The container's scratch directory (its writable layer) is gone too.
@@ -286,4 +287,70 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
         .map(|entry| entry.unwrap().path())
         .collect();
     assert!(scratch.is_empty(), "{scratch:?}");
+}
+
+/// `setpriv` as `nobody` (65534), with the environment of an unprivileged user.
+fn as_nobody(home: &std::path::Path) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_hoist"))
+        .env("HOME", home)
+        .env("TMPDIR", home.join("tmp"))
+        .env_remove("HOIST_ROOT")
+        .env_remove("XDG_DATA_HOME");
+    command
+}
+
+#[test]
+fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    // A home for nobody, reachable through the fixture's directory.
+    let base = fixture.root.parent().unwrap();
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = base.join("nobody");
+    fs::create_dir_all(home.join("tmp")).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(home.join("tmp"), Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(base.join("rootfs.tar"), fs::Permissions::from_mode(0o644)).unwrap();
+
+    let import = as_nobody(&home)
+        .args(["import", "--change", "CMD [\"id\", \"-u\"]"])
+        .arg(base.join("rootfs.tar"))
+        .arg("rootless:1")
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let output = as_nobody(&home)
+        .args(["run", "--rm", "--network", "none", "rootless:1", "sh", "-c"])
+        .arg("id -u; cat /proc/self/uid_map; echo $$; hostname x && hostname; echo hi > /f && cat /f")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = stdout(&output);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"]);
+    assert_eq!(lines[1], ["0", "65534", "1"]);
+    assert_eq!(lines[2], ["1"]);
+    assert_eq!(lines[3], ["x"]);
+    assert_eq!(lines[4], ["hi"]);
+    // A uid the single mapping does not have is a clear setup error.
+    let output = as_nobody(&home)
+        .args(["run", "--rm", "-u", "1000", "rootless:1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("switch to user 1000"));
 }

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
 
 use crate::error::{Error, Result};
-use crate::plan::{EtcFiles, Op, Plan};
+use crate::plan::{EtcFiles, Op, Plan, StartOptions};
 use crate::proxy::{PortMapping, Proxy};
 use crate::sys;
 
@@ -194,9 +194,21 @@ impl Container {
         fs::create_dir(&root).map_err(prepare("create", &root))?;
         let etc = write_etc_files(self, state.path())?;
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
-        let stdio_fds: [Option<RawFd>; 3] =
-            [raw(&stdio.stdin), raw(&stdio.stdout), raw(&stdio.stderr)];
-        let plan = Plan::build(self, &root, &etc, stdio_fds)?;
+        let rootless = !rustix::process::geteuid().is_root();
+        let id_maps = rootless.then(IdMaps::for_caller);
+        let sync = match rootless {
+            true => Some(
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| system("create a pipe")(e.into()))?,
+            ),
+            false => None,
+        };
+        let start = StartOptions {
+            stdio: [raw(&stdio.stdin), raw(&stdio.stdout), raw(&stdio.stderr)],
+            user_namespace: sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
+            single_id: id_maps.as_ref().is_some_and(IdMaps::is_single),
+        };
+        let plan = Plan::build(self, &root, &etc, start)?;
         let listeners = self
             .ports
             .iter()
@@ -207,7 +219,13 @@ impl Container {
             .map_err(|e| system("create a pipe")(e.into()))?;
         let (signals, old_mask) =
             sys::block_forwarded_signals().map_err(system("block signals"))?;
-        let result = self.start_and_wait(&plan, report_read, report_write, &signals, listeners);
+        let child = ChildPipes {
+            report_read,
+            report_write,
+            sync,
+            id_maps,
+        };
+        let result = self.start_and_wait(&plan, child, &signals, listeners);
         sys::restore_signal_mask(&old_mask);
         drop(stdio);
         result
@@ -216,18 +234,39 @@ impl Container {
     fn start_and_wait(
         &self,
         plan: &Plan,
-        report_read: OwnedFd,
-        report_write: OwnedFd,
+        child: ChildPipes,
         signals: &OwnedFd,
         listeners: Vec<(PortMapping, std::net::TcpListener)>,
     ) -> Result<ExitStatus> {
+        let ChildPipes {
+            report_read,
+            report_write,
+            sync,
+            id_maps,
+        } = child;
         let flags = sys::CloneFlags {
             network: self.network != Network::Host,
+            user: sync.is_some(),
         };
         let pid = sys::clone_container(flags, plan, &report_write)
             .map_err(system("clone the container process"))?;
         drop(report_write);
         let pid = Pid::from_raw(pid).expect("clone returned a positive pid");
+        if let (Some((sync_read, sync_write)), Some(id_maps)) = (sync, id_maps) {
+            drop(sync_read);
+            let mapped = id_maps.write(pid).and_then(|()| {
+                rustix::io::write(&sync_write, &[1])
+                    .map(drop)
+                    .map_err(io::Error::from)
+            });
+            if let Err(source) = mapped {
+                kill_and_reap(pid);
+                return Err(Error::System {
+                    action: "set up the user namespace",
+                    source,
+                });
+            }
+        }
         tracing::debug!(pid = pid.as_raw_nonzero().get(), "container started");
 
         let mut report = Vec::new();
@@ -322,6 +361,106 @@ impl Container {
             {
                 tracing::debug!("stop timeout reached: killing the container");
                 let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+            }
+        }
+    }
+}
+
+/// The pipes between parent and child.
+struct ChildPipes {
+    /// Error report from the child (end of file: `execve` succeeded).
+    report_read: OwnedFd,
+    report_write: OwnedFd,
+    /// Rootless: the child waits on it for its id maps.
+    sync: Option<(OwnedFd, OwnedFd)>,
+    id_maps: Option<IdMaps>,
+}
+
+/// The id maps of a rootless container's user namespace: the caller is root inside; with `newuidmap` and
+/// `newgidmap` installed and subordinate ids in `/etc/subuid` and `/etc/subgid`, ids 1… map to those ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdMaps {
+    uid: u32,
+    gid: u32,
+    /// (helper, first subordinate id, count) for uids and gids.
+    sub_uids: Option<(PathBuf, u32, u32)>,
+    sub_gids: Option<(PathBuf, u32, u32)>,
+}
+
+impl IdMaps {
+    fn for_caller() -> IdMaps {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let name = fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2) == Some(&uid.to_string().as_str())).then(|| fields[0].to_owned())
+            })
+        });
+        let helper = |program: &str, file: &str, id: u32| {
+            let path = std::env::var_os("PATH")?;
+            let helper = std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|p| p.is_file())?;
+            let ranges = fs::read_to_string(file).ok()?;
+            ranges.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                let owner = *fields.first()?;
+                if owner != id.to_string() && Some(owner) != name.as_deref() {
+                    return None;
+                }
+                Some((
+                    helper.clone(),
+                    fields.get(1)?.parse().ok()?,
+                    fields.get(2)?.parse().ok()?,
+                ))
+            })
+        };
+        let sub_uids = helper("newuidmap", "/etc/subuid", uid);
+        let sub_gids = helper("newgidmap", "/etc/subgid", gid);
+        let both = sub_uids.is_some() && sub_gids.is_some();
+        IdMaps {
+            uid,
+            gid,
+            sub_uids: if both { sub_uids } else { None },
+            sub_gids: if both { sub_gids } else { None },
+        }
+    }
+
+    fn is_single(&self) -> bool {
+        self.sub_uids.is_none()
+    }
+
+    /// Writes the maps of the user namespace of `pid`.
+    fn write(&self, pid: Pid) -> io::Result<()> {
+        let proc = PathBuf::from(format!("/proc/{}", pid.as_raw_nonzero()));
+        match (&self.sub_uids, &self.sub_gids) {
+            (Some(uids), Some(gids)) => {
+                for ((helper, first, count), own) in [(uids, self.uid), (gids, self.gid)] {
+                    let status = std::process::Command::new(helper)
+                        .arg(pid.as_raw_nonzero().to_string())
+                        .args([
+                            "0",
+                            &own.to_string(),
+                            "1",
+                            "1",
+                            &first.to_string(),
+                            &count.to_string(),
+                        ])
+                        .status()?;
+                    if !status.success() {
+                        return Err(io::Error::other(format!(
+                            "{} failed: {status}",
+                            helper.display()
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                fs::write(proc.join("uid_map"), format!("0 {} 1\n", self.uid))?;
+                fs::write(proc.join("setgroups"), "deny")?;
+                fs::write(proc.join("gid_map"), format!("0 {} 1\n", self.gid))
             }
         }
     }

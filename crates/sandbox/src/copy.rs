@@ -27,8 +27,12 @@ fn is_whiteout(meta: &Metadata) -> bool {
 }
 
 fn is_opaque(path: &Path) -> bool {
-    let mut value = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut value), Ok(1) if value[0] == b'y')
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut value = [0u8; 4];
+            matches!(rustix::fs::lgetxattr(path, *name, &mut value), Ok(1) if value[0] == b'y')
+        })
 }
 
 /// Where `rel` is found in the merged view of `lowers` (bottom first), or `None` if it is absent or hidden.

@@ -48,6 +48,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// One step the child performs. Paths before [`Op::PivotRoot`] are host paths; after it, container paths.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// Wait until the parent has written the user namespace's id maps (rootless): close our copy of the write end,
+    /// then read one byte.
+    WaitForParent { read: RawFd, write: RawFd },
     /// Make every mount in the new mount namespace private, so nothing propagates back to the host.
     MakeMountsPrivate,
     /// A new file system (`proc`, `tmpfs`, `overlay`, …).
@@ -82,11 +85,13 @@ pub(crate) enum Op {
     LoopbackUp,
     /// Change directory.
     Chdir { path: CString },
-    /// Supplementary groups, then gid, then uid.
+    /// Supplementary groups (unless `set_groups` is false: a single-id user namespace denies `setgroups`), then
+    /// gid, then uid.
     SetIds {
         uid: libc::uid_t,
         gid: libc::gid_t,
         groups: Vec<libc::gid_t>,
+        set_groups: bool,
     },
     /// Descriptors to place on 0, 1, 2 (`None`: inherited).
     Stdio { fds: [Option<RawFd>; 3] },
@@ -102,6 +107,7 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |s: &CString| s.to_string_lossy().into_owned();
         match self {
+            Self::WaitForParent { .. } => write!(f, "wait for the user namespace's id maps"),
             Self::MakeMountsPrivate => write!(f, "make mounts private"),
             Self::Mount { target, fstype, .. } => {
                 write!(f, "mount {} on {}", show(fstype), show(target))
@@ -136,6 +142,17 @@ pub(crate) struct Plan {
     _argv: Vec<CString>,
     /// Owns the environment strings `Op::Exec::envp` points into.
     _env: Vec<CString>,
+}
+
+/// How the child is started, beyond the container itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StartOptions {
+    /// Descriptors to place on 0, 1, 2.
+    pub(crate) stdio: [Option<RawFd>; 3],
+    /// Rootless: the child is in a new user namespace and waits on this pipe (read end, write end) for its id maps.
+    pub(crate) user_namespace: Option<(RawFd, RawFd)>,
+    /// The user namespace maps one id only, so `setgroups` is denied.
+    pub(crate) single_id: bool,
 }
 
 /// Host files generated for the container and bind-mounted over `/etc/…`.
@@ -182,15 +199,18 @@ impl Plan {
         container: &Container,
         root: &Path,
         etc: &EtcFiles,
-        stdio: [Option<RawFd>; 3],
+        start: StartOptions,
     ) -> Result<Plan, Error> {
         let mut ops = Vec::new();
         let at = |path: &str| path_cstring(&join_in_root(root, path));
         let host = |path: &str| cstring(path, "path");
         let rootc = path_cstring(root)?;
 
+        if let Some((read, write)) = start.user_namespace {
+            ops.push(Op::WaitForParent { read, write });
+        }
         ops.push(Op::MakeMountsPrivate);
-        ops.push(Op::Stdio { fds: stdio });
+        ops.push(Op::Stdio { fds: start.stdio });
         match &container.rootfs {
             RootFs::Directory(dir) => ops.push(Op::Bind {
                 source: path_cstring(dir)?,
@@ -203,12 +223,16 @@ impl Plan {
                     .rev()
                     .map(|dir| escape_overlay_path(dir))
                     .collect();
-                let data = format!(
+                let mut data = format!(
                     "lowerdir={},upperdir={},workdir={}",
                     lower.join(":"),
                     escape_overlay_path(upper),
                     escape_overlay_path(work)
                 );
+                if start.user_namespace.is_some() {
+                    // In a user namespace overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
+                    data.push_str(",userxattr");
+                }
                 ops.push(Op::Mount {
                     source: host("overlay")?,
                     target: rootc.clone(),
@@ -386,6 +410,7 @@ impl Plan {
             uid: container.user.uid,
             gid: container.user.gid,
             groups: container.user.additional_gids.clone(),
+            set_groups: !start.single_id || !container.user.additional_gids.is_empty(),
         });
 
         let argv: Vec<CString> = container
@@ -497,7 +522,7 @@ mod tests {
             &container(network),
             Path::new("/mnt/root"),
             &etc(),
-            [None; 3],
+            StartOptions::default(),
         )
         .unwrap()
         .ops
@@ -547,6 +572,55 @@ mod tests {
         let ops = plan(Network::Host);
         assert!(ops.contains(&"bind-mount /sys on /mnt/root/sys".to_owned()));
         assert!(!ops.iter().any(|op| op.contains("loopback")));
+    }
+
+    #[test]
+    fn rootless_waits_for_id_maps_first_and_skips_denied_setgroups() {
+        let mut rootless = container(Network::None);
+        rootless.user = User::default();
+        rootless.rootfs = RootFs::Overlay {
+            lower: vec!["/l1".into(), "/l2".into()],
+            upper: "/u".into(),
+            work: "/w".into(),
+        };
+        let start = StartOptions {
+            user_namespace: Some((7, 8)),
+            single_id: true,
+            ..StartOptions::default()
+        };
+        let plan = Plan::build(&rootless, Path::new("/mnt/root"), &etc(), start).unwrap();
+        assert_eq!(plan.ops[0], Op::WaitForParent { read: 7, write: 8 });
+        let overlay = plan.ops.iter().find_map(|op| match op {
+            Op::Mount { fstype, data, .. } if fstype.as_bytes() == b"overlay" => data.clone(),
+            _ => None,
+        });
+        assert_eq!(
+            overlay.unwrap().to_str().unwrap(),
+            "lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr"
+        );
+        assert!(plan.ops.iter().any(|op| matches!(
+            op,
+            Op::SetIds {
+                set_groups: false,
+                ..
+            }
+        )));
+
+        let rooted = Plan::build(
+            &rootless,
+            Path::new("/mnt/root"),
+            &etc(),
+            StartOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(rooted.ops[0], Op::MakeMountsPrivate);
+        assert!(rooted.ops.iter().any(|op| matches!(
+            op,
+            Op::SetIds {
+                set_groups: true,
+                ..
+            }
+        )));
     }
 
     #[test]

@@ -32,9 +32,24 @@ pub const EXCLUDED_FROM_DIFF: &[&str] = &[
     "etc/hostname",
 ];
 
-/// The snapshot-area key of the unpacked layer with this diffID.
+/// The snapshot-area key of the unpacked layer with this diffID. Layers unpacked without root keep their opaque
+/// markers in `user.overlay.opaque` (what overlayfs reads in a user namespace), so they get keys of their own.
 pub fn layer_key(diff_id: &Digest) -> String {
-    format!("overlay-{}", diff_id.to_string().replace(':', "-"))
+    let flavour = if rustix::process::geteuid().is_root() {
+        "overlay"
+    } else {
+        "overlay-user"
+    };
+    format!("{flavour}-{}", diff_id.to_string().replace(':', "-"))
+}
+
+/// The xattr overlayfs reads for opaque directories: `trusted.` as root, `user.` in a user namespace.
+fn opaque_xattr() -> &'static str {
+    if rustix::process::geteuid().is_root() {
+        "trusted.overlay.opaque"
+    } else {
+        "user.overlay.opaque"
+    }
 }
 
 /// Unpacks every layer of `image` that is not unpacked yet and returns the layer directories, bottom first. Each
@@ -93,7 +108,7 @@ fn record_whiteouts(store: &Store, digest: &Digest, root: &Path) -> Result<()> {
         let parent = root.join(path.parent().unwrap_or(Path::new("")));
         if name == OPAQUE_WHITEOUT {
             fs::create_dir_all(&parent).map_err(|e| prepare_error("create", &parent, e))?;
-            setxattr(&parent, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+            setxattr(&parent, opaque_xattr(), b"y", XattrFlags::empty())
                 .map_err(|e| prepare_error("mark opaque", &parent, e.into()))?;
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
             && !hidden.starts_with(".wh.")

@@ -25,6 +25,8 @@ use crate::plan::{Op, Plan};
 pub(crate) struct CloneFlags {
     /// A new network namespace (for `--network none` and published ports).
     pub(crate) network: bool,
+    /// A new user namespace (rootless: the parent writes its id maps while the child waits).
+    pub(crate) user: bool,
 }
 
 /// The child's half of the error pipe: what failed and the errno.
@@ -41,6 +43,9 @@ pub(crate) fn clone_container(
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if flags.network {
         clone_flags |= libc::CLONE_NEWNET;
+    }
+    if flags.user {
+        clone_flags |= libc::CLONE_NEWUSER;
     }
     let report_fd = report.as_raw_fd();
     // SAFETY: a fork-like clone (null stack: the child runs on a copy of this stack, as fork does). The child only
@@ -146,6 +151,21 @@ const TMPFS: &CStr = c"tmpfs";
 
 fn run_op(op: &Op) -> Result<(), i32> {
     match op {
+        Op::WaitForParent { read, write } => {
+            // SAFETY: `write` is this child's copy of the pipe's write end; closing it lets the read below see end
+            // of file if the parent dies.
+            unsafe { libc::close(*write) };
+            let mut byte = 0u8;
+            // SAFETY: `byte` is a writable one-byte buffer; `read` is the pipe's read end.
+            let got = unsafe { libc::read(*read, (&raw mut byte).cast(), 1) };
+            // SAFETY: `read` is closed once, here.
+            unsafe { libc::close(*read) };
+            match got {
+                1 => Ok(()),
+                0 => Err(libc::ECANCELED),
+                _ => Err(errno()),
+            }
+        }
         Op::MakeMountsPrivate => mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
         Op::Mount {
             source,
@@ -230,12 +250,20 @@ fn run_op(op: &Op) -> Result<(), i32> {
             // SAFETY: `path` is NUL-terminated.
             check(unsafe { libc::chdir(path.as_ptr()) })
         }
-        Op::SetIds { uid, gid, groups } => {
+        Op::SetIds {
+            uid,
+            gid,
+            groups,
+            set_groups,
+        } => {
             // Raw system calls on purpose: glibc's setuid/setgid signal every thread the parent had, which do not
             // exist in this child. One thread exists here, so the per-thread calls change the whole process.
-            // SAFETY: `groups` is a live slice of the given length.
-            let rc = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
-            check_long(rc)?;
+            if *set_groups {
+                // SAFETY: `groups` is a live slice of the given length.
+                let rc =
+                    unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+                check_long(rc)?;
+            }
             // SAFETY: plain integer arguments.
             check_long(unsafe { libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) })?;
             // SAFETY: plain integer arguments.
@@ -259,12 +287,26 @@ fn run_op(op: &Op) -> Result<(), i32> {
     }
 }
 
+/// Remounts a bind mount read-only, keeping the flags it already has: in a user namespace, `nosuid`, `nodev`,
+/// `noexec` and the atime flags of a mount inherited from the host are locked, and a remount dropping them fails.
 fn remount_read_only(target: &CStr) -> Result<(), i32> {
+    // SAFETY: `statvfs` is plain data; zeroed is valid.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `target` is NUL-terminated; `stat` is writable.
+    check(unsafe { libc::statvfs(target.as_ptr(), &raw mut stat) })?;
+    // The ST_* bits of f_flag have the values of the matching MS_* mount flags.
+    let kept = stat.f_flag
+        & (libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_NOATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_RELATIME);
     mount(
         None,
         target,
         None,
-        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | kept,
         None,
     )
 }
