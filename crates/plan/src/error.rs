@@ -159,6 +159,12 @@ pub enum PlanErrorKind {
     /// A `RUN --mount` that is invalid once expanded.
     #[error("{0}")]
     Mount(MountError),
+    /// A `RUN --mount` whose target is the root.
+    #[error("invalid mount target {}", go_quote(.target))]
+    MountTarget {
+        /// The target, made absolute.
+        target: String,
+    },
     /// A RUN heredoc command line that is not what the parser produces.
     #[error("parsing produced an invalid run command: {args}")]
     InvalidRunCommand {

@@ -138,10 +138,11 @@ pub struct Exec {
 /// A `RUN --mount`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecMount {
-    /// The parsed mount.
+    /// The parsed mount; its target is absolute (a relative one is joined to the working
+    /// directory).
     pub mount: Mount,
-    /// The index in the op's `inputs` of what `from=` names (a bind or cache mount from a
-    /// stage or image); `None` for the build context (bind) or nothing.
+    /// The index in the op's `inputs` of what it mounts: what `from=` names, or the build
+    /// context for a bind mount without `from`; `None` for the other types without `from`.
     pub input: Option<usize>,
 }
 

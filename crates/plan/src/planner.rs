@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hoist_dockerfile::{Span, parse_heredoc_word};
 use hoist_instructions::{
-    Add, Arg, Command, Copy, Instruction, MountSpec, Network, Run, Security, Source as InstrSource,
-    Stage, parse_instruction, parse_stages,
+    Add, Arg, Command, Copy, Instruction, MountSpec, MountType, Network, Run, Security,
+    Source as InstrSource, Stage, parse_instruction, parse_stages,
 };
 use hoist_shell::{Env, Lexer};
 
@@ -1144,7 +1144,7 @@ impl Planner<'_> {
         let mut mounts = Vec::new();
         let env = d.env.clone();
         for (i, spec) in run.mounts.iter().enumerate() {
-            let mount = spec
+            let mut mount = spec
                 .resolve(|value| {
                     self.lexer
                         .process_word(value, &env)
@@ -1159,8 +1159,40 @@ impl Planner<'_> {
                     inputs.push(root);
                     Some(inputs.len() - 1)
                 }
+                // A bind mount without `from` reads the build context.
+                None if mount.kind == MountType::Bind => {
+                    let source = go::clean_path(&format!("/{}", mount.source));
+                    let include = match source.trim_start_matches('/') {
+                        "" => Vec::new(),
+                        path => vec![path.to_owned()],
+                    };
+                    let context = self.source(
+                        Source::Context {
+                            name: "context".to_owned(),
+                            include,
+                            exclude: Vec::new(),
+                        },
+                        Some(span),
+                    );
+                    inputs.push(context);
+                    Some(inputs.len() - 1)
+                }
                 None => None,
             };
+            // BuildKit: a relative target is under the working directory; `/` is refused.
+            mount.target = if mount.target.starts_with('/') {
+                go::clean_path(&mount.target)
+            } else {
+                go::clean_path(&format!("{}/{}", d.cwd, mount.target))
+            };
+            if mount.target == "/" {
+                return Err(PlanError::new(
+                    PlanErrorKind::MountTarget {
+                        target: mount.target,
+                    },
+                    Some(spec.span),
+                ));
+            }
             mounts.push(ExecMount { mount, input });
         }
         let proxy_env: BTreeMap<String, String> = self

@@ -727,6 +727,8 @@ fn dependency_errors() {
         e.to_string(),
         "nosuch/image:1: failed to resolve source metadata for docker.io/nosuch/image:1: not found"
     );
+    let e = err("FROM busybox\nRUN --mount=type=cache,target=. true\n");
+    assert_eq!(e.to_string(), "invalid mount target \"/\"");
     let e = err("FROM busybox\nRUN --mount=type=cache,target=$NOPE,uid=x true\n");
     assert!(e.to_string().contains("uid"), "{e}");
     // Errors in stages the target does not need are not reported (BuildKit only dispatches
@@ -751,7 +753,7 @@ fn run_mounts_and_flags_resolve() {
 FROM golang:1.24 AS deps
 FROM golang:1.24
 ARG CACHE=/root/.cache/go-build
-RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go/pkg --mount=type=secret,id=tok --network=none go build ./...
+RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go/pkg --mount=type=secret,id=tok --mount=source=go.sum,target=go.sum --network=none go build ./...
 ";
     let plan = plan_with(text, |r| r.no_cache = NoCache::All);
     let run = plan
@@ -765,6 +767,12 @@ RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go
     assert_eq!(exec.mounts[1].input, Some(1));
     assert_eq!(run.inputs[1], plan.stage(0).unwrap().root);
     assert_eq!(exec.mounts[2].mount.id, "tok");
+    // A bind mount without from= reads the context; a relative target is under WORKDIR.
+    assert_eq!(exec.mounts[3].mount.target, "/go/go.sum");
+    assert_eq!(exec.mounts[3].input, Some(2));
+    assert!(
+        matches!(&plan.op(run.inputs[2]).op, Op::Source(Source::Context { include, .. }) if include == &["go.sum".to_owned()])
+    );
     assert_eq!(exec.network, hoist_instructions::Network::None);
     assert_eq!(exec.cwd, "/go", "the base image's WORKDIR");
     assert!(run.ignore_cache);
