@@ -125,3 +125,75 @@ fn empty_base_errors_name_the_base() {
     let e = common::plan(&common::request("FROM \"\" AS foo")).unwrap_err();
     assert_eq!(e.to_string(), "base name (\"\") should not be blank");
 }
+
+/// Resolves every image to a one-layer image with an empty config.
+struct AnyImage;
+
+impl hoist_plan::BaseImageResolver for AnyImage {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &hoist_plan::Platform,
+    ) -> Result<hoist_plan::BaseImage, String> {
+        Ok(hoist_plan::BaseImage {
+            reference: reference.to_owned(),
+            platform: platform.clone(),
+            config: hoist_plan::ImageConfig::default(),
+            history: Vec::new(),
+            layers: 1,
+        })
+    }
+}
+
+/// Every Dockerfile of BuildKit's parser tests is planned (or rejected with an error, never
+/// a panic), and each plan keeps the DAG's invariants.
+#[test]
+fn parser_testfiles_plan_with_a_consistent_dag() {
+    let Some(dir) = data_dir() else { return };
+    let mut planned = 0;
+    let mut rejected = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join("buildkit-parser/testfiles"))
+        .expect("testfiles directory")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for case in &entries {
+        let bytes = std::fs::read(case.join("Dockerfile")).expect("Dockerfile");
+        let Ok(file) = hoist_dockerfile::parse_bytes(&bytes) else {
+            continue;
+        };
+        let request = hoist_plan::PlanRequest::new(file);
+        match hoist_plan::plan(&request, &AnyImage) {
+            Ok(plan) => {
+                planned += 1;
+                for op in &plan.ops {
+                    assert!(
+                        op.inputs.iter().all(|i| i.0 < op.id.0),
+                        "{}: inputs after op {:?}",
+                        case.display(),
+                        op.id
+                    );
+                }
+                for stage in &plan.stages {
+                    let with_history = stage.steps.iter().filter(|s| s.history.is_some()).count();
+                    let own_history = stage
+                        .history
+                        .iter()
+                        .filter(|h| h.comment == hoist_plan::HISTORY_COMMENT)
+                        .count();
+                    assert!(own_history >= with_history, "{}", case.display());
+                    assert!(stage.root.0 < plan.ops.len());
+                }
+            }
+            Err(e) => rejected.push(format!(
+                "{}: {e}",
+                case.file_name().unwrap_or_default().to_string_lossy()
+            )),
+        }
+    }
+    eprintln!("planner on parser testfiles: {planned} planned, rejected: {rejected:?}");
+    assert!(
+        planned >= 20,
+        "most parser testfiles are plannable ({planned})"
+    );
+}
