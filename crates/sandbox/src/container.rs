@@ -53,6 +53,17 @@ pub struct User {
     pub additional_gids: Vec<u32>,
 }
 
+/// The capabilities the command may have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Capabilities {
+    /// Docker's default set ([`DEFAULT_CAPABILITIES`](crate::DEFAULT_CAPABILITIES)); the rest are dropped from the
+    /// bounding set.
+    #[default]
+    Default,
+    /// Every capability (BuildKit's `--security=insecure`).
+    All,
+}
+
 /// A host path bind-mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
@@ -116,6 +127,8 @@ pub struct Container {
     pub mounts: Vec<BindMount>,
     /// Published ports: host TCP ports proxied to the container's loopback (needs [`Network::None`]).
     pub ports: Vec<PortMapping>,
+    /// The capabilities the command may have.
+    pub capabilities: Capabilities,
     /// After a forwarded termination signal, how long the command may take to exit before it is killed.
     pub stop_timeout: Duration,
 }
@@ -132,6 +145,7 @@ impl Default for Container {
             network: Network::Host,
             mounts: Vec::new(),
             ports: Vec::new(),
+            capabilities: Capabilities::Default,
             stop_timeout: Duration::from_secs(10),
         }
     }

@@ -39,9 +39,9 @@
 //! # Ok(()) }
 //! ```
 
-pub use container::{BindMount, Container, ExitStatus, Network, RootFs, Stdio, User};
+pub use container::{BindMount, Capabilities, Container, ExitStatus, Network, RootFs, Stdio, User};
 pub use error::{Error, Result};
-pub use plan::{DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
+pub use plan::{DEFAULT_CAPABILITIES, DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
 pub use proxy::PortMapping;
 pub use snapshot::{
     EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, layer_key, overlay_supported, unpack_layers,

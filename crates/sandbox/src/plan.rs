@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::container::{Container, Network, RootFs};
+use crate::container::{Capabilities, Container, Network, RootFs};
 use crate::error::Error;
 
 /// Paths masked as runc does by default (Docker's `DefaultSpec`): a directory gets an empty read-only tmpfs over
@@ -41,6 +41,25 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// Host device nodes bind-mounted into the container's `/dev`.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Docker's default capabilities (moby `oci/caps/defaults.go`), with their numbers: every other capability is
+/// dropped from the bounding set, so the command, even as root, can never hold it.
+pub const DEFAULT_CAPABILITIES: &[(&str, u32)] = &[
+    ("CAP_CHOWN", 0),
+    ("CAP_DAC_OVERRIDE", 1),
+    ("CAP_FOWNER", 3),
+    ("CAP_FSETID", 4),
+    ("CAP_KILL", 5),
+    ("CAP_SETGID", 6),
+    ("CAP_SETUID", 7),
+    ("CAP_SETPCAP", 8),
+    ("CAP_NET_BIND_SERVICE", 10),
+    ("CAP_NET_RAW", 13),
+    ("CAP_SYS_CHROOT", 18),
+    ("CAP_MKNOD", 27),
+    ("CAP_AUDIT_WRITE", 29),
+    ("CAP_SETFCAP", 31),
+];
 
 /// `$PATH` when the container's environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -85,6 +104,8 @@ pub(crate) enum Op {
     LoopbackUp,
     /// Change directory.
     Chdir { path: CString },
+    /// Drop every capability from 0 to `last` whose bit is not in `keep` from the bounding set.
+    DropCapabilities { keep: u64, last: u32 },
     /// Supplementary groups (unless `set_groups` is false: a single-id user namespace denies `setgroups`), then
     /// gid, then uid.
     SetIds {
@@ -124,6 +145,7 @@ impl fmt::Display for Op {
             Self::SetHostname { name } => write!(f, "set hostname {}", show(name)),
             Self::LoopbackUp => write!(f, "bring up the loopback interface"),
             Self::Chdir { path } => write!(f, "change directory to {}", show(path)),
+            Self::DropCapabilities { keep, .. } => write!(f, "limit capabilities to {keep:#x}"),
             Self::SetIds { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
             Self::Stdio { .. } => write!(f, "set up standard input and output"),
             Self::Exec { candidates, .. } => match candidates.first() {
@@ -406,6 +428,14 @@ impl Plan {
         ops.push(Op::Chdir {
             path: cstring(cwd, "working directory")?,
         });
+        if container.capabilities == Capabilities::Default {
+            ops.push(Op::DropCapabilities {
+                keep: DEFAULT_CAPABILITIES
+                    .iter()
+                    .fold(0, |mask, (_, bit)| mask | (1u64 << bit)),
+                last: last_capability(),
+            });
+        }
         ops.push(Op::SetIds {
             uid: container.user.uid,
             gid: container.user.gid,
@@ -443,6 +473,16 @@ impl Plan {
             _env: env,
         })
     }
+}
+
+/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`; 63 if unreadable, the
+/// unknown ones then fail harmlessly with `EINVAL`).
+fn last_capability() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(63)
+        .min(63)
 }
 
 /// `/a/b/c` → `/a`, `/a/b`, `/a/b/c`.
@@ -561,6 +601,7 @@ mod tests {
                 "create directory /work",
                 "create directory /work/dir",
                 "change directory to /work/dir",
+                "limit capabilities to 0xa80425fb",
                 "switch to user 1000:1000",
                 "execute /bin/sh",
             ]

@@ -250,6 +250,21 @@ fn run_op(op: &Op) -> Result<(), i32> {
             // SAFETY: `path` is NUL-terminated.
             check(unsafe { libc::chdir(path.as_ptr()) })
         }
+        Op::DropCapabilities { keep, last } => {
+            for capability in 0..=*last {
+                if keep & (1u64 << capability) == 0 {
+                    // SAFETY: plain integer arguments.
+                    let rc = unsafe {
+                        libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(capability))
+                    };
+                    match check(rc) {
+                        Ok(()) | Err(libc::EINVAL) => {}
+                        Err(errno) => return Err(errno),
+                    }
+                }
+            }
+            Ok(())
+        }
         Op::SetIds {
             uid,
             gid,

@@ -12,8 +12,8 @@ use hoist_archive::{ImportOptions, import};
 use hoist_layer::WriteOptions;
 use hoist_oci::Store;
 use hoist_sandbox::{
-    Container, Error, ExitStatus, Network, PortMapping, Snapshot, SnapshotKind, Stdio, User,
-    resolve_user,
+    Capabilities, Container, Error, ExitStatus, Network, PortMapping, Snapshot, SnapshotKind,
+    Stdio, User, resolve_user,
 };
 
 const APPLETS: &[&str] = &[
@@ -147,6 +147,32 @@ fn the_host_file_system_is_invisible_and_proc_is_masked() {
     for expected in ["own-root", "kcore-masked", "proc-sys-ro", "sys-ro"] {
         assert!(out.contains(expected), "{expected} missing in {out}");
     }
+}
+
+#[test]
+fn capabilities_are_dockers_default_set_unless_all_are_asked_for() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let mut container = fixture.container(&snapshot, "grep -E '^Cap(Bnd|Eff)' /proc/self/status");
+    let (_, out) = run(&container);
+    assert_eq!(
+        out,
+        "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n"
+    );
+    container.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![],
+    };
+    let (_, out) = run(&container);
+    assert_eq!(
+        out,
+        "CapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\n"
+    );
+    container.user = User::default();
+    container.capabilities = Capabilities::All;
+    let (_, out) = run(&container);
+    assert!(!out.contains("a80425fb"), "{out}");
 }
 
 #[test]
