@@ -1268,8 +1268,10 @@ impl Planner<'_> {
             match source {
                 InstrSource::Path(word) => paths.push(ex(self, &word.value)?),
                 InstrSource::Heredoc(h) => {
+                    // BuildKit expands heredoc bodies with a fresh lexer: `\` escapes whatever
+                    // the file's escape character, and quotes are plain text.
                     let content = if h.expand {
-                        self.lexer
+                        Lexer::new('\\')
                             .with_skip_process_quotes(true)
                             .process_word(&h.content, &env)
                             .map(|w| w.value)
@@ -1359,16 +1361,8 @@ impl Planner<'_> {
                 .iter()
                 .any(|c| matches!(c, CopySource::Path { .. }))
         {
-            let mut include: Vec<String> = context_paths
-                .iter()
-                .map(|p| {
-                    if p.is_empty() {
-                        String::new()
-                    } else {
-                        p.clone()
-                    }
-                })
-                .collect();
+            // `COPY . /app` uses the whole context: no include filter at all.
+            let mut include = context_paths;
             if include.iter().any(String::is_empty) {
                 include.clear();
             } else {
