@@ -54,4 +54,4 @@ pub use heredoc::{
 };
 pub use line_parsers::parse_words;
 pub use parser::{MAX_LINE_LENGTH, MAX_ONBUILD_DEPTH, Parser, parse, parse_bytes};
-pub use suggest::{closest_match, suggest_keyword};
+pub use suggest::{closest_match, edit_distance, suggest_keyword};

@@ -34,7 +34,7 @@ pub fn closest_match<'a>(
         if option == value {
             return None;
         }
-        let distance = levenshtein(value, option);
+        let distance = edit_distance(value, option);
         if distance < best.map_or(3, |(d, _)| d) {
             best = Some((distance, option));
         }
@@ -43,7 +43,7 @@ pub fn closest_match<'a>(
 }
 
 /// Edit distance in characters (insertions, deletions, substitutions).
-fn levenshtein(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(suggest_keyword("COPYY").as_deref(), Some("COPY"));
         assert_eq!(suggest_keyword("FROM"), None);
         assert_eq!(suggest_keyword("XYZZYQ"), None);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -302,27 +302,12 @@ pub(crate) fn suggest(value: &str, candidates: &[String]) -> Option<String> {
     let value_lower = value.to_lowercase();
     let mut best: Option<(usize, &String)> = None;
     for c in candidates {
-        let d = levenshtein(&value_lower, &c.to_lowercase());
+        let d = hoist_dockerfile::edit_distance(&value_lower, &c.to_lowercase());
         if d <= 2 && d < value.len() && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
     best.map(|(_, c)| c.clone())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
