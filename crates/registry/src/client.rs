@@ -45,6 +45,8 @@ struct Inner {
     /// Credentials given explicitly (e.g. by `hoist login` before they are stored), by host.
     explicit: Mutex<HashMap<String, Credentials>>,
     http: Mutex<HashMap<String, reqwest::Client>>,
+    /// `https` or `http`, decided once per insecure host.
+    schemes: Mutex<HashMap<String, &'static str>>,
     /// `Authorization` header values by (host, scopes).
     tokens: Mutex<HashMap<(String, String), HeaderValue>>,
 }
@@ -84,6 +86,7 @@ impl Client {
                 credentials,
                 explicit: Mutex::new(HashMap::new()),
                 http: Mutex::new(HashMap::new()),
+                schemes: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
             }),
         }
@@ -128,6 +131,38 @@ impl Client {
         let client = build_http(&self.inner.config, host)?;
         lock(&self.inner.http).insert(host.to_owned(), client.clone());
         Ok(client)
+    }
+
+    /// `https://host/v2/`, or for a registry where plain HTTP is allowed, `http://host/v2/` when HTTPS does not
+    /// answer there (as dockerd does for insecure registries). A certificate that fails verification is an
+    /// error, not a reason to fall back: hoist never skips verification.
+    pub async fn base_url(&self, endpoint: &Endpoint) -> Result<String> {
+        if !endpoint.insecure {
+            return Ok(format!("https://{}/v2/", endpoint.host));
+        }
+        if let Some(scheme) = lock(&self.inner.schemes).get(&endpoint.host) {
+            return Ok(format!("{scheme}://{}/v2/", endpoint.host));
+        }
+        let http = self.http(&endpoint.host)?;
+        let probe = format!("https://{}/v2/", endpoint.host);
+        let scheme = match http
+            .get(&probe)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(_) => "https",
+            Err(error) if is_certificate_error(&error) => {
+                return Err(Error::Connect {
+                    registry: endpoint.host.clone(),
+                    url: probe,
+                    source: error,
+                });
+            }
+            Err(_) => "http",
+        };
+        lock(&self.inner.schemes).insert(endpoint.host.clone(), scheme);
+        Ok(format!("{scheme}://{}/v2/", endpoint.host))
     }
 
     /// Sends a request built by `build` (called again for each retry), handling auth and connection retries.
@@ -317,7 +352,7 @@ impl Client {
 
     /// `GET /v2/`: checks the registry answers and the credentials are accepted (what `hoist login` does).
     pub async fn check(&self, endpoint: &Endpoint) -> Result<()> {
-        let url = endpoint.base_url();
+        let url = self.base_url(endpoint).await?;
         let response = self.send(endpoint, &[], |http| http.get(&url)).await?;
         expect_success(response, "GET", &url).await.map(drop)
     }
@@ -331,7 +366,7 @@ impl Client {
     ) -> Result<FetchedManifest> {
         let url = format!(
             "{}{}/manifests/{reference}",
-            endpoint.base_url(),
+            self.base_url(endpoint).await?,
             endpoint.repository
         );
         let scopes = [pull_scope(&endpoint.repository)];
@@ -405,7 +440,7 @@ impl Client {
     ) -> Result<(Response, bool)> {
         let url = format!(
             "{}{}/blobs/{digest}",
-            endpoint.base_url(),
+            self.base_url(endpoint).await?,
             endpoint.repository
         );
         let scopes = [pull_scope(&endpoint.repository)];
@@ -440,7 +475,7 @@ impl Client {
     ) -> Result<Option<u64>> {
         let url = format!(
             "{}{}/blobs/{digest}",
-            endpoint.base_url(),
+            self.base_url(endpoint).await?,
             endpoint.repository
         );
         let response = self.send(endpoint, scopes, |http| http.head(&url)).await?;
@@ -468,7 +503,7 @@ impl Client {
     ) -> Result<Option<String>> {
         let mut url = format!(
             "{}{}/blobs/uploads/",
-            endpoint.base_url(),
+            self.base_url(endpoint).await?,
             endpoint.repository
         );
         if let Some((digest, from)) = mount {
@@ -541,7 +576,7 @@ impl Client {
     ) -> Result<Option<String>> {
         let url = format!(
             "{}{}/manifests/{reference}",
-            endpoint.base_url(),
+            self.base_url(endpoint).await?,
             endpoint.repository
         );
         let scopes = [push_scope(&endpoint.repository)];
@@ -682,6 +717,19 @@ fn connect_error(endpoint: &Endpoint, source: reqwest::Error) -> Error {
             .map_or_else(|| endpoint.base_url(), ToString::to_string),
         source,
     }
+}
+
+/// Whether TLS failed on the server's certificate (unknown issuer, wrong name, expired), as opposed to the
+/// server not speaking TLS at all.
+fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        if current.to_string().contains("certificate") {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Faults worth retrying: connecting, timeouts, and a connection dropped mid-request.

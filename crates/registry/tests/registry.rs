@@ -372,3 +372,74 @@ fn downloads_resume_after_connection_cuts() {
             .diff_id
     );
 }
+
+#[test]
+fn tls_registry_needs_its_ca_and_then_works() {
+    let Some(registry) = TestRegistry::start_tls() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "over tls\n", "amd64");
+    store
+        .tag(&"secure:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let target: ImageReference = format!("{}/secure:1", registry.addr).parse().unwrap();
+    let rt = runtime();
+    let push = |client: &Client| {
+        rt.block_on(client.push(
+            Arc::clone(&store),
+            "secure:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+    };
+
+    // Unknown CA: refused, and not silently downgraded to plain HTTP.
+    let error = push(&client(dir.path())).unwrap_err();
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain = format!("{chain}: {cause}");
+        source = cause.source();
+    }
+    assert!(
+        chain.contains("invalid peer certificate: UnknownIssuer"),
+        "{chain}"
+    );
+
+    // The CA in a certs.d-style directory (HOST:PORT/ca.crt), as Docker reads /etc/docker/certs.d.
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(&registry.addr)).unwrap();
+    std::fs::copy(
+        registry.ca_file(),
+        certs.join(&registry.addr).join("ca.crt"),
+    )
+    .unwrap();
+    let config = RegistryConfig {
+        certs_dirs: vec![certs],
+        ..RegistryConfig::default()
+    };
+    let with_ca = Client::new(
+        config,
+        DockerConfig::at(dir.path().join("docker-config.json")),
+    );
+    let pushed = push(&with_ca).unwrap();
+    assert_eq!(pushed.digest.to_string(), manifest.digest().to_string());
+    let endpoint = with_ca
+        .config()
+        .push_endpoint(target.registry(), target.repository());
+    let base = rt.block_on(with_ca.base_url(&endpoint)).unwrap();
+    assert_eq!(base, format!("https://{}/v2/", registry.addr));
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let pulled = rt
+        .block_on(with_ca.pull(
+            fresh,
+            &target,
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+}

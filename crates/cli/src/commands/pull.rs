@@ -92,7 +92,7 @@ pub(crate) fn run(root: Option<&Path>, args: &PullArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
     };
-    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(args.quiet));
+    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::pulling(args.quiet));
     if !args.quiet {
         let what = reference
             .tag()
@@ -129,14 +129,25 @@ pub(crate) fn run(root: Option<&Path>, args: &PullArgs) -> ExitCode {
 /// Renders registry events as lines on stderr, Docker-style: `<short digest>: <status>`.
 pub(crate) struct LineReporter {
     quiet: bool,
+    pushing: bool,
     started: Mutex<HashMap<String, Instant>>,
 }
 
 impl LineReporter {
-    pub(crate) fn new(quiet: bool) -> Self {
+    /// Docker's pull wording.
+    pub(crate) fn pulling(quiet: bool) -> Self {
         Self {
             quiet,
+            pushing: false,
             started: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Docker's push wording.
+    pub(crate) fn pushing(quiet: bool) -> Self {
+        Self {
+            pushing: true,
+            ..Self::pulling(quiet)
         }
     }
 
@@ -161,12 +172,22 @@ impl Reporter for LineReporter {
                 ));
             }
             Event::BlobExists { digest, .. } => {
-                self.line(&format!("{}: Already exists", digest.short_id()));
+                let what = if self.pushing {
+                    "Layer already exists"
+                } else {
+                    "Already exists"
+                };
+                self.line(&format!("{}: {what}", digest.short_id()));
             }
             Event::BlobStarted { digest, size } => {
                 started.insert(digest.to_string(), Instant::now());
+                let verb = if self.pushing {
+                    "Pushing"
+                } else {
+                    "Downloading"
+                };
                 self.line(&format!(
-                    "{}: Downloading {}",
+                    "{}: {verb} {}",
                     digest.short_id(),
                     units::human_size_short(size)
                 ));

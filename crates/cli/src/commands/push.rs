@@ -67,7 +67,7 @@ pub(crate) fn run(root: Option<&Path>, args: &PushArgs) -> ExitCode {
             );
         }
     }
-    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(args.quiet));
+    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::pushing(args.quiet));
     let pushed =
         runtime.block_on(client.push(store, &source, &targets, &PushOptions::default(), reporter));
     match pushed {

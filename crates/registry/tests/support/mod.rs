@@ -40,7 +40,20 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// An open registry; `None` when skipped (see [`require_tool`]).
     pub fn start() -> Option<Self> {
-        Self::start_inner(None)
+        Self::start_inner(None, false)
+    }
+
+    /// A registry serving HTTPS with a certificate for `127.0.0.1` signed by a fresh test CA ([`Self::ca_file`]).
+    pub fn start_tls() -> Option<Self> {
+        if !require_tool("openssl") {
+            return None;
+        }
+        Self::start_inner(None, true)
+    }
+
+    /// The test CA's certificate (PEM), for TLS registries.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// A registry requiring basic auth for `user`/`password` (htpasswd, bcrypt).
@@ -48,10 +61,10 @@ impl TestRegistry {
         if !require_tool("htpasswd") {
             return None;
         }
-        Self::start_inner(Some((user, password)))
+        Self::start_inner(Some((user, password)), false)
     }
 
-    fn start_inner(auth: Option<(&str, &str)>) -> Option<Self> {
+    fn start_inner(auth: Option<(&str, &str)>, tls: bool) -> Option<Self> {
         if !require_tool("docker-registry") {
             return None;
         }
@@ -75,6 +88,14 @@ impl TestRegistry {
                 htpasswd.display()
             ));
         }
+        if tls {
+            make_certificates(dir.path());
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
@@ -87,13 +108,16 @@ impl TestRegistry {
             .spawn()
             .expect("start docker-registry");
         let registry = Self { child, addr, dir };
-        registry.wait_ready();
+        registry.wait_ready(tls);
         Some(registry)
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, tls: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if tls && TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
             if let Some(status) = http_status(&self.addr, "/v2/")
                 && (status == 200 || status == 401)
             {
@@ -170,4 +194,69 @@ pub fn rootfs_tarball(dir: &Path, text: &str) -> PathBuf {
         .expect("run tar");
     assert!(status.success());
     tarball
+}
+
+/// A CA and a server certificate for `IP:127.0.0.1` signed by it, made with openssl in `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hoist test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }

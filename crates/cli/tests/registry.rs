@@ -1,0 +1,417 @@
+//! `hoist pull/push/login/logout` against a real registry (Debian's `docker-registry`, started per test on
+//! 127.0.0.1), with skopeo and docker as the other clients.
+
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use support::{TestRegistry, require_tool, rootfs_tarball};
+
+/// A sandboxed hoist: its own store, Docker config and (empty) registries configuration.
+struct Hoist {
+    dir: tempfile::TempDir,
+}
+
+impl Hoist {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("registries.conf"), "").unwrap();
+        Self { dir }
+    }
+
+    fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    fn command(&self, store: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command
+            .args(args)
+            .env("HOIST_ROOT", self.dir.path().join(store))
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env(
+                "HOIST_REGISTRIES_CONF",
+                self.dir.path().join("registries.conf"),
+            );
+        command
+    }
+
+    /// Runs hoist with the store named `store`; returns the output.
+    fn run(&self, store: &str, args: &[&str]) -> Output {
+        self.command(store, args).output().unwrap()
+    }
+
+    /// Runs hoist and asserts success; returns stdout.
+    fn ok(&self, store: &str, args: &[&str]) -> String {
+        let output = self.run(store, args);
+        assert!(
+            output.status.success(),
+            "hoist {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs hoist and asserts failure; returns stderr.
+    fn fails(&self, store: &str, args: &[&str]) -> String {
+        let output = self.run(store, args);
+        assert!(!output.status.success(), "hoist {args:?} succeeded");
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    /// Imports a tiny image into `store` as `reference`.
+    fn import(&self, store: &str, reference: &str, text: &str) {
+        let tarball = rootfs_tarball(self.dir.path(), text);
+        self.ok(store, &["import", tarball.to_str().unwrap(), reference]);
+    }
+
+    fn image_id(&self, store: &str, reference: &str) -> String {
+        self.ok(store, &["images", "--quiet", "--no-trunc", reference])
+            .trim()
+            .to_owned()
+    }
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let output = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn skopeo_inspect(reference: &str, raw: bool) -> serde_json::Value {
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    if raw {
+        args.push("--raw");
+    }
+    let target = format!("docker://{reference}");
+    args.push(&target);
+    serde_json::from_str(&skopeo(&args)).unwrap()
+}
+
+fn pushed_digest(stdout: &str) -> String {
+    stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_else(|| panic!("no digest in push output {stdout:?}"))
+}
+
+#[test]
+fn push_then_pull_round_trip_with_skopeo_seeing_the_same_digests() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    if !require_tool("skopeo") {
+        return;
+    }
+    let hoist = Hoist::new();
+    hoist.import("a", "demo/app:1.0", "round trip\n");
+    let id = hoist.image_id("a", "demo/app:1.0");
+    let v1 = format!("{}/demo/app:v1", registry.addr);
+    let v2 = format!("{}/demo/app:v2", registry.addr);
+    let out = hoist.ok("a", &["push", "demo/app:1.0", "--tag", &v1, "--tag", &v2]);
+    let digest = pushed_digest(&out);
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    // skopeo sees both tags, the same manifest digest, and the config hoist had.
+    let inspected = skopeo_inspect(&v2, false);
+    assert_eq!(inspected["Digest"], digest.as_str());
+    let tags: Vec<&str> = inspected["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["v1", "v2"]);
+    let raw = skopeo_inspect(&v1, true);
+    assert_eq!(raw["config"]["digest"], id.as_str());
+
+    // A fresh store pulls it back with the same ID; a second pull downloads nothing.
+    let out = hoist.ok("b", &["pull", &v1]);
+    assert_eq!(out.trim(), v1);
+    assert_eq!(hoist.image_id("b", &v1), id);
+    let again = hoist.run("b", &["pull", &v1]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("Already exists") && stderr.contains("Image is up to date"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Downloading"), "{stderr}");
+
+    // Pull by digest verifies and resolves to the same manifest.
+    let by_digest = format!("{}/demo/app@{digest}", registry.addr);
+    let out = hoist.run("c", &["pull", &by_digest]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Digest: {digest}")));
+}
+
+#[test]
+fn an_image_pushed_by_skopeo_pulls_with_the_same_digests() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    if !require_tool("skopeo") {
+        return;
+    }
+    let hoist = Hoist::new();
+    hoist.import("a", "seed:1", "from skopeo\n");
+    let seed = format!("{}/seed:1", registry.addr);
+    hoist.ok("a", &["push", "seed:1", "--tag", &seed]);
+    // skopeo rewrites it as OCI (new manifest digest) and as Docker schema 2.
+    for (format, name) in [("oci", "skopeo/oci:1"), ("v2s2", "skopeo/docker:1")] {
+        let dest = format!("{}/{name}", registry.addr);
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            format,
+            &format!("docker://{seed}"),
+            &format!("docker://{dest}"),
+        ]);
+        let inspected = skopeo_inspect(&dest, false);
+        let raw = skopeo_inspect(&dest, true);
+        let out = hoist.run("b", &["pull", &dest]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "Digest: {}",
+                inspected["Digest"].as_str().unwrap()
+            )),
+            "{stderr}"
+        );
+        let image = hoist.ok("b", &["inspect", &dest]);
+        let image: serde_json::Value = serde_json::from_str(&image).unwrap();
+        assert_eq!(image[0]["Id"], raw["config"]["digest"], "{format}");
+    }
+}
+
+#[test]
+fn pushed_image_runs_in_docker() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    if !require_tool("docker") {
+        return;
+    }
+    let hoist = Hoist::new();
+    hoist.import("a", "runme:1", "hello from hoist\n");
+    let target = format!("{}/runme/app:1", registry.addr);
+    hoist.ok("a", &["push", "runme:1", "--tag", &target]);
+    let docker = |args: &[&str]| {
+        Command::new("/usr/bin/docker")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let pulled = docker(&["pull", &target]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let ran = docker(&["run", "--rm", &target, "/bin/busybox", "cat", "/hello.txt"]);
+    let _ = docker(&["rmi", "-f", &target]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from hoist\n");
+}
+
+#[test]
+fn login_push_pull_logout_with_htpasswd_auth() {
+    let Some(registry) = TestRegistry::start_with_auth("hoister", "s3cret") else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "private:1", "secret\n");
+    let target = format!("{}/team/private:1", registry.addr);
+
+    let error = hoist.fails("a", &["push", "private:1", "--tag", &target]);
+    assert!(
+        error.contains("unauthorized")
+            && error.contains(&registry.addr)
+            && error.contains("repository:team/private:pull,push"),
+        "{error}"
+    );
+    let error = hoist.fails("b", &["pull", &target]);
+    assert!(
+        error.contains("unauthorized") && error.contains("repository:team/private:pull"),
+        "{error}"
+    );
+
+    let mut wrong = hoist
+        .command(
+            "a",
+            &["login", &registry.addr, "-u", "hoister", "--password-stdin"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    wrong.stdin.take().unwrap().write_all(b"wrong\n").unwrap();
+    let wrong = wrong.wait_with_output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unauthorized"));
+    assert!(!hoist.docker_config().join("config.json").exists());
+
+    let out = hoist.ok(
+        "a",
+        &["login", &registry.addr, "-u", "hoister", "-p", "s3cret"],
+    );
+    assert_eq!(out, "Login Succeeded\n");
+    let config = std::fs::read_to_string(hoist.docker_config().join("config.json")).unwrap();
+    assert!(config.contains(&registry.addr), "{config}");
+
+    hoist.ok("a", &["push", "private:1", "--tag", &target]);
+    hoist.ok("b", &["pull", &target]);
+    assert_eq!(
+        hoist.image_id("a", "private:1"),
+        hoist.image_id("b", &target)
+    );
+
+    let out = hoist.ok("a", &["logout", &registry.addr]);
+    assert_eq!(
+        out,
+        format!("Removing login credentials for {}\n", registry.addr)
+    );
+    let error = hoist.fails("c", &["pull", &target]);
+    assert!(error.contains("unauthorized"), "{error}");
+}
+
+#[test]
+fn push_mounts_blobs_from_a_sibling_repository() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "base:1", "mount me\n");
+    let first = format!("{}/one/base:1", registry.addr);
+    let second = format!("{}/two/base:1", registry.addr);
+    hoist.ok("a", &["push", "base:1", "--tag", &first]);
+    // The store now knows the image under the first repository too, so the second push can mount.
+    hoist.ok("a", &["tag", "base:1", &first]);
+    let output = hoist.run("a", &["push", &first, "--tag", &second]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("Mounted from one/base").count(),
+        2,
+        "{stderr}"
+    );
+    hoist.ok("b", &["pull", &second]);
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    let error = hoist.fails("a", &["pull", "Golang:1.24"]);
+    assert!(
+        error.contains("invalid reference format") && error.contains("lowercase"),
+        "{error}"
+    );
+    let missing = format!("{}/no/such:tag", registry.addr);
+    let error = hoist.fails("a", &["pull", &missing]);
+    assert!(
+        error.contains("not found") && error.contains(&missing),
+        "{error}"
+    );
+    let error = hoist.fails("a", &["pull", "--platform", "linux", &missing]);
+    assert!(error.contains("invalid platform"), "{error}");
+    let error = hoist.fails("a", &["push", "not/in/store:1", "--tag", &missing]);
+    assert!(error.contains("not/in/store:1"), "{error}");
+    // A registry that is not there: connection refused, named.
+    let dead = format!("127.0.0.1:{}/x:1", support::free_port());
+    let error = hoist.fails("a", &["pull", &dead]);
+    assert!(error.contains("cannot reach 127.0.0.1"), "{error}");
+}
+
+#[test]
+fn tls_registry_with_ca_file_from_the_configuration() {
+    let Some(registry) = TestRegistry::start_tls() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "tls:1", "tls\n");
+    let target = format!("{}/tls/app:1", registry.addr);
+    let error = hoist.fails("a", &["push", "tls:1", "--tag", &target]);
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    std::fs::write(
+        hoist.dir.path().join("registries.conf"),
+        format!(
+            "[[registry]]\nprefix = \"{}\"\nca-file = \"{}\"\n",
+            registry.addr,
+            registry.ca_file().display()
+        ),
+    )
+    .unwrap();
+    hoist.ok("a", &["push", "tls:1", "--tag", &target]);
+    hoist.ok("b", &["pull", &target]);
+    assert_eq!(hoist.image_id("a", "tls:1"), hoist.image_id("b", &target));
+}
+
+#[test]
+fn docker_hub_names_resolve_through_a_mirror() {
+    let Some(mirror) = TestRegistry::start() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "golang:1.24", "pretend go\n");
+    hoist.ok(
+        "a",
+        &[
+            "push",
+            "golang:1.24",
+            "--tag",
+            &format!("{}/library/golang:1.24", mirror.addr),
+        ],
+    );
+    // The first mirror is dead; the second serves. The origin (Docker Hub) is never asked.
+    let dead = support::free_port();
+    std::fs::write(
+        hoist.dir.path().join("registries.conf"),
+        format!(
+            "registry-mirrors = [\"http://127.0.0.1:{dead}\", \"http://{}\"]\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    let output = hoist.run("b", &["pull", "golang:1.24"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "127.0.0.1:{dead}: failed, trying the next endpoint"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "docker.io/library/golang:1.24\n"
+    );
+    assert_eq!(
+        hoist.image_id("b", "golang:1.24"),
+        hoist.image_id("a", "golang:1.24")
+    );
+}
