@@ -1,0 +1,296 @@
+//! The invoke endpoint and the Runtime API, status codes and bodies, with this test playing the runtime: the
+//! emulator starts a real process that never calls the API itself (`sleep`), and the test speaks for it.
+
+mod common;
+
+use common::{Emulator, client, invoke, invoke_with};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn idle_runtime() -> Emulator {
+    Emulator::start(
+        &["sleep", "60"],
+        std::path::Path::new(common::FIXTURES),
+        &[],
+    )
+}
+
+fn runtime_url(emulator: &Emulator, path: &str) -> String {
+    format!("http://{}/2018-06-01/runtime/{path}", emulator.runtime_api)
+}
+
+async fn next(emulator: &Emulator) -> reqwest::Response {
+    let response = client()
+        .get(runtime_url(emulator, "invocation/next"))
+        .send()
+        .await
+        .expect("/next answers");
+    assert_eq!(response.status().as_u16(), 200);
+    response
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name}"))
+        .to_owned()
+}
+
+async fn post(url: String, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = client().post(url).body(body.to_owned());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("the runtime API answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_bad_client_context_is_500() {
+    let emulator = idle_runtime();
+    let reply = invoke(
+        &format!("{}/2015-03-31/functions/function/other", emulator.base),
+        "{}",
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.body, "404 page not found\n");
+    let request = client()
+        .post(emulator.url())
+        .body("{}")
+        .header("x-amz-client-context", "not base64!");
+    let reply = invoke_with(request).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, "");
+    let ping = client()
+        .get(format!("http://{}/2018-06-01/ping", emulator.runtime_api))
+        .send()
+        .await
+        .expect("ping");
+    assert_eq!(ping.text().await.expect("body"), "pong");
+    let logs = client()
+        .put(format!("http://{}/2020-08-15/logs", emulator.runtime_api))
+        .send()
+        .await
+        .expect("logs");
+    assert_eq!(logs.status().as_u16(), 202);
+    let body: serde_json::Value =
+        serde_json::from_str(&logs.text().await.expect("body")).expect("JSON");
+    assert_eq!(body["errorType"], "Logs.NotSupported");
+    let missing = client()
+        .get(runtime_url(&emulator, "nothing"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn next_headers_response_and_state_errors() {
+    let emulator = idle_runtime();
+    let context = r#"{"custom":{"a":1}}"#;
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(context)
+    };
+    // Any method and any function name invoke; a GET without a body hands the runtime an empty event.
+    let caller = client()
+        .get(format!(
+            "{}/2015-03-31/functions/whatever/invocations",
+            emulator.base
+        ))
+        .header("x-amz-client-context", encoded)
+        .header("x-amz-tenant-id", "tenant-7")
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-00000000-000000000000000000000001",
+        );
+    let caller = tokio::spawn(invoke_with(caller));
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let event = next(&emulator).await;
+    let id = header(&event, "lambda-runtime-aws-request-id");
+    assert_eq!(id.len(), 36, "{id}");
+    let deadline: u64 = header(&event, "lambda-runtime-deadline-ms")
+        .parse()
+        .expect("deadline is a number");
+    assert!(
+        deadline.abs_diff(now_ms + 300_000) < 5_000,
+        "default timeout is 300 s: {deadline} vs {now_ms}"
+    );
+    assert_eq!(
+        header(&event, "lambda-runtime-invoked-function-arn"),
+        "arn:aws:lambda:us-east-1:012345678912:function:test_function"
+    );
+    assert_eq!(
+        header(&event, "lambda-runtime-trace-id"),
+        "Root=1-00000000-000000000000000000000001"
+    );
+    assert_eq!(header(&event, "lambda-runtime-client-context"), context);
+    assert_eq!(header(&event, "lambda-runtime-aws-tenant-id"), "tenant-7");
+    assert_eq!(header(&event, "content-type"), "application/json");
+    assert_eq!(event.text().await.expect("event body"), "");
+
+    let (status, body) = post(
+        runtime_url(&emulator, "invocation/not-the-id/response"),
+        "x",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#
+        )
+    );
+    let (status, body) = post(runtime_url(&emulator, "init/error"), "{}", &[]).await;
+    assert_eq!(status, 403, "init/error after init is done: {body}");
+    let headers = [("content-type", "text/csv")];
+    let (status, body) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "a,b",
+        &headers,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (202, r#"{"status":"OK"}"#));
+    let (status, body) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "again",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("InvalidStateTransition"), "{body}");
+
+    let reply = caller.await.expect("caller task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "a,b");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/csv"),
+        "the runtime's content type is kept"
+    );
+    assert_eq!(reply.header("x-amzn-requestid"), Some(id.as_str()));
+    let out = emulator.wait_stdout(&format!("REPORT RequestId: {id}"));
+    assert!(
+        out.contains(&format!("START RequestId: {id} Version: $LATEST\n")),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
+    let emulator = idle_runtime();
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let cause =
+        r#"{"errorMessage":"boom","errorType":"Function.Boom","stackTrace":["a"],"extra":true}"#;
+    let headers = [(
+        "content-type",
+        "application/vnd.aws.lambda.error.cause+json",
+    )];
+    let (status, _) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/error")),
+        cause,
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let reply = caller.await.expect("caller task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"errorMessage":"boom","errorType":"Function.Boom","stackTrace":["a"]})
+    );
+
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let headers = [("lambda-runtime-function-response-mode", "sideways")];
+    let (status, body) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "x",
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidFunctionResponseMode"), "{body}");
+    let reply = caller.await.expect("caller task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["errorType"],
+        "Runtime.InvalidResponseModeHeader"
+    );
+}
+
+#[tokio::test]
+async fn oversized_response_is_refused_on_both_sides() {
+    let emulator = idle_runtime();
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let big = "x".repeat(hoist_lambda::MAX_PAYLOAD_BYTES + 1);
+    let (status, body) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        &big,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let reply = caller.await.expect("caller task");
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["errorType"], "Function.ResponseSizeTooLarge");
+    assert_eq!(
+        body["errorMessage"],
+        "Response payload size (6291557 bytes) exceeded maximum allowed payload size (6291556 bytes)."
+    );
+    let reply = invoke(&emulator.url(), &big).await;
+    assert_eq!(
+        reply.status, 413,
+        "oversized events are refused at the front door"
+    );
+}
+
+#[tokio::test]
+async fn missing_bootstrap_is_a_502_and_the_emulator_stays_up() {
+    let emulator = Emulator::start(
+        &["/nonexistent/bootstrap"],
+        std::path::Path::new(common::FIXTURES),
+        &[],
+    );
+    for _ in 0..2 {
+        let reply = invoke(&emulator.url(), "{}").await;
+        assert_eq!(reply.status, 502);
+        assert_eq!(
+            reply.json()["errorType"],
+            "Runtime.InvalidEntrypoint",
+            "{}",
+            reply.body
+        );
+    }
+    assert!(
+        emulator.stderr().contains("exec '/nonexistent/bootstrap'"),
+        "{}",
+        emulator.stderr()
+    );
+}
+
+#[tokio::test]
+async fn bad_flags_fail_fast() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-lambda-rie"))
+        .args(["--log-level", "loud", "/bin/true"])
+        .output()
+        .expect("run the binary");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid log level \"loud\""));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-lambda-rie"))
+        .args(["--runtime-interface-emulator-address", "127.0.0.1:1:x"])
+        .output()
+        .expect("run the binary");
+    assert!(!out.status.success());
+}
