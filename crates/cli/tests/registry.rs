@@ -339,6 +339,16 @@ fn errors_name_what_is_wrong() {
     );
     let error = hoist.fails("a", &["pull", "--platform", "linux", &missing]);
     assert!(error.contains("invalid platform"), "{error}");
+    // A single-platform image (imported for the host) is refused for another explicit --platform.
+    hoist.import("a", "single:1", "one platform\n");
+    let single = format!("{}/single:1", registry.addr);
+    hoist.ok("a", &["push", "single:1", "--tag", &single]);
+    let error = hoist.fails("b", &["pull", "--platform", "linux/s390x", &single]);
+    assert!(
+        error.contains("no matching manifest for linux/s390x")
+            && error.contains("available: linux/"),
+        "{error}"
+    );
     let error = hoist.fails("a", &["push", "not/in/store:1", "--tag", &missing]);
     assert!(error.contains("not/in/store:1"), "{error}");
     // A registry that is not there: connection refused, named.

@@ -36,6 +36,9 @@ pub struct PullOptions {
     pub concurrency: usize,
     /// Whether to point the reference's familiar name at the pulled image in the store (as `docker pull` does).
     pub tag: bool,
+    /// Whether a single-platform image must match `platform` (Docker refuses a mismatch when `--platform` is
+    /// given, and accepts it otherwise).
+    pub require_platform: bool,
 }
 
 impl Default for PullOptions {
@@ -44,6 +47,7 @@ impl Default for PullOptions {
             platform: Platform::host(),
             concurrency: 3,
             tag: true,
+            require_platform: false,
         }
     }
 }
@@ -198,6 +202,25 @@ impl Client {
             }
         }
 
+        let id = digest_from_oci(manifest.config().digest())
+            .map_err(|e| invalid(endpoint, "manifest", e))?;
+        if stored_index.is_none() && options.require_platform {
+            let config: hoist_oci::oci_spec::image::ImageConfiguration =
+                parse_json(&store.read_blob(&id)?, endpoint, "image config")?;
+            let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+            if !options
+                .platform
+                .matches(&os, &arch, config.variant().as_deref())
+            {
+                return Err(Error::NoMatchingPlatform {
+                    reference: display,
+                    wanted: options.platform.to_string(),
+                    available: vec![
+                        Platform::new(&os, &arch, config.variant().as_deref()).to_string(),
+                    ],
+                });
+            }
+        }
         if let Some(index) = &stored_index {
             store.ingest_bytes(&index.bytes)?;
         }

@@ -105,6 +105,7 @@ pub(crate) fn run(root: Option<&Path>, args: &PullArgs) -> ExitCode {
     }
     let options = PullOptions {
         platform,
+        require_platform: args.platform.is_some(),
         ..PullOptions::default()
     };
     let pulled = match runtime.block_on(client.pull(store, &reference, &options, reporter)) {
