@@ -51,6 +51,8 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry.
     Logout(commands::logout::LogoutArgs),
+    /// Run a Lambda function locally behind the Runtime Interface Emulator (like aws-lambda-rie).
+    Lambda(commands::lambda::LambdaArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
 }

@@ -6,6 +6,7 @@ pub(crate) mod build;
 pub(crate) mod images;
 pub(crate) mod import;
 pub(crate) mod inspect;
+pub(crate) mod lambda;
 pub(crate) mod lint;
 pub(crate) mod load;
 pub(crate) mod login;
@@ -37,6 +38,7 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Push(args) => push::run(cli.root.as_deref(), &args),
         Command::Login(args) => login::run(cli.root.as_deref(), &args),
         Command::Logout(args) => logout::run(cli.root.as_deref(), &args),
+        Command::Lambda(args) => lambda::run(&args),
         Command::Run(args) => run::run(cli.root.as_deref(), &args),
     }
 }
