@@ -443,3 +443,71 @@ fn tls_registry_needs_its_ca_and_then_works() {
         .unwrap();
     assert_eq!(pulled.manifest.digest(), manifest.digest());
 }
+
+#[test]
+fn bearer_token_flow_anonymous_pull_and_authenticated_push() {
+    let Some(registry) = TestRegistry::start_with_token_auth("hoister", "t0ken-pass") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "bearer\n", "amd64");
+    store
+        .tag(&"bearer:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let target: ImageReference = format!("{}/team/bearer:1", registry.addr).parse().unwrap();
+    let rt = runtime();
+    let push = |client: &Client| {
+        rt.block_on(client.push(
+            Arc::clone(&store),
+            "bearer:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+    };
+    // Anonymous: the token grants pull only, so the registry refuses the push, naming the scope.
+    let anonymous = client(dir.path());
+    let error = push(&anonymous).unwrap_err();
+    assert!(
+        matches!(&error, Error::Unauthorized { scope, .. } if scope == "repository:team/bearer:pull,push"),
+        "{error}"
+    );
+    // Stored credentials go to the token server as basic auth; the token then grants push.
+    let docker_config = DockerConfig::at(dir.path().join("logged-in.json"));
+    docker_config
+        .store(
+            &registry.addr,
+            &hoist_registry::Credentials {
+                username: "hoister".to_owned(),
+                password: "t0ken-pass".to_owned(),
+            },
+        )
+        .unwrap();
+    let logged_in = Client::new(RegistryConfig::default(), docker_config);
+    push(&logged_in).unwrap();
+    // Anyone may pull, with an anonymous token.
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let pulled = rt
+        .block_on(anonymous.pull(
+            fresh,
+            &target,
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+    // Wrong credentials: the token server refuses, and the error says so.
+    let wrong = DockerConfig::at(dir.path().join("wrong.json"));
+    wrong
+        .store(
+            &registry.addr,
+            &hoist_registry::Credentials {
+                username: "hoister".to_owned(),
+                password: "nope".to_owned(),
+            },
+        )
+        .unwrap();
+    let error = push(&Client::new(RegistryConfig::default(), wrong)).unwrap_err();
+    assert!(error.to_string().contains("token server"), "{error}");
+}

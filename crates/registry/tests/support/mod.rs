@@ -35,6 +35,8 @@ pub struct TestRegistry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     dir: tempfile::TempDir,
+    /// The token server's key and certificate, kept while the registry runs.
+    token_dir: Option<tempfile::TempDir>,
 }
 
 impl TestRegistry {
@@ -64,7 +66,30 @@ impl TestRegistry {
         Self::start_inner(Some((user, password)), false)
     }
 
+    /// A registry using token auth (as Docker Hub does): its `WWW-Authenticate: Bearer` challenge points at a
+    /// [`TokenServer`] on 127.0.0.1 that signs JWTs the registry verifies against the server's certificate.
+    /// Anonymous clients get `pull`; `user`/`password` (basic auth at the token server) also get `push`.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Option<Self> {
+        if !require_tool("openssl") || !require_tool("docker-registry") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir for the token server");
+        let server = TokenServer::start(dir.path(), user, password);
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: hoist-test-registry\n    issuer: hoist-test-issuer\n    rootcertbundle: {}\n",
+            server.addr,
+            dir.path().join("token.crt").display()
+        );
+        let mut registry = Self::start_with_config(None, false, &auth)?;
+        registry.token_dir = Some(dir);
+        Some(registry)
+    }
+
     fn start_inner(auth: Option<(&str, &str)>, tls: bool) -> Option<Self> {
+        Self::start_with_config(auth, tls, "")
+    }
+
+    fn start_with_config(auth: Option<(&str, &str)>, tls: bool, extra: &str) -> Option<Self> {
         if !require_tool("docker-registry") {
             return None;
         }
@@ -96,6 +121,7 @@ impl TestRegistry {
                 dir.path().join("server.key").display()
             ));
         }
+        config.push_str(extra);
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
@@ -107,7 +133,12 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let registry = Self { child, addr, dir };
+        let registry = Self {
+            child,
+            addr,
+            dir,
+            token_dir: None,
+        };
         registry.wait_ready(tls);
         Some(registry)
     }
@@ -259,4 +290,197 @@ fn make_certificates(dir: &Path) {
         "-extfile",
         "server.ext",
     ]);
+}
+
+/// A token server for distribution's `token` auth: answers `GET /token?service=…&scope=…` with a JWT (RS256, the
+/// signing certificate in `x5c`) granting what the caller may have. Runs on a thread until the process ends.
+pub struct TokenServer {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> Self {
+        let output = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hoist test token issuer",
+            ])
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-in", "token.crt", "-outform", "DER"])
+            .current_dir(dir)
+            .output()
+            .expect("run openssl")
+            .stdout;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token server");
+        let addr = listener
+            .local_addr()
+            .expect("token server address")
+            .to_string();
+        let key = dir.join("token.key");
+        let basic = base64(format!("{user}:{password}").as_bytes(), true);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                answer_token_request(stream, &key, &der, &basic);
+            }
+        });
+        Self { addr }
+    }
+}
+
+fn answer_token_request(mut stream: TcpStream, key: &Path, certificate_der: &[u8], basic: &str) {
+    let mut request = Vec::new();
+    let mut byte = [0; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => request.push(byte[0]),
+            _ => return,
+        }
+    }
+    let request = String::from_utf8_lossy(&request).into_owned();
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let authenticated = request
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l.contains(basic));
+    let has_authorization = request
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+    if has_authorization && !authenticated {
+        let _ = stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(("scope", value)) = pair.split_once('=') else {
+            continue;
+        };
+        let scope = percent_decode(value);
+        // repository:NAME:ACTIONS
+        let mut parts = scope.splitn(3, ':');
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let granted: Vec<&str> = actions
+            .split(',')
+            .filter(|a| *a == "pull" || (authenticated && *a == "push"))
+            .collect();
+        access.push(serde_json::json!({"type": kind, "name": name, "actions": granted}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let header =
+        serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [base64(certificate_der, true)]});
+    let claims = serde_json::json!({
+        "iss": "hoist-test-issuer",
+        "sub": if authenticated { "hoister" } else { "" },
+        "aud": "hoist-test-registry",
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64(header.to_string().as_bytes(), false),
+        base64(claims.to_string().as_bytes(), false)
+    );
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl dgst");
+    openssl
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(signing_input.as_bytes())
+        .expect("write signing input");
+    let signature = openssl
+        .wait_with_output()
+        .expect("openssl dgst output")
+        .stdout;
+    let token = format!("{signing_input}.{}", base64(&signature, false));
+    let body = serde_json::json!({"token": token, "access_token": token}).to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Base64: standard alphabet with padding, or URL-safe without (JWT). Small enough not to need a dependency in
+/// every crate that includes this harness.
+fn base64(bytes: &[u8], standard: bool) -> String {
+    let alphabet: &[u8; 64] = if standard {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    };
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(alphabet[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+        if standard {
+            out.push_str(&"=".repeat(3 - chunk.len()));
+        }
+    }
+    out
 }
