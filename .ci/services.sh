@@ -12,7 +12,7 @@ set -euo pipefail
 
 SERVICES_DIR=${HOIST_SERVICES_DIR:-/tmp/hoist-services}
 DOCKER=/usr/bin/docker
-PKGS="docker.io containerd runc skopeo umoci busybox-static docker-registry apache2-utils"
+PKGS="docker.io containerd runc skopeo umoci busybox-static docker-registry apache2-utils python3 python3-pip file"
 
 log() { printf '[services %s] %s\n' "$(date +%T)" "$*"; }
 mkdir -p "$SERVICES_DIR"
@@ -75,3 +75,13 @@ fi
 
 log "ready: $("$DOCKER" version --format 'docker {{.Server.Version}}' 2>/dev/null)," \
   "$(skopeo --version 2>/dev/null)," "$(umoci --version 2>/dev/null)"
+
+# ---------------------------------------------------------------- Lambda runtime clients (crates/lambda/tests)
+# PyPI's awslambdaric (a manylinux wheel, no native build). Debian's own python3 refuses plain `pip install`
+# (PEP 668), hence the second form.
+if python3 -c 'import awslambdaric' 2>/dev/null; then
+  log "awslambdaric already installed"
+else
+  log "installing awslambdaric"
+  python3 -m pip install --quiet awslambdaric || python3 -m pip install --quiet --break-system-packages awslambdaric
+fi
