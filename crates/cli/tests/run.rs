@@ -128,6 +128,22 @@ fn image_config_and_flags_decide_command_env_workdir_and_user() {
 }
 
 #[test]
+fn runc_runtime_runs_the_image_the_same_way() {
+    let fixture = Fixture::new();
+    let output = fixture.run(&["--runtime", "runc", "--hostname", "viarunc", "bb:1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout(&output), "hi\n/srv\n1000\n");
+    let output = fixture.run(&["--runtime", "runc", "bb:1", "sh", "-c", "hostname; exit 5"]);
+    assert_eq!(output.status.code(), Some(5));
+    let output = fixture.run(&["--runtime", "runc", "-p", "1:2", "bb:1"]);
+    assert_eq!(output.status.code(), Some(125));
+}
+
+#[test]
 fn exit_codes_are_the_commands_or_dockers() {
     let fixture = Fixture::new();
     assert_eq!(
@@ -327,8 +343,18 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         String::from_utf8_lossy(&import.stderr)
     );
     let output = as_nobody(&home)
-        .args(["run", "--rm", "--network", "none", "rootless:1", "sh", "-c"])
-        .arg("id -u; cat /proc/self/uid_map; echo $$; hostname x && hostname; echo hi > /f && cat /f")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--hostname",
+            "x",
+            "rootless:1",
+            "sh",
+            "-c",
+        ])
+        .arg("id -u; cat /proc/self/uid_map; echo $$; hostname; echo hi > /f && cat /f")
         .output()
         .unwrap();
     assert!(

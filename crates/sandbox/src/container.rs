@@ -151,7 +151,7 @@ impl Default for Container {
     }
 }
 
-fn prepare(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn prepare(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_owned();
     move |source| Error::Prepare {
         action,
@@ -160,12 +160,12 @@ fn prepare(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error
     }
 }
 
-fn system(action: &'static str) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn system(action: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::System { action, source }
 }
 
 /// Writes `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` for the container into `dir`.
-fn write_etc_files(container: &Container, dir: &Path) -> Result<EtcFiles> {
+pub(crate) fn write_etc_files(container: &Container, dir: &Path) -> Result<EtcFiles> {
     let files = EtcFiles {
         hosts: dir.join("hosts"),
         resolv_conf: dir.join("resolv.conf"),
@@ -325,14 +325,26 @@ impl Container {
                 }
             }
         };
-        let status = self.wait_forwarding_signals(pid, signals);
+        let kill = |pidfd: &OwnedFd| {
+            let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+        };
+        let status = wait_forwarding_signals(pid, signals, self.stop_timeout, &kill);
         if let Some(proxy) = proxy {
             proxy.stop();
         }
         status
     }
+}
 
-    fn wait_forwarding_signals(&self, pid: Pid, signals: &OwnedFd) -> Result<ExitStatus> {
+/// Waits for `pid` to exit, forwarding the signals read from `signals` to it; `kill` (given its pidfd) ends it
+/// `stop_timeout` after the first signal, or at the second.
+pub(crate) fn wait_forwarding_signals(
+    pid: Pid,
+    signals: &OwnedFd,
+    stop_timeout: Duration,
+    kill: &dyn Fn(&OwnedFd),
+) -> Result<ExitStatus> {
+    {
         let pidfd =
             pidfd_open(pid, PidfdFlags::empty()).map_err(|e| system("open a pidfd")(e.into()))?;
         let mut kill_at: Option<Instant> = None;
@@ -362,11 +374,11 @@ impl Container {
                     let forwarded = Signal::from_named_raw(signal).unwrap_or(Signal::TERM);
                     if kill_at.is_some() {
                         tracing::debug!(signal, "second signal: killing the container");
-                        let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+                        kill(&pidfd);
                     } else {
                         tracing::debug!(signal, "forwarding signal to the container");
                         let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), forwarded);
-                        kill_at = Some(Instant::now() + self.stop_timeout);
+                        kill_at = Some(Instant::now() + stop_timeout);
                     }
                 }
             }
@@ -374,7 +386,8 @@ impl Container {
                 && Instant::now() >= deadline
             {
                 tracing::debug!("stop timeout reached: killing the container");
-                let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
+                kill(&pidfd);
+                kill_at = Some(Instant::now() + Duration::from_secs(1));
             }
         }
     }
@@ -480,7 +493,7 @@ impl IdMaps {
     }
 }
 
-fn reap(pid: Pid) -> Result<ExitStatus> {
+pub(crate) fn reap(pid: Pid) -> Result<ExitStatus> {
     loop {
         match waitpid(Some(pid), WaitOptions::empty()) {
             Ok(Some((_, status))) => {

@@ -78,6 +78,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The OCI runtime spec could not be made, or the runtime cannot run this container.
+    #[error("OCI runtime bundle: {message}")]
+    RuntimeSpec {
+        /// What went wrong.
+        message: String,
+    },
     /// The store failed (reading an image, creating a snapshot entry).
     #[error(transparent)]
     Store(#[from] hoist_oci::Error),

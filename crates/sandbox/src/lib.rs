@@ -53,6 +53,7 @@ mod copy;
 mod error;
 mod plan;
 mod proxy;
+mod runc;
 mod snapshot;
 mod sys;
 mod user;

@@ -239,22 +239,9 @@ impl Plan {
                 target: rootc.clone(),
                 read_only: false,
             }),
-            RootFs::Overlay { lower, upper, work } => {
-                let lower: Vec<String> = lower
-                    .iter()
-                    .rev()
-                    .map(|dir| escape_overlay_path(dir))
-                    .collect();
-                let mut data = format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    lower.join(":"),
-                    escape_overlay_path(upper),
-                    escape_overlay_path(work)
-                );
-                if start.user_namespace.is_some() {
-                    // In a user namespace overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
-                    data.push_str(",userxattr");
-                }
+            RootFs::Overlay { .. } => {
+                let data = overlay_options(&container.rootfs, start.user_namespace.is_some())
+                    .expect("an overlay root");
                 ops.push(Op::Mount {
                     source: host("overlay")?,
                     target: rootc.clone(),
@@ -483,6 +470,29 @@ fn last_capability() -> u32 {
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(63)
         .min(63)
+}
+
+/// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
+/// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
+pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
+    let RootFs::Overlay { lower, upper, work } = rootfs else {
+        return None;
+    };
+    let lower: Vec<String> = lower
+        .iter()
+        .rev()
+        .map(|dir| escape_overlay_path(dir))
+        .collect();
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        escape_overlay_path(upper),
+        escape_overlay_path(work)
+    );
+    if user_namespace {
+        data.push_str(",userxattr");
+    }
+    Some(data)
 }
 
 /// `/a/b/c` → `/a`, `/a/b`, `/a/b/c`.

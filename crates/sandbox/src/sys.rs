@@ -469,3 +469,25 @@ pub(crate) fn enter_network_namespace(namespace: &OwnedFd) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Makes `command` start in a private mount namespace of its own, with `overlay` (target, options) mounted there:
+/// how an external OCI runtime gets an overlay root that never appears in the host's mount table.
+pub(crate) fn in_private_mount_namespace(
+    command: &mut std::process::Command,
+    overlay: Option<(std::ffi::CString, std::ffi::CString)>,
+) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || -> io::Result<()> {
+        let failed = |errno: i32| io::Error::from_raw_os_error(errno);
+        // SAFETY: unshare takes a plain flag; it only affects this (child) process.
+        check(unsafe { libc::unshare(libc::CLONE_NEWNS) }).map_err(failed)?;
+        mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(failed)?;
+        if let Some((target, data)) = &overlay {
+            mount(Some(c"overlay"), target, Some(c"overlay"), 0, Some(data)).map_err(failed)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and only makes raw system calls on strings prepared before the
+    // fork (no allocation: the error path builds an io::Error from a raw errno, which does not allocate).
+    unsafe { command.pre_exec(hook) };
+}

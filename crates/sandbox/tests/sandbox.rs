@@ -411,3 +411,62 @@ fn no_mount_is_left_on_the_host_and_no_descriptor_leaks() {
     assert!(hoist_mounts.is_empty(), "{hoist_mounts:?}");
     assert_eq!(before.len(), after.len());
 }
+
+fn run_with_runc(container: &Container) -> (ExitStatus, String) {
+    let out = tempfile::tempfile().unwrap();
+    let stdio = Stdio {
+        stdout: Some(out.try_clone().unwrap().into()),
+        ..Stdio::default()
+    };
+    let status = container
+        .run_with_runtime(Path::new("/usr/sbin/runc"), stdio)
+        .unwrap();
+    let mut text = String::new();
+    let mut out = out;
+    std::io::Seek::rewind(&mut out).unwrap();
+    out.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+#[test]
+fn runc_runs_the_same_container_from_a_generated_bundle() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let before = mount_lines();
+    let mut container = fixture.container(
+        &snapshot,
+        "echo pid=$$; hostname; id -u; test -s /proc/kcore || echo kcore-masked; \
+         grep CapBnd /proc/self/status; echo layer > /from-runc; rm /etc/motd; exit 3",
+    );
+    container.hostname = "runcbox".into();
+    let (status, text) = run_with_runc(&container);
+    assert_eq!(status, ExitStatus::Exited(3), "{text}");
+    assert_eq!(
+        text,
+        "pid=1\nruncbox\n0\nkcore-masked\nCapBnd:\t00000000a80425fb\n"
+    );
+    // Written through the overlay mounted in runc's private mount namespace: the step's layer has it.
+    let names = layer_names(&snapshot);
+    assert!(names.contains(&"from-runc".to_owned()), "{names:?}");
+    assert!(names.contains(&"etc/.wh.motd".to_owned()), "{names:?}");
+    assert_eq!(mount_lines().len(), before.len());
+
+    container.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![44],
+    };
+    container.cwd = "/made/by/runc".into();
+    container.args = vec!["sh".into(), "-c".into(), "id -u; id -G; pwd".into()];
+    assert_eq!(
+        run_with_runc(&container).1,
+        "1000\n1000 44\n/made/by/runc\n"
+    );
+
+    let mut with_ports = fixture.container(&snapshot, "exit 0");
+    with_ports.ports = vec!["1:2".parse().unwrap()];
+    assert!(matches!(
+        with_ports.run_with_runtime(Path::new("/usr/sbin/runc"), Stdio::default()),
+        Err(Error::RuntimeSpec { .. })
+    ));
+}

@@ -72,6 +72,11 @@ pub(crate) struct RunArgs {
     #[arg(short, long)]
     tty: bool,
 
+    /// The runtime: `hoist` (built in), or an OCI runtime binary (`runc`, `crun`, or a path) given a generated
+    /// bundle. Published ports and rootless runs need the built-in runtime.
+    #[arg(long, value_name = "RUNTIME", default_value = "hoist")]
+    runtime: String,
+
     /// Seconds to wait after forwarding SIGINT/SIGTERM before killing the container.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u64,
@@ -132,10 +137,15 @@ pub(crate) fn run(root: Option<&Path>, args: &RunArgs) -> ExitCode {
             Err(error) => return hoist_failed(&error),
         }
     };
-    let status = container.run(Stdio {
+    let stdio = Stdio {
         stdin,
         ..Stdio::default()
-    });
+    };
+    let status = if args.runtime == "hoist" {
+        container.run(stdio)
+    } else {
+        container.run_with_runtime(Path::new(&args.runtime), stdio)
+    };
     drop(snapshot);
     match status {
         Ok(status) => ExitCode::from(u8::try_from(status.code() & 0xff).unwrap_or(1)),
