@@ -474,7 +474,10 @@ mod tests {
         let helper = dir.path().join("docker-credential-hoisttest");
         std::fs::write(
             &helper,
-            "#!/bin/sh\nread server\nif [ \"$1\" = get ] && [ \"$server\" = helper.io ]; then\n  echo '{\"ServerURL\":\"helper.io\",\"Username\":\"hu\",\"Secret\":\"hs\"}'\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n",
+            format!(
+                "#!/bin/sh\nread server\ncase \"$1\" in\n  store|erase) echo \"$1 $server\" >> {log};;\n  get) if [ \"$server\" = helper.io ]; then\n    echo '{{\"ServerURL\":\"helper.io\",\"Username\":\"hu\",\"Secret\":\"hs\"}}'\n  else\n    echo 'credentials not found in native keychain'; exit 1\n  fi;;\nesac\n",
+                log = dir.path().join("helper.log").display()
+            ),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -490,5 +493,22 @@ mod tests {
         );
         std::fs::write(&path, r#"{"credsStore":"hoisttest"}"#).unwrap();
         assert_eq!(config.credentials("other.io").unwrap(), None);
+        // login and logout go to the helper, not to `auths`.
+        let creds = Credentials {
+            username: "u".to_owned(),
+            password: "p".to_owned(),
+        };
+        config.store("other.io", &creds).unwrap();
+        assert!(config.erase("other.io").unwrap());
+        let log = std::fs::read_to_string(dir.path().join("helper.log")).unwrap();
+        let (store_line, erase_line) = log.split_once('\n').unwrap();
+        let stored: Value =
+            serde_json::from_str(store_line.strip_prefix("store ").unwrap()).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"ServerURL": "other.io", "Username": "u", "Secret": "p"})
+        );
+        assert_eq!(erase_line, "erase other.io\n");
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("auths"));
     }
 }
