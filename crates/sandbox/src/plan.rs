@@ -80,6 +80,8 @@ pub(crate) enum Op {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
+    /// The overlay root (see [`OverlayMount`]).
+    MountOverlay(OverlayMount),
     /// A recursive bind mount, optionally made read-only.
     Bind {
         source: CString,
@@ -133,6 +135,7 @@ impl fmt::Display for Op {
             Self::Mount { target, fstype, .. } => {
                 write!(f, "mount {} on {}", show(fstype), show(target))
             }
+            Self::MountOverlay(overlay) => write!(f, "mount overlay on {}", show(&overlay.target)),
             Self::Bind { source, target, .. } => {
                 write!(f, "bind-mount {} on {}", show(source), show(target))
             }
@@ -240,15 +243,10 @@ impl Plan {
                 read_only: false,
             }),
             RootFs::Overlay { .. } => {
-                let data = overlay_options(&container.rootfs, start.user_namespace.is_some())
-                    .expect("an overlay root");
-                ops.push(Op::Mount {
-                    source: host("overlay")?,
-                    target: rootc.clone(),
-                    fstype: host("overlay")?,
-                    flags: 0,
-                    data: Some(cstring(data, "overlay options")?),
-                });
+                let overlay =
+                    OverlayMount::new(&container.rootfs, root, start.user_namespace.is_some())?
+                        .expect("an overlay root");
+                ops.push(Op::MountOverlay(overlay));
             }
         }
 
@@ -472,6 +470,47 @@ fn last_capability() -> u32 {
         .min(63)
 }
 
+/// An overlay mount, prepared for the child: the layers for the new mount API (`fsconfig` `lowerdir+`, one layer
+/// at a time, with no length limit; Linux 6.8+) and the classic option string as the fallback (limited to one page:
+/// about 40 layers with the store's path lengths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OverlayMount {
+    pub(crate) target: CString,
+    /// Top layer first.
+    pub(crate) lower: Vec<CString>,
+    pub(crate) upper: CString,
+    pub(crate) work: CString,
+    pub(crate) userxattr: bool,
+    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr]` for `mount(2)`.
+    pub(crate) legacy: CString,
+}
+
+impl OverlayMount {
+    /// The mount of `rootfs` on `target`, or `None` for a directory root.
+    pub(crate) fn new(
+        rootfs: &RootFs,
+        target: &Path,
+        userxattr: bool,
+    ) -> Result<Option<OverlayMount>, Error> {
+        let RootFs::Overlay { lower, upper, work } = rootfs else {
+            return Ok(None);
+        };
+        let legacy = overlay_options(rootfs, userxattr).expect("an overlay root");
+        Ok(Some(OverlayMount {
+            target: path_cstring(target)?,
+            lower: lower
+                .iter()
+                .rev()
+                .map(|dir| path_cstring(dir))
+                .collect::<Result<_, _>>()?,
+            upper: path_cstring(upper)?,
+            work: path_cstring(work)?,
+            userxattr,
+            legacy: cstring(legacy, "overlay options")?,
+        }))
+    }
+}
+
 /// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
 /// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
 pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
@@ -642,11 +681,14 @@ mod tests {
         let plan = Plan::build(&rootless, Path::new("/mnt/root"), &etc(), start).unwrap();
         assert_eq!(plan.ops[0], Op::WaitForParent { read: 7, write: 8 });
         let overlay = plan.ops.iter().find_map(|op| match op {
-            Op::Mount { fstype, data, .. } if fstype.as_bytes() == b"overlay" => data.clone(),
+            Op::MountOverlay(overlay) => Some(overlay.clone()),
             _ => None,
         });
+        let overlay = overlay.unwrap();
+        assert!(overlay.userxattr);
+        assert_eq!(overlay.lower, [c"/l2".to_owned(), c"/l1".to_owned()]);
         assert_eq!(
-            overlay.unwrap().to_str().unwrap(),
+            overlay.legacy.to_str().unwrap(),
             "lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr"
         );
         assert!(plan.ops.iter().any(|op| matches!(

@@ -8,9 +8,7 @@
 //! hoist has mounted the overlay, so the host never sees that mount either.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,7 +23,7 @@ use crate::container::{
     wait_forwarding_signals, write_etc_files,
 };
 use crate::error::{Error, Result};
-use crate::plan::{DEFAULT_CAPABILITIES, EtcFiles, MASKED_PATHS, READONLY_PATHS};
+use crate::plan::{DEFAULT_CAPABILITIES, EtcFiles, MASKED_PATHS, OverlayMount, READONLY_PATHS};
 use crate::sys;
 
 /// Every capability name Linux defines (up to `CAP_CHECKPOINT_RESTORE`), for [`Capabilities::All`].
@@ -265,16 +263,8 @@ impl Container {
             RootFs::Overlay { .. } => {
                 let target = state.path().join("rootfs");
                 std::fs::create_dir(&target).map_err(prepare("create", &target))?;
-                let data =
-                    crate::plan::overlay_options(&self.rootfs, false).expect("an overlay root");
-                let target_c =
-                    CString::new(target.as_os_str().as_bytes()).map_err(|_| Error::NulByte {
-                        what: "path".to_owned(),
-                    })?;
-                let data = CString::new(data).map_err(|_| Error::NulByte {
-                    what: "overlay options".to_owned(),
-                })?;
-                (target, Some((target_c, data)))
+                let overlay = OverlayMount::new(&self.rootfs, &target, false)?;
+                (target, overlay)
             }
         };
         let spec = runtime_spec(self, &root, &etc)?;

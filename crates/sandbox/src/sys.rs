@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use crate::plan::{Op, Plan};
+use crate::plan::{Op, OverlayMount, Plan};
 
 /// Namespaces a container gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
             flags,
             data,
         } => mount(Some(source), target, Some(fstype), *flags, data.as_deref()),
+        Op::MountOverlay(overlay) => mount_overlay(overlay),
         Op::Bind {
             source,
             target,
@@ -304,6 +305,102 @@ fn run_op(op: &Op) -> Result<(), i32> {
 
 /// Remounts a bind mount read-only, keeping the flags it already has: in a user namespace, `nosuid`, `nodev`,
 /// `noexec` and the atime flags of a mount inherited from the host are locked, and a remount dropping them fails.
+// The new mount API's constants (linux/mount.h).
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// Mounts an overlay root: with the new mount API when the kernel has `lowerdir+` (no limit on the number of
+/// layers), else with `mount(2)` and the option string.
+fn mount_overlay(overlay: &OverlayMount) -> Result<(), i32> {
+    match mount_overlay_fsconfig(overlay) {
+        Ok(()) => Ok(()),
+        Err(_) => mount(
+            Some(c"overlay"),
+            &overlay.target,
+            Some(c"overlay"),
+            0,
+            Some(&overlay.legacy),
+        ),
+    }
+}
+
+fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
+    // SAFETY: a static NUL-terminated name and a plain flag.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    let fs = c_int::try_from(fs).map_err(|_| libc::EINVAL)?;
+    if fs < 0 {
+        return Err(errno());
+    }
+    let configure = || -> Result<c_int, i32> {
+        let set = |key: &CStr, value: Option<&CStr>| -> Result<(), i32> {
+            let command = if value.is_some() {
+                FSCONFIG_SET_STRING
+            } else {
+                FSCONFIG_SET_FLAG
+            };
+            // SAFETY: `fs` is the fsopen descriptor; key and value are NUL-terminated or null (for a flag).
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs,
+                    command,
+                    key.as_ptr(),
+                    opt_ptr(value),
+                    0,
+                )
+            };
+            check_long(rc)
+        };
+        for layer in &overlay.lower {
+            set(c"lowerdir+", Some(layer))?;
+        }
+        set(c"upperdir", Some(&overlay.upper))?;
+        set(c"workdir", Some(&overlay.work))?;
+        if overlay.userxattr {
+            set(c"userxattr", None)?;
+        }
+        // SAFETY: `fs` is the fsopen descriptor; the command takes no key or value.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                FSCONFIG_CMD_CREATE,
+                ptr::null::<c_char>(),
+                ptr::null::<c_char>(),
+                0,
+            )
+        };
+        check_long(rc)?;
+        // SAFETY: `fs` is a configured file system context.
+        let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0) };
+        check_long(mnt)?;
+        c_int::try_from(mnt).map_err(|_| libc::EINVAL)
+    };
+    let result = configure().and_then(|mnt| {
+        // SAFETY: `mnt` is the detached mount; an empty path with F_EMPTY_PATH names `mnt` itself.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                mnt,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                overlay.target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        // SAFETY: `mnt` is closed once, here; the mount stays attached at its target.
+        unsafe { libc::close(mnt) };
+        check_long(rc)
+    });
+    // SAFETY: `fs` is closed once, here.
+    unsafe { libc::close(fs) };
+    result
+}
+
 fn remount_read_only(target: &CStr) -> Result<(), i32> {
     // SAFETY: `statvfs` is plain data; zeroed is valid.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -474,7 +571,7 @@ pub(crate) fn enter_network_namespace(namespace: &OwnedFd) -> io::Result<()> {
 /// how an external OCI runtime gets an overlay root that never appears in the host's mount table.
 pub(crate) fn in_private_mount_namespace(
     command: &mut std::process::Command,
-    overlay: Option<(std::ffi::CString, std::ffi::CString)>,
+    overlay: Option<OverlayMount>,
 ) {
     use std::os::unix::process::CommandExt;
     let hook = move || -> io::Result<()> {
@@ -482,8 +579,8 @@ pub(crate) fn in_private_mount_namespace(
         // SAFETY: unshare takes a plain flag; it only affects this (child) process.
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) }).map_err(failed)?;
         mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(failed)?;
-        if let Some((target, data)) = &overlay {
-            mount(Some(c"overlay"), target, Some(c"overlay"), 0, Some(data)).map_err(failed)?;
+        if let Some(overlay) = &overlay {
+            mount_overlay(overlay).map_err(failed)?;
         }
         Ok(())
     };

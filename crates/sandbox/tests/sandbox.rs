@@ -470,3 +470,31 @@ fn runc_runs_the_same_container_from_a_generated_bundle() {
         Err(Error::RuntimeSpec { .. })
     ));
 }
+
+#[test]
+fn a_deep_layer_stack_mounts_beyond_the_option_length_limit() {
+    let fixture = Fixture::new();
+    let image = fixture.store.read_image("busybox:test").unwrap();
+    let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+    // 100 layers with long paths: the classic `lowerdir=` option would be far over its one-page limit.
+    for index in 0..100 {
+        let dir = fixture
+            .dir
+            .path()
+            .join(format!("layer-{index:03}-{}", "x".repeat(120)));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(format!("from-{index:03}")), index.to_string()).unwrap();
+        lower.push(dir);
+    }
+    let total: usize = lower.iter().map(|dir| dir.as_os_str().len() + 1).sum();
+    assert!(total > 4096);
+    let snapshot = Snapshot::from_layers(
+        lower,
+        &fixture.dir.path().join("scratch"),
+        SnapshotKind::Overlay,
+    )
+    .unwrap();
+    let (status, out) = run(&fixture.container(&snapshot, "ls / | grep -c from-; cat /from-042"));
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    assert_eq!(out, "100\n42");
+}
