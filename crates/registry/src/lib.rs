@@ -6,7 +6,8 @@
 //! mirrors first, then the origin; the [`Client`] speaks the distribution API with the Docker CLI's auth
 //! (anonymous bearer tokens, basic auth, `~/.docker/config.json` and credential helpers), and [`Client::pull`]
 //! streams each layer through [`hoist_oci::Store::ingest_layer`], which hashes and measures it in one pass.
-//! Nothing is printed: progress goes to a [`Reporter`].
+//! Nothing is printed: progress goes to a [`Reporter`]. Synchronous callers use [`Client::pull_blocking`] and
+//! [`Client::push_blocking`].
 //!
 //! # Example
 //!
@@ -38,6 +39,7 @@ pub use push::{PushOptions, PushedImage};
 pub use reference::{DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API, ImageReference, ReferenceError};
 
 mod auth;
+mod blocking;
 mod client;
 mod config;
 mod error;

@@ -205,14 +205,15 @@ fn chunked_upload_round_trips() {
     );
 
     // Pushing again finds every blob with HEAD and uploads nothing.
-    let again = rt
-        .block_on(client.push(
+    // (Through the blocking entry point, as the build engine calls it.)
+    let again = client
+        .push_blocking(
             Arc::clone(&store),
             "chunky:1",
             std::slice::from_ref(&target),
             &options,
             Arc::new(hoist_registry::Silent),
-        ))
+        )
         .unwrap();
     assert_eq!((again.uploaded, again.existing), (0, 2));
 
