@@ -129,6 +129,9 @@ pub struct Container {
     pub ports: Vec<PortMapping>,
     /// The capabilities the command may have.
     pub capabilities: Capabilities,
+    /// The command shares hoist's terminal and process group (`hoist run -t`): terminal signals such as Ctrl-C
+    /// reach it directly. Otherwise it runs in a session of its own and hoist forwards signals to it.
+    pub terminal: bool,
     /// After a forwarded termination signal, how long the command may take to exit before it is killed.
     pub stop_timeout: Duration,
 }
@@ -146,6 +149,7 @@ impl Default for Container {
             mounts: Vec::new(),
             ports: Vec::new(),
             capabilities: Capabilities::Default,
+            terminal: false,
             stop_timeout: Duration::from_secs(10),
         }
     }

@@ -70,6 +70,9 @@ pub(crate) enum Op {
     /// Wait until the parent has written the user namespace's id maps (rootless): close our copy of the write end,
     /// then read one byte.
     WaitForParent { read: RawFd, write: RawFd },
+    /// Start a new session: the container leaves hoist's process group and terminal, so a Ctrl-C at the terminal
+    /// reaches hoist only, which forwards it to the container's PID 1 (as `docker run` without `-t`).
+    NewSession,
     /// Make every mount in the new mount namespace private, so nothing propagates back to the host.
     MakeMountsPrivate,
     /// A new file system (`proc`, `tmpfs`, `overlay`, …).
@@ -131,6 +134,7 @@ impl fmt::Display for Op {
         let show = |s: &CString| s.to_string_lossy().into_owned();
         match self {
             Self::WaitForParent { .. } => write!(f, "wait for the user namespace's id maps"),
+            Self::NewSession => write!(f, "start a new session"),
             Self::MakeMountsPrivate => write!(f, "make mounts private"),
             Self::Mount { target, fstype, .. } => {
                 write!(f, "mount {} on {}", show(fstype), show(target))
@@ -233,6 +237,9 @@ impl Plan {
 
         if let Some((read, write)) = start.user_namespace {
             ops.push(Op::WaitForParent { read, write });
+        }
+        if !container.terminal {
+            ops.push(Op::NewSession);
         }
         ops.push(Op::MakeMountsPrivate);
         ops.push(Op::Stdio { fds: start.stdio });
@@ -627,7 +634,8 @@ mod tests {
             .iter()
             .position(|op| op == "pivot_root into /mnt/root")
             .unwrap();
-        assert_eq!(ops[0], "make mounts private");
+        assert_eq!(ops[0], "start a new session");
+        assert_eq!(ops[1], "make mounts private");
         assert!(ops.contains(&"bind-mount /img on /mnt/root".to_owned()));
         assert!(ops.contains(&"mount proc on /mnt/root/proc".to_owned()));
         assert!(ops.contains(&"bind-mount /dev/null on /mnt/root/dev/null".to_owned()));
@@ -706,7 +714,7 @@ mod tests {
             StartOptions::default(),
         )
         .unwrap();
-        assert_eq!(rooted.ops[0], Op::MakeMountsPrivate);
+        assert_eq!(rooted.ops[0], Op::NewSession);
         assert!(rooted.ops.iter().any(|op| matches!(
             op,
             Op::SetIds {

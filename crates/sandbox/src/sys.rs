@@ -166,6 +166,10 @@ fn run_op(op: &Op) -> Result<(), i32> {
                 _ => Err(errno()),
             }
         }
+        Op::NewSession => {
+            // SAFETY: no arguments; this child is not a process group leader, so setsid succeeds.
+            check(unsafe { libc::setsid() })
+        }
         Op::MakeMountsPrivate => mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
         Op::Mount {
             source,

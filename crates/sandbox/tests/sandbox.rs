@@ -18,7 +18,7 @@ use hoist_sandbox::{
 
 const APPLETS: &[&str] = &[
     "sh", "id", "hostname", "cat", "ls", "echo", "sleep", "httpd", "nc", "rm", "mkdir", "touch",
-    "test", "grep", "pwd", "readlink", "wc", "stat", "tr",
+    "test", "grep", "pwd", "readlink", "wc", "stat", "tr", "cut",
 ];
 
 /// A store holding `busybox:test`: `/bin/busybox`, applet symlinks, an `app` user (1000) in groups 1000 and 44.
@@ -113,7 +113,7 @@ fn a_step_sees_its_own_pid_1_hostname_proc_and_dev() {
         &snapshot,
         "echo pid=$$; hostname; cat /etc/hostname; cat /proc/1/cmdline | tr '\\0' ' ' 2>/dev/null; echo; \
          echo x > /dev/null && echo null-ok; test -c /dev/urandom && echo urandom; ls /proc/self/fd | wc -l; \
-         test -d /dev/pts && test -d /dev/shm && echo pts-shm",
+         test -d /dev/pts && test -d /dev/shm && echo pts-shm; echo session=$(cut -d' ' -f6 /proc/1/stat)",
     );
     container.hostname = "stepbox".into();
     let (status, out) = run(&container);
@@ -126,6 +126,8 @@ fn a_step_sees_its_own_pid_1_hostname_proc_and_dev() {
         out.contains("null-ok") && out.contains("urandom") && out.contains("pts-shm"),
         "{out}"
     );
+    // PID 1 leads a session of its own: it is not in hoist's process group or terminal.
+    assert!(out.contains("session=1\n"), "{out}");
 }
 
 #[test]

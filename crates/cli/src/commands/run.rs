@@ -68,7 +68,7 @@ pub(crate) struct RunArgs {
     #[arg(short, long)]
     interactive: bool,
 
-    /// Accepted for compatibility: the command uses hoist's terminal; no new pseudo-terminal is allocated.
+    /// Share hoist's terminal and process group with the command (no new pseudo-terminal is allocated).
     #[arg(short, long)]
     tty: bool,
 
@@ -252,6 +252,7 @@ fn container_for(
         network,
         ports: args.publish.clone(),
         stop_timeout: Duration::from_secs(args.stop_timeout),
+        terminal: args.tty,
         ..Container::default()
     })
 }
