@@ -425,3 +425,41 @@ fn docker_hub_names_resolve_through_a_mirror() {
         hoist.image_id("a", "golang:1.24")
     );
 }
+
+#[test]
+fn login_against_a_token_auth_registry() {
+    let Some(registry) = TestRegistry::start_with_token_auth("hoister", "t0ken-pass") else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "tokened:1", "token auth\n");
+    let target = format!("{}/team/tokened:1", registry.addr);
+    let error = hoist.fails("a", &["push", "tokened:1", "--tag", &target]);
+    assert!(
+        error.contains("unauthorized") && error.contains("repository:team/tokened:pull,push"),
+        "{error}"
+    );
+    let error = hoist.fails(
+        "a",
+        &["login", &registry.addr, "-u", "hoister", "-p", "wrong"],
+    );
+    assert!(
+        error.contains("unauthorized") && error.contains("token server"),
+        "{error}"
+    );
+    assert_eq!(
+        hoist.ok(
+            "a",
+            &["login", &registry.addr, "-u", "hoister", "-p", "t0ken-pass"]
+        ),
+        "Login Succeeded\n"
+    );
+    hoist.ok("a", &["push", "tokened:1", "--tag", &target]);
+    hoist.ok("a", &["logout", &registry.addr]);
+    // Pulling needs no login: the token server grants anonymous pull.
+    hoist.ok("b", &["pull", &target]);
+    assert_eq!(
+        hoist.image_id("a", "tokened:1"),
+        hoist.image_id("b", &target)
+    );
+}
