@@ -1,0 +1,166 @@
+//! RUN steps: the [`Executor`] trait the solver calls, and [`SandboxExecutor`], its implementation on
+//! hoist-sandbox (an overlay snapshot over the input's unpacked layers; the upper directory is the step's diff).
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use hoist_instructions::{Network as RunNetwork, Security};
+use hoist_plan::op::Exec;
+use hoist_sandbox::{BindMount, Capabilities, Container, Network, Snapshot, SnapshotKind, Stdio};
+
+use crate::error::{EngineError, Result};
+
+/// One RUN step to execute.
+#[derive(Debug)]
+pub struct ExecRequest<'a> {
+    /// The command, environment, user, working directory and isolation.
+    pub exec: &'a Exec,
+    /// The root filesystem: unpacked layer directories, bottom first (read-only; changes go elsewhere).
+    pub lower: &'a [PathBuf],
+    /// A directory for the step's scratch space (upper and work directories, inline files).
+    pub scratch: &'a Path,
+}
+
+/// What a finished step produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// Entries in the diff written; 0 means the step changed nothing.
+    pub entries: u64,
+}
+
+/// Runs RUN steps: executes `request` on a writable root prepared from its lower layers, streams the command's
+/// output to `logs`, and writes the filesystem changes as an uncompressed layer tar (with whiteouts) to `diff`.
+/// A non-zero exit is [`EngineError::ExecFailed`].
+pub trait Executor: Sync {
+    /// Runs one step.
+    fn execute(
+        &self,
+        request: &ExecRequest<'_>,
+        logs: &(dyn Fn(&[u8]) + Sync),
+        diff: &mut dyn Write,
+    ) -> Result<ExecOutcome>;
+}
+
+/// The [`Executor`] on hoist-sandbox: namespaces, `pivot_root`, overlayfs (or a copy where overlayfs is missing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SandboxExecutor;
+
+fn sandbox_error(what: &str) -> impl FnOnce(hoist_sandbox::Error) -> EngineError + '_ {
+    move |source| EngineError::Sandbox {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+impl Executor for SandboxExecutor {
+    fn execute(
+        &self,
+        request: &ExecRequest<'_>,
+        logs: &(dyn Fn(&[u8]) + Sync),
+        diff: &mut dyn Write,
+    ) -> Result<ExecOutcome> {
+        let exec = request.exec;
+        if let Some(mount) = exec.mounts.first() {
+            return Err(EngineError::Unsupported {
+                what: format!("RUN --mount=type={}", mount.mount.kind.as_str()),
+            });
+        }
+        let snapshot = Snapshot::from_layers(
+            request.lower.to_vec(),
+            request.scratch,
+            SnapshotKind::detect(),
+        )
+        .map_err(sandbox_error("failed to prepare the root filesystem"))?;
+        let text = |path: &str| {
+            String::from_utf8_lossy(&snapshot.read_file(path).unwrap_or_default()).into_owned()
+        };
+        let user =
+            hoist_sandbox::resolve_user(&exec.user, &text("/etc/passwd"), &text("/etc/group"))
+                .map_err(sandbox_error("failed to resolve the user"))?;
+
+        let inline_dir = tempfile::Builder::new()
+            .prefix("inline-")
+            .tempdir_in(request.scratch)
+            .map_err(|e| EngineError::io("create a directory in", request.scratch, e))?;
+        let mut mounts = Vec::new();
+        for (i, file) in exec.inline_files.iter().enumerate() {
+            let path = inline_dir.path().join(i.to_string());
+            std::fs::write(&path, &file.content).map_err(|e| EngineError::io("write", &path, e))?;
+            std::fs::set_permissions(
+                &path,
+                std::os::unix::fs::PermissionsExt::from_mode(file.mode),
+            )
+            .map_err(|e| EngineError::io("set the mode of", &path, e))?;
+            mounts.push(BindMount {
+                source: path,
+                destination: file.path.clone(),
+                read_only: true,
+            });
+        }
+
+        let mut env = exec.env.clone();
+        env.extend(exec.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
+        let container = Container {
+            rootfs: snapshot.rootfs(),
+            args: exec.args.clone(),
+            env,
+            cwd: if exec.cwd.is_empty() {
+                "/".to_owned()
+            } else {
+                exec.cwd.clone()
+            },
+            user: user.user,
+            hostname: "buildkitsandbox".to_owned(),
+            network: match exec.network {
+                RunNetwork::None => Network::None,
+                RunNetwork::Default | RunNetwork::Host => Network::Host,
+            },
+            mounts,
+            capabilities: match exec.security {
+                Security::Insecure => Capabilities::All,
+                Security::Sandbox => Capabilities::Default,
+            },
+            ..Container::default()
+        };
+
+        let (mut reader, writer) =
+            std::io::pipe().map_err(|e| EngineError::io("create a pipe in", request.scratch, e))?;
+        let stdout: OwnedFd = writer
+            .try_clone()
+            .map_err(|e| EngineError::io("create a pipe in", request.scratch, e))?
+            .into();
+        let stderr: OwnedFd = writer.into();
+        let status = std::thread::scope(|scope| {
+            let forward = scope.spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    logs(&buf[..n]);
+                }
+            });
+            let status = container.run(Stdio {
+                stdin: None,
+                stdout: Some(stdout),
+                stderr: Some(stderr),
+            });
+            let _ = forward.join();
+            status
+        })
+        .map_err(sandbox_error("failed to run the step"))?;
+        if status.code() != 0 {
+            return Err(EngineError::ExecFailed {
+                args: exec.args.clone(),
+                code: status.code(),
+            });
+        }
+        let summary = snapshot
+            .write_diff(diff, hoist_layer::WriteOptions::new())
+            .map_err(sandbox_error("failed to write the step's changes"))?;
+        Ok(ExecOutcome {
+            entries: summary.entries,
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! hoist-engine: the solver of `hoist build`. A [`BuildPlan`](hoist_plan::BuildPlan) becomes an image: every op
+//! gets a cache key, hits come from the store's cache index, misses run (in parallel where the DAG allows), and
+//! the target stage is exported.
+//!
+//! The one idea: **an op's result is named by what went into it.** A key is SHA-256 over the op's
+//! [`cache_key_material`](hoist_plan::Op::cache_key_material) and its inputs' keys in input order (plus, for
+//! sources, what they stand for: an image's ID, the bytes of the context files a COPY uses). The cache index maps
+//! keys to results (the op's layer, or none, and when it ran), so an unchanged step is never repeated and a
+//! fully cached rebuild gives the same image ID. Every filesystem is a list of layers; RUN steps execute through an
+//! [`Executor`] (hoist-sandbox's overlay snapshots by default), COPY/ADD/WORKDIR stage exactly their files in an
+//! empty directory, and each op that changes something yields one gzip layer in the store.
+//!
+//! ```no_run
+//! use hoist_engine::{SandboxExecutor, Silent, SolveRequest, Solver, export_image};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let plan: hoist_plan::BuildPlan = unimplemented!();
+//! let store = hoist_oci::Store::open("/var/lib/hoist")?;
+//! let solver = Solver {
+//!     store: &store,
+//!     executor: &SandboxExecutor,
+//!     reporter: &Silent,
+//!     parallelism: 2,
+//!     scratch: store.root().join("tmp"),
+//! };
+//! let request = SolveRequest {
+//!     plan: &plan,
+//!     dockerfile: "FROM busybox\n",
+//!     context_dir: ".".as_ref(),
+//!     ignore_patterns: &[],
+//! };
+//! let solution = solver.solve(&request)?;
+//! let image = export_image(&store, &plan, &solution, hoist_oci::ManifestFormat::Oci)?;
+//! println!("{}", image.id);
+//! # Ok(()) }
+//! ```
+//!
+//! Contents: [`Solver`] and [`SolveRequest`] (solving), [`CacheKey`] and [`OpRecord`] (the cache), [`Executor`]
+//! and [`SandboxExecutor`] (RUN), [`Reporter`] and [`Vertex`] (progress), [`StoreResolver`] (base images for the
+//! planner), [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs), [`EngineError`].
+
+mod cache;
+mod copy;
+mod error;
+mod exec;
+mod export;
+mod reporter;
+mod resolver;
+mod solver;
+mod view;
+
+pub use cache::{CacheKey, LayerRef, OpRecord};
+pub use error::{EngineError, Result};
+pub use exec::{ExecOutcome, ExecRequest, Executor, SandboxExecutor};
+pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
+pub use reporter::{Reporter, Silent, Vertex};
+pub use resolver::{ImagePuller, StoreResolver};
+pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};

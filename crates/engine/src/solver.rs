@@ -1,0 +1,652 @@
+//! The solver: cache keys for every op the target needs, cache lookups, and the ops that miss run on a bounded
+//! pool of threads as soon as their inputs are ready (BuildKit's scheduler, without edges merging across builds).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Instant, SystemTime};
+
+use hoist_context::{ContextError, ContextFilter, ContextWalker, EntryKind, WalkOptions};
+use hoist_layer::{CompressOptions, Compression, LayerBlobWriter, WriteOptions};
+use hoist_oci::{Expected, ManifestFormat, Store};
+use hoist_plan::op::{CopySource, Source};
+use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{self, CacheKey, LayerRef, OpRecord};
+use crate::copy::{self, Tree};
+use crate::error::{EngineError, Result};
+use crate::exec::{ExecRequest, Executor};
+use crate::reporter::{Reporter, Vertex};
+use crate::view::{self, LayerView};
+
+/// What the solver needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct SolveRequest<'a> {
+    /// The plan to solve.
+    pub plan: &'a BuildPlan,
+    /// The Dockerfile's text, for vertex names.
+    pub dockerfile: &'a str,
+    /// The build context directory.
+    pub context_dir: &'a Path,
+    /// The `.dockerignore` patterns that apply.
+    pub ignore_patterns: &'a [String],
+}
+
+/// The solver's collaborators: the store, the executor of RUN steps, the progress reporter.
+pub struct Solver<'a> {
+    /// The image store (layers, snapshots, cache index).
+    pub store: &'a Store,
+    /// Runs RUN steps.
+    pub executor: &'a dyn Executor,
+    /// Receives progress.
+    pub reporter: &'a dyn Reporter,
+    /// How many ops may run at once (at least 1).
+    pub parallelism: usize,
+    /// Scratch space for staging directories and snapshots (a local filesystem that supports overlayfs).
+    pub scratch: PathBuf,
+}
+
+/// An op's filesystem result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A filesystem made of these layers, bottom first.
+    Layers(Vec<LayerRef>),
+    /// The build context directory (read straight from the host by COPY).
+    Context,
+}
+
+/// The result of one op.
+#[derive(Debug, Clone)]
+pub struct OpResult {
+    /// Its cache key.
+    pub key: CacheKey,
+    /// Its filesystem.
+    pub output: Output,
+    /// What it produced (`None` for sources).
+    pub record: Option<OpRecord>,
+    /// For an image source: the image's config JSON.
+    pub base_config: Option<serde_json::Value>,
+    /// The result came from the cache.
+    pub cached: bool,
+}
+
+impl OpResult {
+    /// The layers of its filesystem (none for the context).
+    pub fn layers(&self) -> &[LayerRef] {
+        match &self.output {
+            Output::Layers(layers) => layers,
+            Output::Context => &[],
+        }
+    }
+}
+
+/// Every solved op's result, indexed like the plan's ops (`None` for ops the target does not need).
+#[derive(Debug, Clone)]
+pub struct Solution {
+    /// The results.
+    pub results: Vec<Option<OpResult>>,
+}
+
+impl Solution {
+    /// The result of op `id`.
+    pub fn get(&self, id: OpId) -> Option<&OpResult> {
+        self.results.get(id.0).and_then(Option::as_ref)
+    }
+}
+
+struct Schedule {
+    ready: VecDeque<usize>,
+    waiting_on: Vec<usize>,
+    results: Vec<Option<OpResult>>,
+    remaining: usize,
+    error: Option<EngineError>,
+}
+
+impl Solver<'_> {
+    /// Solves every op the target stage needs; returns at the first failure (running ops finish first).
+    pub fn solve(&self, request: &SolveRequest<'_>) -> Result<Solution> {
+        let plan = request.plan;
+        fs::create_dir_all(&self.scratch)
+            .map_err(|e| EngineError::io("create", &self.scratch, e))?;
+        let needed = needed_ops(plan);
+        let names = vertex_names(plan, request.dockerfile);
+        let mut dependents = vec![Vec::new(); plan.ops.len()];
+        let mut waiting_on = vec![0; plan.ops.len()];
+        let mut ready = VecDeque::new();
+        for op in plan.ops.iter().filter(|op| needed[op.id.0]) {
+            let mut inputs: Vec<usize> = op.inputs.iter().map(|i| i.0).collect();
+            inputs.sort_unstable();
+            inputs.dedup();
+            for input in &inputs {
+                dependents[*input].push(op.id.0);
+            }
+            waiting_on[op.id.0] = inputs.len();
+            if inputs.is_empty() {
+                ready.push_back(op.id.0);
+            }
+        }
+        let schedule = Mutex::new(Schedule {
+            ready,
+            waiting_on,
+            results: vec![None; plan.ops.len()],
+            remaining: needed.iter().filter(|n| **n).count(),
+            error: None,
+        });
+        let wake = Condvar::new();
+        let workers = self.parallelism.max(1);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    self.work(request, &names, &dependents, &schedule, &wake);
+                });
+            }
+        });
+        let schedule = schedule
+            .into_inner()
+            .expect("a worker never panics while holding the schedule");
+        match schedule.error {
+            Some(error) => Err(error),
+            None => Ok(Solution {
+                results: schedule.results,
+            }),
+        }
+    }
+
+    fn work(
+        &self,
+        request: &SolveRequest<'_>,
+        names: &HashMap<usize, String>,
+        dependents: &[Vec<usize>],
+        schedule: &Mutex<Schedule>,
+        wake: &Condvar,
+    ) {
+        loop {
+            let (id, inputs) = {
+                let mut guard = schedule
+                    .lock()
+                    .expect("a worker never panics while holding the schedule");
+                loop {
+                    if guard.error.is_some() || guard.remaining == 0 {
+                        return;
+                    }
+                    if let Some(id) = guard.ready.pop_front() {
+                        let inputs: Vec<OpResult> = request.plan.ops[id]
+                            .inputs
+                            .iter()
+                            .map(|i| {
+                                guard.results[i.0]
+                                    .clone()
+                                    .expect("an op is ready only once its inputs are solved")
+                            })
+                            .collect();
+                        break (id, inputs);
+                    }
+                    guard = wake
+                        .wait(guard)
+                        .expect("a worker never panics while holding the schedule");
+                }
+            };
+            let op = &request.plan.ops[id];
+            let vertex = names.get(&id).map(|name| Vertex {
+                op: id,
+                name: name.clone(),
+            });
+            let result = self.solve_op(request, op, &inputs, vertex.as_ref());
+            let mut guard = schedule
+                .lock()
+                .expect("a worker never panics while holding the schedule");
+            match result {
+                Ok(result) => {
+                    guard.results[id] = Some(result);
+                    guard.remaining -= 1;
+                    for &dependent in &dependents[id] {
+                        guard.waiting_on[dependent] -= 1;
+                        if guard.waiting_on[dependent] == 0 {
+                            guard.ready.push_back(dependent);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = match vertex {
+                        Some(vertex) => {
+                            self.reporter.on_vertex_error(&vertex, &error.to_string());
+                            EngineError::Step {
+                                vertex: vertex.name,
+                                source: Box::new(error),
+                            }
+                        }
+                        None => error,
+                    };
+                    guard.error.get_or_insert(error);
+                }
+            }
+            wake.notify_all();
+        }
+    }
+
+    fn solve_op(
+        &self,
+        request: &SolveRequest<'_>,
+        op: &PlannedOp,
+        inputs: &[OpResult],
+        vertex: Option<&Vertex>,
+    ) -> Result<OpResult> {
+        let material = op.op.cache_key_material();
+        let input_keys: Vec<CacheKey> = inputs.iter().map(|i| i.key).collect();
+        let started = Instant::now();
+        if let Op::Source(source) = &op.op {
+            if let Some(vertex) = vertex {
+                self.reporter.on_vertex_start(vertex);
+            }
+            let result = self.source(request, source, &material, &input_keys)?;
+            if let Some(vertex) = vertex {
+                self.reporter.on_vertex_done(vertex, started.elapsed());
+            }
+            return Ok(result);
+        }
+        let key = CacheKey::compute(&material, &input_keys, None);
+        let base = inputs
+            .first()
+            .map(|i| i.layers().to_vec())
+            .unwrap_or_default();
+        let with_layer = |record: &OpRecord| {
+            let mut layers = base.clone();
+            layers.extend(record.layer.clone());
+            layers
+        };
+        if !op.ignore_cache
+            && let Some(record) = cache::lookup(self.store, &key)?
+        {
+            if let Some(vertex) = vertex {
+                self.reporter.on_vertex_cached(vertex);
+            }
+            return Ok(OpResult {
+                key,
+                output: Output::Layers(with_layer(&record)),
+                record: Some(record),
+                base_config: None,
+                cached: true,
+            });
+        }
+        if let Some(vertex) = vertex {
+            self.reporter.on_vertex_start(vertex);
+        }
+        let layer = self.run_op(request, op, inputs, vertex)?;
+        let record = OpRecord {
+            layer,
+            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        cache::record(self.store, &key, &record)?;
+        if let Some(vertex) = vertex {
+            self.reporter.on_vertex_done(vertex, started.elapsed());
+        }
+        Ok(OpResult {
+            key,
+            output: Output::Layers(with_layer(&record)),
+            record: Some(record),
+            base_config: None,
+            cached: false,
+        })
+    }
+
+    fn source(
+        &self,
+        request: &SolveRequest<'_>,
+        source: &Source,
+        material: &[u8],
+        input_keys: &[CacheKey],
+    ) -> Result<OpResult> {
+        let result = |content: &[u8], output, base_config| OpResult {
+            key: CacheKey::compute(material, input_keys, Some(content)),
+            output,
+            record: None,
+            base_config,
+            cached: false,
+        };
+        match source {
+            Source::Scratch => Ok(result(b"", Output::Layers(Vec::new()), None)),
+            Source::Image { reference, .. } => {
+                let image =
+                    self.store
+                        .read_image(reference)
+                        .map_err(|e| EngineError::ImageNotFound {
+                            reference: reference.clone(),
+                            reason: e.to_string(),
+                        })?;
+                let diff_ids = image.config.rootfs().diff_ids();
+                let mut layers = Vec::new();
+                for (i, layer) in image.layers.iter().enumerate() {
+                    let digest =
+                        hoist_oci::digest_from_oci(layer.descriptor.digest()).map_err(|e| {
+                            EngineError::Layer {
+                                what: format!("image {reference} has a bad layer digest"),
+                                source: Box::new(e),
+                            }
+                        })?;
+                    let diff_id = match (&layer.info, diff_ids.get(i)) {
+                        (Some(info), _) => info.diff_id,
+                        (None, Some(id)) => id.parse().map_err(|e| EngineError::Layer {
+                            what: format!("bad diffID in image {reference}"),
+                            source: Box::new(e),
+                        })?,
+                        (None, None) => {
+                            return Err(EngineError::invalid(format!(
+                                "image {reference} lists more layers than diffIDs"
+                            )));
+                        }
+                    };
+                    layers.push(LayerRef {
+                        digest,
+                        diff_id,
+                        size: layer.descriptor.size(),
+                        media_type: layer.descriptor.media_type().to_string(),
+                    });
+                }
+                let config: serde_json::Value =
+                    serde_json::from_slice(&image.config_bytes).unwrap_or_default();
+                Ok(result(
+                    image.id.to_string().as_bytes(),
+                    Output::Layers(layers),
+                    Some(config),
+                ))
+            }
+            Source::Context {
+                name,
+                include,
+                exclude,
+            } => {
+                if name != "context" {
+                    return Err(EngineError::Unsupported {
+                        what: format!("the build context {name:?}"),
+                    });
+                }
+                let content = hash_context(request, include, exclude)?;
+                Ok(result(&content, Output::Context, None))
+            }
+            Source::NamedContext { name, .. } => Err(EngineError::Unsupported {
+                what: format!("the build context {name:?}"),
+            }),
+            Source::Http { url, .. } | Source::Git { url, .. } => Err(EngineError::Unsupported {
+                what: format!("ADD from {url}"),
+            }),
+        }
+    }
+
+    /// Runs an op that makes a layer; `None` when it changed nothing.
+    fn run_op(
+        &self,
+        request: &SolveRequest<'_>,
+        op: &PlannedOp,
+        inputs: &[OpResult],
+        vertex: Option<&Vertex>,
+    ) -> Result<Option<LayerRef>> {
+        let base = inputs
+            .first()
+            .map(|i| i.layers().to_vec())
+            .unwrap_or_default();
+        let lower = view::unpack(self.store, &base)?;
+        match &op.op {
+            Op::Exec(exec) => self.ingest(|out| {
+                let request = ExecRequest {
+                    exec,
+                    lower: &lower,
+                    scratch: &self.scratch,
+                };
+                let logs = |data: &[u8]| {
+                    if let Some(vertex) = vertex {
+                        self.reporter.on_log(vertex, data);
+                    }
+                };
+                Ok(self.executor.execute(&request, &logs, out)?.entries)
+            }),
+            Op::Copy(file_copy) | Op::Add(file_copy) => {
+                let dest_view = LayerView::new(lower);
+                let exclude = if file_copy.exclude.is_empty() {
+                    None
+                } else {
+                    Some(
+                        ContextFilter::new(&[] as &[String], &file_copy.exclude)
+                            .map_err(EngineError::Context)?,
+                    )
+                };
+                let mut trees = Vec::with_capacity(inputs.len());
+                for (i, input) in inputs.iter().enumerate() {
+                    let tree = match &input.output {
+                        _ if !uses_input(file_copy, i) => None,
+                        Output::Context => {
+                            let mut filters = vec![
+                                ContextFilter::new(&[] as &[String], request.ignore_patterns)
+                                    .map_err(EngineError::Context)?,
+                            ];
+                            filters.extend(exclude.clone());
+                            Some(Tree::Context {
+                                root: request.context_dir.to_path_buf(),
+                                filters,
+                            })
+                        }
+                        Output::Layers(layers) => Some(Tree::Layers {
+                            view: LayerView::new(view::unpack(self.store, layers)?),
+                            filter: exclude.clone(),
+                        }),
+                    };
+                    trees.push(tree);
+                }
+                let staging = self.staging()?;
+                if !copy::copy(
+                    file_copy,
+                    matches!(op.op, Op::Add(_)),
+                    &trees,
+                    &dest_view,
+                    staging.path(),
+                )? {
+                    return Ok(None);
+                }
+                self.ingest_dir(staging.path())
+            }
+            Op::Mkdir(mkdir) => {
+                let dest_view = LayerView::new(lower);
+                let staging = self.staging()?;
+                if !copy::mkdir(mkdir, &dest_view, staging.path())? {
+                    return Ok(None);
+                }
+                self.ingest_dir(staging.path())
+            }
+            Op::Source(_) => unreachable!("sources are solved without running"),
+        }
+    }
+
+    fn staging(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("staging-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| EngineError::io("create a directory in", &self.scratch, e))
+    }
+
+    fn ingest_dir(&self, dir: &Path) -> Result<Option<LayerRef>> {
+        self.ingest(|out| {
+            hoist_layer::write_layer(dir, out, &WriteOptions::new())
+                .map(|summary| summary.entries)
+                .map_err(|e| EngineError::Layer {
+                    what: format!("failed to write a layer from {}", dir.display()),
+                    source: Box::new(e),
+                })
+        })
+    }
+
+    /// Compresses the tar `write` produces (gzip), stores it as a layer blob with its info, and returns it;
+    /// `None` when `write` reports no entries.
+    fn ingest(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> Result<u64>,
+    ) -> Result<Option<LayerRef>> {
+        let file = tempfile::tempfile_in(&self.scratch)
+            .map_err(|e| EngineError::io("create a file in", &self.scratch, e))?;
+        let mut writer = LayerBlobWriter::new(file, Compression::Gzip, &CompressOptions::default())
+            .map_err(|e| EngineError::io("compress a layer in", &self.scratch, e))?;
+        let entries = write(&mut writer)?;
+        if entries == 0 {
+            return Ok(None);
+        }
+        let (mut file, digests) = writer
+            .finish()
+            .map_err(|e| EngineError::io("compress a layer in", &self.scratch, e))?;
+        file.rewind()
+            .map_err(|e| EngineError::io("read a layer in", &self.scratch, e))?;
+        let blob = self
+            .store
+            .ingest_layer(file, &Expected::digest(digests.digest))
+            .map_err(|e| EngineError::store("failed to store a layer", e))?;
+        Ok(Some(LayerRef {
+            digest: blob.blob.digest,
+            diff_id: blob.info.diff_id,
+            size: blob.blob.size,
+            media_type: ManifestFormat::Oci
+                .layer_media_type(blob.compression)
+                .to_owned(),
+        }))
+    }
+}
+
+/// Whether a COPY reads files from its input `index`.
+fn uses_input(copy: &hoist_plan::op::FileCopy, index: usize) -> bool {
+    copy.sources.iter().any(|s| match s {
+        CopySource::Path { input, .. } | CopySource::Remote { input, .. } => *input == index,
+        CopySource::Heredoc(_) => false,
+    })
+}
+
+/// The ops the target stage's root depends on.
+fn needed_ops(plan: &BuildPlan) -> Vec<bool> {
+    let mut needed = vec![false; plan.ops.len()];
+    let mut stack = vec![plan.target_stage().root.0];
+    while let Some(id) = stack.pop() {
+        if std::mem::replace(&mut needed[id], true) {
+            continue;
+        }
+        stack.extend(plan.ops[id].inputs.iter().map(|i| i.0));
+    }
+    needed
+}
+
+/// The content of a context source: every selected path with its type, mode, size, link target and the SHA-256
+/// of its bytes (not its time or owner, as BuildKit's content checksums).
+fn hash_context(
+    request: &SolveRequest<'_>,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<u8>> {
+    let options = WalkOptions {
+        include_patterns: include.to_vec(),
+        exclude_patterns: request.ignore_patterns.to_vec(),
+        follow_paths: Vec::new(),
+    };
+    let mut walker =
+        ContextWalker::new(request.context_dir, &options).map_err(EngineError::Context)?;
+    if !exclude.is_empty() {
+        walker = walker.with_filter(
+            ContextFilter::new(&[] as &[String], exclude).map_err(EngineError::Context)?,
+        );
+    }
+    let root = walker.root().to_path_buf();
+    let mut hasher = Sha256::new();
+    walker.walk(|entry| -> Result<()> {
+        let path = entry.path().as_os_str().as_encoded_bytes();
+        hasher.update((path.len() as u64).to_le_bytes());
+        hasher.update(path);
+        hasher.update(format!("{:?}:{:o}:{}", entry.kind(), entry.mode(), entry.size()).as_bytes());
+        if let Some(target) = entry.link_target() {
+            hasher.update(target.as_os_str().as_encoded_bytes());
+        }
+        if entry.kind() == EntryKind::File {
+            let abs = root.join(entry.path());
+            let mut file = fs::File::open(&abs).map_err(|e| EngineError::io("read", &abs, e))?;
+            let mut content = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .map_err(|e| EngineError::io("read", &abs, e))?;
+                if n == 0 {
+                    break;
+                }
+                content.update(&buf[..n]);
+            }
+            hasher.update(content.finalize());
+        }
+        Ok(())
+    })?;
+    Ok(hasher.finalize().to_vec())
+}
+
+impl From<ContextError> for EngineError {
+    fn from(error: ContextError) -> Self {
+        EngineError::Context(error)
+    }
+}
+
+/// BuildKit's vertex names: `[builder 2/6] RUN go build`, `[internal] load build context`.
+fn vertex_names(plan: &BuildPlan, dockerfile: &str) -> HashMap<usize, String> {
+    let mut names = HashMap::new();
+    for (position, stage) in plan.stages.iter().enumerate() {
+        let prefix = match &stage.name {
+            Some(name) => format!("{name} "),
+            None if position == plan.target => String::new(),
+            None => format!("stage-{} ", stage.index),
+        };
+        let steps: Vec<_> = stage
+            .steps
+            .iter()
+            .filter_map(|s| s.op.map(|op| (s, op)))
+            .collect();
+        let total = steps.len() + 1;
+        // The FROM source: follow the first input back until the op is no longer this stage's.
+        let mut base = stage.root;
+        while plan.op(base).stage == Some(stage.index) && !plan.op(base).inputs.is_empty() {
+            base = plan.op(base).inputs[0];
+        }
+        if let Op::Source(Source::Image { reference, .. }) = &plan.op(base).op {
+            names
+                .entry(base.0)
+                .or_insert_with(|| format!("[{prefix}1/{total}] FROM {reference}"));
+        }
+        for (k, (step, op)) in steps.iter().enumerate() {
+            let text = instruction_text(dockerfile, step.span.start, step.span.end);
+            names.insert(op.0, format!("[{prefix}{}/{total}] {text}", k + 2));
+        }
+    }
+    for op in &plan.ops {
+        if let Op::Source(Source::Context { .. }) = op.op {
+            names.insert(op.id.0, "[internal] load build context".to_owned());
+        }
+    }
+    names
+}
+
+/// An instruction's text on one line: continuation lines joined, heredoc bodies left out.
+fn instruction_text(dockerfile: &str, start: usize, end: usize) -> String {
+    let text = dockerfile
+        .get(start..end.min(dockerfile.len()))
+        .unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        let (body, continues) = match trimmed.strip_suffix('\\') {
+            Some(body) => (body.trim_end(), true),
+            None => (trimmed, false),
+        };
+        if !out.is_empty() && !body.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(body);
+        if !continues {
+            break;
+        }
+    }
+    out
+}

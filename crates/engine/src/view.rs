@@ -1,0 +1,182 @@
+//! Filesystems made of layers: unpacked once into the store's snapshot area (by hoist-sandbox), and a read-only
+//! merged view over the unpacked directories that follows overlayfs's rules (whiteouts, opaque directories)
+//! without mounting anything. COPY reads its sources and inspects its destination through it.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use hoist_oci::oci_spec::image::{
+    DescriptorBuilder, ImageConfiguration, ImageManifestBuilder, MediaType,
+};
+use hoist_oci::{DigestExt, Image, ImageLayer, Store};
+
+use crate::cache::LayerRef;
+use crate::error::{EngineError, Result};
+
+/// Unpacks `layers` (each once per store) and returns their directories, bottom first.
+///
+/// Adapter: hoist-sandbox's `unpack_layers` takes an [`Image`]; the engine's filesystems are layer lists, so a
+/// minimal image carrying only the layers is made for it.
+pub(crate) fn unpack(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    if layers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            DescriptorBuilder::default()
+                .media_type(MediaType::from(l.media_type.as_str()))
+                .digest(l.digest.to_oci())
+                .size(l.size)
+                .build()
+                .expect("media type, digest and size are all a descriptor requires")
+        })
+        .collect();
+    let config = descriptors[0].clone();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .config(config.clone())
+        .layers(descriptors.clone())
+        .build()
+        .expect("schema version, config and layers are all a manifest requires");
+    let image = Image {
+        references: Vec::new(),
+        target: config.clone(),
+        index: None,
+        manifest_descriptor: config,
+        manifest,
+        id: layers[0].digest,
+        config_bytes: Vec::new(),
+        config: ImageConfiguration::default(),
+        layers: descriptors
+            .into_iter()
+            .map(|descriptor| ImageLayer {
+                descriptor,
+                info: None,
+            })
+            .collect(),
+    };
+    hoist_sandbox::unpack_layers(store, &image).map_err(|source| EngineError::Sandbox {
+        what: "failed to unpack layers".to_owned(),
+        source,
+    })
+}
+
+/// A read-only union of unpacked layer directories (bottom first).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerView {
+    dirs: Vec<PathBuf>,
+}
+
+fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let mut buf = [0u8; 4];
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            rustix::fs::lgetxattr(dir, *name, &mut buf).is_ok_and(|n| n >= 1 && buf[0] == b'y')
+        })
+}
+
+/// The normal components of a path inside the root (`..` is clamped at the root, as Docker does).
+pub(crate) fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl LayerView {
+    pub(crate) fn new(dirs: Vec<PathBuf>) -> Self {
+        Self { dirs }
+    }
+
+    /// Where `rel` is, as the merged filesystem shows it, with its metadata (not following a final symlink).
+    pub(crate) fn lookup(&self, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
+        let rel = clean(rel);
+        let parts: Vec<_> = rel.components().collect();
+        if parts.is_empty() {
+            let top = self.dirs.last()?;
+            return fs::symlink_metadata(top).ok().map(|m| (top.clone(), m));
+        }
+        for dir in self.dirs.iter().rev() {
+            let mut path = dir.clone();
+            let mut hidden_below = false;
+            for (i, part) in parts.iter().enumerate() {
+                path.push(part);
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    break;
+                };
+                if is_whiteout(&meta) {
+                    return None;
+                }
+                if i + 1 == parts.len() {
+                    return Some((path, meta));
+                }
+                if !meta.is_dir() {
+                    return None;
+                }
+                if is_opaque(&path) {
+                    hidden_below = true;
+                }
+            }
+            if hidden_below {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The names in directory `rel`, merged across layers, sorted.
+    pub(crate) fn list(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let rel = clean(rel);
+        let mut names = std::collections::BTreeMap::<OsString, bool>::new();
+        for dir in self.dirs.iter().rev() {
+            let path = dir.join(&rel);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                break;
+            }
+            let entries = fs::read_dir(&path).map_err(|e| EngineError::io("read", &path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| EngineError::io("read", &path, e))?;
+                let name = entry.file_name();
+                if names.contains_key(&name) {
+                    continue;
+                }
+                let whiteout = entry.metadata().is_ok_and(|m| is_whiteout(&m));
+                names.insert(name, !whiteout);
+            }
+            if is_opaque(&path) {
+                break;
+            }
+        }
+        Ok(names
+            .into_iter()
+            .filter_map(|(name, visible)| visible.then_some(name))
+            .collect())
+    }
+
+    /// A file's contents, following the merged view (`None` when absent).
+    pub(crate) fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+        let (found, meta) = self.lookup(Path::new(path))?;
+        if !meta.is_file() {
+            return None;
+        }
+        fs::read(found).ok()
+    }
+}
