@@ -202,7 +202,12 @@ impl Slot {
             .env_clear()
             .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        command.stdin(Stdio::null()).stdout(Stdio::inherit());
+        // An empty root (a bare chroot) may have no /dev/null; then the function shares the emulator's stdin.
+        let stdin = match std::fs::File::open("/dev/null") {
+            Ok(null) => Stdio::from(null),
+            Err(_) => Stdio::inherit(),
+        };
+        command.stdin(stdin).stdout(Stdio::inherit());
         // The official RIE sends the function's stderr to its own stdout, next to the START/END lines.
         match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
             Ok(fd) => command.stderr(Stdio::from(fd)),
