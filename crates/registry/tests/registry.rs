@@ -512,3 +512,92 @@ fn bearer_token_flow_anonymous_pull_and_authenticated_push() {
     let error = push(&Client::new(RegistryConfig::default(), wrong)).unwrap_err();
     assert!(error.to_string().contains("token server"), "{error}");
 }
+
+#[test]
+fn foreign_layers_are_neither_pushed_nor_pulled() {
+    let Some(registry) = TestRegistry::start_allowing_foreign_layers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    // A regular layer, and a foreign one that only exists at its URL (which nobody fetches).
+    let tarball = rootfs_tarball(dir.path(), "foreign\n");
+    let layer = store
+        .ingest_layer(std::fs::File::open(tarball).unwrap(), &Expected::unknown())
+        .unwrap();
+    let foreign_bytes = b"a Windows base layer would be here";
+    let foreign = hoist_layer::Digest::sha256(foreign_bytes);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [foreign.to_string(), layer.info.diff_id.to_string()]},
+    });
+    let config_blob = store.ingest_bytes(config.to_string().as_bytes()).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "digest": config_blob.digest.to_string(),
+            "size": config_blob.size,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                "digest": foreign.to_string(),
+                "size": foreign_bytes.len(),
+                "urls": ["https://example.invalid/foreign.tar.gz"],
+            },
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": layer.blob.digest.to_string(),
+                "size": layer.blob.size,
+            },
+        ],
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_blob = store.ingest_bytes(&manifest_bytes).unwrap();
+    let descriptor = hoist_oci::oci_spec::image::DescriptorBuilder::default()
+        .media_type(hoist_oci::oci_spec::image::MediaType::from(
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ))
+        .digest(manifest_blob.digest.to_oci())
+        .size(manifest_blob.size)
+        .build()
+        .unwrap();
+    store
+        .tag(&"foreign:1".parse::<Reference>().unwrap(), &descriptor)
+        .unwrap();
+
+    let client = client(dir.path());
+    let target: ImageReference = format!("{}/foreign:1", registry.addr).parse().unwrap();
+    let pushed = client
+        .push_blocking(
+            Arc::clone(&store),
+            "foreign:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        )
+        .unwrap();
+    assert_eq!((pushed.uploaded, pushed.digest), (2, manifest_blob.digest));
+
+    let recorder = Arc::new(Recorder::default());
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let pulled = client
+        .pull_blocking(
+            Arc::clone(&fresh),
+            &target,
+            &PullOptions::default(),
+            recorder.clone(),
+        )
+        .unwrap();
+    assert_eq!(pulled.downloaded, 2, "config and the regular layer");
+    assert_eq!(
+        recorder.count(|e| matches!(e, Event::BlobSkipped { digest, .. } if *digest == foreign)),
+        1
+    );
+    assert!(!fresh.has_blob(&foreign));
+    assert!(fresh.has_blob(&layer.blob.digest));
+}

@@ -85,6 +85,15 @@ impl TestRegistry {
         Some(registry)
     }
 
+    /// A registry accepting manifests with foreign layers (layers with `urls`, as Windows base images have).
+    pub fn start_allowing_foreign_layers() -> Option<Self> {
+        Self::start_with_config(
+            None,
+            false,
+            "validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n",
+        )
+    }
+
     fn start_inner(auth: Option<(&str, &str)>, tls: bool) -> Option<Self> {
         Self::start_with_config(auth, tls, "")
     }
