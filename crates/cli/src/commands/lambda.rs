@@ -20,17 +20,25 @@ pub(crate) struct LambdaArgs {
     ///
     /// Invoke: curl -d '{}' localhost:8080/2015-03-31/functions/function/invocations
     /// AWS_LAMBDA_FUNCTION_TIMEOUT sets the timeout (seconds); AWS_LAMBDA_MAX_CONCURRENCY=N runs N processes.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "FLAGS|BOOTSTRAP|ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "FLAGS|BOOTSTRAP|ARGS"
+    )]
     #[arg(verbatim_doc_comment)]
     args: Vec<String>,
 }
 
 pub(crate) fn run(args: &LambdaArgs) -> ExitCode {
-    let options = match hoist_lambda::Options::parse(args.args.clone(), std::env::var("LOG_LEVEL").ok()) {
-        Ok(options) => options,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let options =
+        match hoist_lambda::Options::parse(args.args.clone(), std::env::var("LOG_LEVEL").ok()) {
+            Ok(options) => options,
+            Err(e) => return fail(&e),
+        };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),
     };
