@@ -114,6 +114,21 @@ struct FileFormat {
     insecure_registries: Vec<String>,
     #[serde(default)]
     registry: Vec<FileRegistry>,
+    /// The version 1 format's tables (`[registries.insecure] registries = […]`).
+    #[serde(default)]
+    registries: V1Registries,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1Registries {
+    #[serde(default)]
+    insecure: V1List,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1List {
+    #[serde(default)]
+    registries: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,7 +207,11 @@ impl RegistryConfig {
                 insecure,
             });
         }
-        for host in file.insecure_registries {
+        for host in file
+            .insecure_registries
+            .into_iter()
+            .chain(file.registries.insecure.registries)
+        {
             self.insecure_registries
                 .insert(strip_scheme(&host).0.to_owned());
         }
@@ -480,6 +499,17 @@ location = "second.internal/d"
         ])
         .unwrap();
         assert!(config.is_insecure("one:1") && config.is_insecure("two:2"));
+    }
+
+    #[test]
+    fn other_containers_files_are_read_without_error() {
+        // registries.conf.d often holds shortnames.conf (aliases, which hoist does not use); version 1 files have
+        // [registries.*] tables, of which the insecure list applies.
+        let config = config(
+            "[aliases]\n  \"almalinux\" = \"docker.io/library/almalinux\"\n\n[registries.search]\nregistries = ['docker.io']\n[registries.insecure]\nregistries = ['old.internal:5000']\n",
+        );
+        assert!(config.is_insecure("old.internal:5000"));
+        assert!(config.registries.is_empty());
     }
 
     #[test]
