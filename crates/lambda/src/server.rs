@@ -91,7 +91,7 @@ pub async fn run(options: Options, mut output: Output) -> Result<(), Error> {
     }
     output.log(LogLevel::Info, "shutting down (SandboxTerminated)");
     for slot in &pool.slots {
-        slot.shutdown().await;
+        slot.shutdown();
     }
     Ok(())
 }
@@ -178,7 +178,19 @@ async fn serve_invokes(listener: TcpListener, pool: Arc<Pool>, output: Arc<Outpu
             let service = hyper::service::service_fn(move |req| {
                 let pool = pool.clone();
                 let output = output.clone();
-                async move { Ok::<_, std::convert::Infallible>(invoke(req, pool, output).await) }
+                // Its own task, so a caller hanging up cannot cancel an invoke halfway through the slot's state
+                // machine (the runtime would then answer a stale request id into the next invoke).
+                let task = tokio::spawn(invoke(req, pool, output));
+                async move {
+                    let response = task.await.unwrap_or_else(|_| {
+                        plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain; charset=utf-8",
+                            "",
+                        )
+                    });
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
@@ -276,6 +288,9 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
         .unwrap_or(3008);
     let request_id = ids::request_id();
     let timeout = Duration::from_secs(timeout_seconds);
+    // The clock starts when a slot is free, not while the invoke waits for one.
+    let lease = pool.lease().await;
+    let slot = pool.slots[lease.index].clone();
     let arrived = Instant::now();
     let deadline_ms = (SystemTime::now() + timeout)
         .duration_since(UNIX_EPOCH)
@@ -289,9 +304,6 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
         tenant_id,
         function_arn,
     };
-
-    let lease = pool.lease().await;
-    let slot = pool.slots[lease.index].clone();
     output.start(&request_id, &version);
     output.log(
         LogLevel::Info,

@@ -134,6 +134,8 @@ pub(crate) struct Slot {
     launch: Launch,
     output: Arc<Output>,
     process: tokio::sync::Mutex<Option<Child>>,
+    /// The live process's id (= its process group), readable without waiting for an invoke to finish.
+    pid: Mutex<Option<u32>>,
 }
 
 impl Slot {
@@ -156,11 +158,16 @@ impl Slot {
             launch,
             output,
             process: tokio::sync::Mutex::new(None),
+            pid: Mutex::new(None),
         })
     }
 
     /// Kills the process group, reaps the process and forgets all runtime state.
     async fn reset(&self, process: &mut Option<Child>) {
+        *self
+            .pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         if let Some(mut child) = process.take() {
             if let Some(pid) = child
                 .id()
@@ -185,9 +192,15 @@ impl Slot {
     }
 
     /// Kills the process, if any (emulator shutdown).
-    pub(crate) async fn shutdown(&self) {
-        let mut process = self.process.lock().await;
-        self.reset(&mut process).await;
+    /// Kills the process group, if any (emulator shutdown). Does not wait for an invoke in flight to finish.
+    pub(crate) fn shutdown(&self) {
+        let pid = *self
+            .pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
     }
 
     fn spawn(&self) -> Result<Child, String> {
@@ -254,7 +267,13 @@ impl Slot {
                 &format!("exec '{}'", self.launch.argv.join(" ")),
             );
             match self.spawn() {
-                Ok(child) => *process = Some(child),
+                Ok(child) => {
+                    *self
+                        .pid
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = child.id();
+                    *process = Some(child);
+                }
                 Err(message) => {
                     self.output.log(LogLevel::Error, &message);
                     let timing = Timing {

@@ -158,3 +158,54 @@ async fn rust_streaming_is_passed_through() {
     assert_eq!(after.status, 200);
     assert!(after.body.ends_with("chunk 0\n"), "{:?}", after.body);
 }
+
+/// A caller that hangs up mid-invoke does not leave the slot half-way: the next caller gets its own answer.
+#[tokio::test]
+async fn rust_caller_hanging_up_does_not_mix_up_answers() {
+    let Some(f) = rust_function(&[]) else { return };
+    let emulator = f.start(&[]);
+    let impatient = common::client()
+        .post(emulator.url())
+        .body(r#"{"sleep_ms":1000,"who":"first"}"#)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        impatient.is_err(),
+        "the first caller gives up before the function answers"
+    );
+    let second = common::invoke(&emulator.url(), r#"{"who":"second"}"#).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.json()["event"]["who"], "second", "{}", second.body);
+}
+
+/// SIGTERM ends the emulator at once, even mid-invoke, and takes the function process with it.
+#[tokio::test]
+async fn rust_sigterm_mid_invoke_kills_the_function() {
+    let Some(f) = rust_function(&[]) else { return };
+    let emulator = f.start(&[]);
+    let warm = common::invoke(&emulator.url(), "{}").await;
+    let pid = warm.json()["pid"].as_u64().expect("echo carries a pid");
+    let url = emulator.url();
+    let slow = tokio::spawn(async move {
+        common::client()
+            .post(url)
+            .body(r#"{"sleep_ms":30000}"#)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert!(emulator.stop().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = slow.await;
+    let alive = Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
+    assert!(!alive, "function process {pid} survived the emulator");
+}
