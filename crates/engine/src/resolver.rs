@@ -23,13 +23,12 @@ pub struct StoreResolver<'a> {
 
 impl BaseImageResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<BaseImage, String> {
-        let image = match self.store.read_image(reference) {
+        let image = match read_image(self.store, reference) {
             Ok(image) => image,
             Err(first) => match self.puller {
                 Some(puller) => {
                     puller.pull(reference, platform)?;
-                    self.store
-                        .read_image(reference)
+                    read_image(self.store, reference)
                         .map_err(|e| format!("image {reference} not found after pull: {e}"))?
                 }
                 None => {
@@ -43,6 +42,28 @@ impl BaseImageResolver for StoreResolver<'_> {
             .map_err(|e| format!("image {reference} has a malformed config: {e}"))?;
         Ok(base_image(reference, &config, image.layers.len()))
     }
+}
+
+/// Reads an image by a normalized reference (`docker.io/library/busybox:latest`). The store keeps references as
+/// they were tagged, so the familiar forms (`busybox:latest`, `user/app:1`) are tried too.
+pub(crate) fn read_image(store: &Store, reference: &str) -> hoist_oci::Result<hoist_oci::Image> {
+    let mut candidates = vec![reference.to_owned()];
+    if let Some(rest) = reference.strip_prefix("docker.io/") {
+        if let Some(official) = rest.strip_prefix("library/") {
+            candidates.push(official.to_owned());
+        }
+        candidates.push(rest.to_owned());
+    }
+    let mut first_error = None;
+    for candidate in &candidates {
+        match store.read_image(candidate) {
+            Ok(image) => return Ok(image),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.expect("there is always one candidate"))
 }
 
 fn strings(value: Option<&Value>) -> Option<Vec<String>> {

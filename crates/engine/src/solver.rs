@@ -309,13 +309,12 @@ impl Solver<'_> {
         match source {
             Source::Scratch => Ok(result(b"", Output::Layers(Vec::new()), None)),
             Source::Image { reference, .. } => {
-                let image =
-                    self.store
-                        .read_image(reference)
-                        .map_err(|e| EngineError::ImageNotFound {
-                            reference: reference.clone(),
-                            reason: e.to_string(),
-                        })?;
+                let image = crate::resolver::read_image(self.store, reference).map_err(|e| {
+                    EngineError::ImageNotFound {
+                        reference: reference.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
                 let diff_ids = image.config.rootfs().diff_ids();
                 let mut layers = Vec::new();
                 for (i, layer) in image.layers.iter().enumerate() {

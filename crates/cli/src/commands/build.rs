@@ -1,15 +1,17 @@
-//! `hoist build --check [-f FILE] [--target STAGE] [--build-arg K=V]… CONTEXT`: run the
-//! build checks the way `docker build --check` does, without building.
+//! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
+//! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
+//! [--progress auto|plain|quiet] [-q] [--check] CONTEXT`: Docker's flags and meanings.
 //!
-//! The build engine comes later; until then `--check` is required, so `hoist build` alone is
-//! a usage error rather than a build that silently does nothing. [`DockerfileArgs`] holds
-//! the inputs every Dockerfile command shares (`hoist lint` uses it too); the full build
-//! will add its own flags to [`BuildArgs`].
+//! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
+//! through `hoist-registry` when missing), solves the plan (`hoist-engine`: cache, RUN in `hoist-sandbox`),
+//! writes the image to the store, tags it and sends it to every `--output`. Progress is printed on stderr in
+//! BuildKit's `--progress=plain` form (`#3 [2/4] RUN make`, `#3 CACHED`, `#3 DONE 1.2s`).
 //!
-//! Output follows docker: `Check complete, N warnings have been found!`, then each finding as
-//! `WARNING: <rule> - <url>`, its message and the Dockerfile lines around it with `>>>`
-//! marking the instruction; exit 1 when any check fired. Only BuildKit's rules run here;
-//! `hoist lint` adds hoist's own.
+//! `--check` runs the build checks the way `docker build --check` does, without building: `Check complete, N
+//! warnings have been found!`, then each finding as `WARNING: <rule> - <url>`, its message and the Dockerfile
+//! lines around it with `>>>` marking the instruction; exit 1 when any check fired. Only BuildKit's rules run
+//! here; `hoist lint` adds hoist's own. [`DockerfileArgs`] holds the inputs every Dockerfile command shares
+//! (`hoist lint` uses it too).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,8 +22,13 @@ use std::process::ExitCode;
 use clap::Args;
 use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file};
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
+use hoist_engine::{
+    Destination, EngineError, ImagePuller, OutputSpec, Reporter, SandboxExecutor, SolveRequest,
+    Solver, StoreResolver, Vertex, export_image,
+};
 use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
-use hoist_oci::{Reference, Store};
+use hoist_oci::{ManifestFormat, Reference, Store};
+use hoist_plan::{NoCache, PlanRequest};
 
 use crate::diagnostics::{SourceError, use_color};
 
@@ -46,15 +53,64 @@ pub(crate) struct DockerfileArgs {
     pub(crate) context: PathBuf,
 }
 
-/// Build an image from a Dockerfile (for now only `--check`).
+/// Build an image from a Dockerfile.
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) input: DockerfileArgs,
 
     /// Run the build checks and report the findings instead of building.
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub(crate) check: bool,
+
+    /// Name and optionally tag the image (`name:tag`); may be repeated.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub(crate) tags: Vec<String>,
+
+    /// The platform to build for (`linux/amd64`); default: the host's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub(crate) platform: Option<String>,
+
+    /// Do not use the cache: run every step again.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+
+    /// Do not use the cache for these stages (comma-separated or repeated).
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    pub(crate) no_cache_filter: Vec<String>,
+
+    /// Set metadata for the image (`KEY=VALUE`); may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+
+    /// Output destination: `type=local,dest=DIR`, `type=tar,dest=FILE`, `type=docker,dest=FILE`,
+    /// `type=oci,dest=FILE`, a directory, or `-` (a tar on stdout); may be repeated.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub(crate) outputs: Vec<String>,
+
+    /// Load the image into Docker (`docker load`).
+    #[arg(long)]
+    pub(crate) load: bool,
+
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) iidfile: Option<PathBuf>,
+
+    /// Write build result metadata (JSON) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_file: Option<PathBuf>,
+
+    /// Progress output: `auto`, `plain`, `tty` (printed as plain) or `quiet`.
+    #[arg(long, value_name = "TYPE", default_value = "auto",
+          value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
+    pub(crate) progress: String,
+
+    /// Suppress the progress output and print the image ID on success.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) registry: super::pull::RegistryArgs,
 }
 
 /// Reading the inputs failed.
@@ -343,6 +399,9 @@ impl BaseImageEnv for StoreImages {
 }
 
 pub(crate) fn run(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
+    if !args.check {
+        return build(root, args);
+    }
     let checked = match prepare(&args.input) {
         Ok(checked) => checked,
         Err(failure) => {
@@ -434,6 +493,439 @@ fn source_excerpt(name: &str, text: &str, start: u32, end: u32) -> String {
     }
     out.push_str("--------------------\n");
     out
+}
+
+/// The `--progress=plain` renderer: each vertex gets a number the first time it is reported, and every line
+/// starts with it (`#3 [2/4] RUN make`, `#3 0.512 output`, `#3 DONE 1.2s`).
+struct PlainProgress {
+    quiet: bool,
+    state: std::sync::Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    numbers: std::collections::HashMap<usize, usize>,
+    next: usize,
+    started: std::collections::HashMap<usize, std::time::Instant>,
+    partial: std::collections::HashMap<usize, Vec<u8>>,
+}
+
+impl PlainProgress {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            state: std::sync::Mutex::new(ProgressState {
+                next: 1,
+                ..ProgressState::default()
+            }),
+        }
+    }
+
+    /// The vertex's number, printing its name line the first time.
+    fn number(&self, state: &mut ProgressState, vertex: &Vertex, out: &mut String) -> usize {
+        if let Some(n) = state.numbers.get(&vertex.op) {
+            return *n;
+        }
+        let n = state.next;
+        state.next += 1;
+        state.numbers.insert(vertex.op, n);
+        let _ = writeln!(out, "\n#{n} {}", vertex.name);
+        n
+    }
+
+    fn emit(&self, vertex: &Vertex, line: impl FnOnce(usize, &mut ProgressState, &mut String)) {
+        if self.quiet {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        let n = self.number(&mut state, vertex, &mut out);
+        line(n, &mut state, &mut out);
+        let _ = io::stderr().lock().write_all(out.as_bytes());
+    }
+
+    /// A vertex of the CLI's own (exporting), numbered after the solver's.
+    fn step(&self, name: &str, lines: &[String]) {
+        if self.quiet {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let n = state.next;
+        state.next += 1;
+        let mut out = format!("\n#{n} {name}\n");
+        for line in lines {
+            let _ = writeln!(out, "#{n} {line}");
+        }
+        let _ = writeln!(out, "#{n} DONE 0.0s");
+        let _ = io::stderr().lock().write_all(out.as_bytes());
+    }
+}
+
+impl Reporter for PlainProgress {
+    fn on_vertex_start(&self, vertex: &Vertex) {
+        self.emit(vertex, |_, state, _| {
+            state.started.insert(vertex.op, std::time::Instant::now());
+        });
+    }
+
+    fn on_vertex_cached(&self, vertex: &Vertex) {
+        self.emit(vertex, |n, _, out| {
+            let _ = writeln!(out, "#{n} CACHED");
+        });
+    }
+
+    fn on_vertex_done(&self, vertex: &Vertex, elapsed: std::time::Duration) {
+        self.emit(vertex, |n, state, out| {
+            if let Some(rest) = state.partial.remove(&vertex.op) {
+                let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
+            }
+            let _ = writeln!(out, "#{n} DONE {:.1}s", elapsed.as_secs_f64());
+        });
+    }
+
+    fn on_vertex_error(&self, vertex: &Vertex, message: &str) {
+        self.emit(vertex, |n, state, out| {
+            if let Some(rest) = state.partial.remove(&vertex.op) {
+                let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
+            }
+            let _ = writeln!(out, "#{n} ERROR: {message}");
+        });
+    }
+
+    fn on_log(&self, vertex: &Vertex, data: &[u8]) {
+        self.emit(vertex, |n, state, out| {
+            let since = state
+                .started
+                .get(&vertex.op)
+                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let buffer = state.partial.entry(vertex.op).or_default();
+            buffer.extend_from_slice(data);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let _ = writeln!(
+                    out,
+                    "#{n} {since:.3} {}",
+                    String::from_utf8_lossy(&line[..line.len() - 1])
+                );
+            }
+        });
+    }
+}
+
+/// Pulls missing base images through hoist-registry (the engine only reads the store).
+struct RegistryPuller<'a> {
+    root: Option<&'a Path>,
+    registry: &'a super::pull::RegistryArgs,
+    quiet: bool,
+}
+
+impl ImagePuller for RegistryPuller<'_> {
+    fn pull(&self, reference: &str, platform: &hoist_plan::Platform) -> Result<(), String> {
+        let parsed: hoist_registry::ImageReference =
+            reference.parse().map_err(|e| format!("{e}"))?;
+        let store = super::images::open_store(self.root).map_err(|e| e.to_string())?;
+        let client = self.registry.client().map_err(|e| e.to_string())?;
+        let runtime = super::pull::runtime().map_err(|e| e.to_string())?;
+        let platform: hoist_registry::Platform =
+            platform.to_string().parse().map_err(|e| format!("{e}"))?;
+        let options = hoist_registry::PullOptions {
+            platform,
+            ..hoist_registry::PullOptions::default()
+        };
+        if !self.quiet {
+            let _ = writeln!(io::stderr().lock(), "pulling {reference}");
+        }
+        runtime
+            .block_on(client.pull(
+                std::sync::Arc::new(store),
+                &parsed,
+                &options,
+                std::sync::Arc::new(hoist_registry::Silent),
+            ))
+            .map(|_| ())
+            .map_err(|e| super::images::error_chain(&e))
+    }
+}
+
+fn build_error(message: &str) -> ExitCode {
+    let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
+    ExitCode::FAILURE
+}
+
+/// `KEY=VALUE` pairs (`KEY` alone is an empty value, as docker's `--label`).
+fn key_values(items: &[String]) -> BTreeMap<String, String> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (item.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// The full build: plan, solve, export, tag, outputs.
+fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
+    let checked = match prepare(&args.input) {
+        Ok(checked) => checked,
+        Err(failure) => {
+            failure.report();
+            return ExitCode::FAILURE;
+        }
+    };
+    let quiet = args.quiet || args.progress == "quiet";
+    let outputs = match args
+        .outputs
+        .iter()
+        .map(|spec| OutputSpec::parse(spec))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(outputs) => outputs,
+        Err(error) => return build_error(&error.to_string()),
+    };
+    let tags = match args
+        .tags
+        .iter()
+        .map(|t| {
+            t.parse::<Reference>()
+                .map_err(|e| format!("invalid tag {t:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(tags) => tags,
+        Err(message) => return build_error(&message),
+    };
+    let store = match super::images::open_store(root) {
+        Ok(store) => store,
+        Err(error) => return super::images::fail(&error),
+    };
+
+    let mut request = PlanRequest::new(checked.file.clone());
+    request.target = args.input.target.clone();
+    request.build_args = checked.build_args.clone();
+    if let Some(platform) = &args.platform {
+        match hoist_plan::Platform::parse(platform) {
+            Ok(p) => request.target_platform = Some(p),
+            Err(message) => {
+                return build_error(&format!("invalid platform {platform:?}: {message}"));
+            }
+        }
+    }
+    request.labels = key_values(&args.labels);
+    request.no_cache = if args.no_cache {
+        NoCache::All
+    } else if args.no_cache_filter.is_empty() {
+        NoCache::Off
+    } else {
+        NoCache::Stages(args.no_cache_filter.clone())
+    };
+    let puller = RegistryPuller {
+        root,
+        registry: &args.registry,
+        quiet,
+    };
+    let resolver = StoreResolver {
+        store: &store,
+        puller: Some(&puller),
+    };
+    let plan = match hoist_plan::plan(&request, &resolver) {
+        Ok(plan) => plan,
+        Err(error) => {
+            let message = error.to_string();
+            match error.span {
+                Some(span) => {
+                    let rendered = SourceError {
+                        file: &checked.source.name,
+                        source: &checked.source.text,
+                        span,
+                        message,
+                        label: "here".to_owned(),
+                        help: None,
+                    }
+                    .render(use_color(&io::stderr()));
+                    let _ = io::stderr().lock().write_all(rendered.as_bytes());
+                }
+                None => {
+                    let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
+                }
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &plan.warnings {
+        let _ = writeln!(io::stderr().lock(), "{}", warning.message);
+    }
+
+    let ignore_patterns =
+        match find_ignore_file(&args.input.context, checked.source.path.as_deref()) {
+            Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
+            Err(error) => return super::images::fail(&error),
+        };
+    let progress = PlainProgress::new(quiet);
+    let solver = Solver {
+        store: &store,
+        executor: &SandboxExecutor,
+        reporter: &progress,
+        parallelism: std::thread::available_parallelism().map_or(1, usize::from),
+        scratch: std::env::temp_dir().join("hoist-build"),
+    };
+    let solve = SolveRequest {
+        plan: &plan,
+        dockerfile: &checked.source.text,
+        context_dir: &args.input.context,
+        ignore_patterns: &ignore_patterns,
+    };
+    let solution = match solver.solve(&solve) {
+        Ok(solution) => solution,
+        Err(error) => {
+            let cause = match &error {
+                EngineError::Step { source, .. } => super::images::error_chain(source.as_ref()),
+                other => super::images::error_chain(other),
+            };
+            return build_error(&format!("failed to solve: {cause}"));
+        }
+    };
+    let image = match export_image(&store, &plan, &solution, ManifestFormat::Oci) {
+        Ok(image) => image,
+        Err(error) => return build_error(&super::images::error_chain(&error)),
+    };
+    let manifest_digest = image.manifest.digest().to_string();
+    let mut lines = vec![
+        format!("exporting layers done"),
+        format!("writing image {} done", image.id),
+    ];
+    for tag in &tags {
+        if let Err(error) = store.tag(tag, &image.manifest) {
+            return build_error(&super::images::error_chain(&error));
+        }
+        lines.push(format!("naming to {tag} done"));
+    }
+    progress.step("exporting to image", &lines);
+
+    let specs: Vec<String> = if tags.is_empty() {
+        vec![image.id.to_string()]
+    } else {
+        tags.iter().map(ToString::to_string).collect()
+    };
+    for output in &outputs {
+        let result = match output {
+            OutputSpec::Image => Ok(()),
+            OutputSpec::Local(dir) => hoist_engine::export_local(&store, &image.layers, dir),
+            OutputSpec::Tar(dest) => with_destination(dest, |out| {
+                hoist_engine::export_tar(&store, &image.layers, &solver.scratch, out)
+                    .map_err(|e| super::images::error_chain(&e))
+            }),
+            OutputSpec::Docker(dest) | OutputSpec::Oci(dest) => {
+                let format = if matches!(output, OutputSpec::Docker(_)) {
+                    hoist_archive::SaveFormat::Docker
+                } else {
+                    hoist_archive::SaveFormat::Oci
+                };
+                with_destination(dest, |out| {
+                    hoist_archive::save_archive(&store, &specs, format, out)
+                        .map(|_| ())
+                        .map_err(|e| super::images::error_chain(&e))
+                })
+            }
+        };
+        let result = result.map_err(|e| match e {
+            EngineError::Invalid { message } => message,
+            other => super::images::error_chain(&other),
+        });
+        if let Err(message) = result {
+            return build_error(&format!("failed to export: {message}"));
+        }
+    }
+    if args.load
+        && let Err(message) = docker_load(&store, &specs)
+    {
+        return build_error(&format!("failed to load the image into docker: {message}"));
+    }
+    if let Some(path) = &args.iidfile
+        && let Err(error) = std::fs::write(path, image.id.to_string())
+    {
+        return build_error(&format!("failed to write {}: {error}", path.display()));
+    }
+    if let Some(path) = &args.metadata_file {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "containerimage.config.digest".into(),
+            image.id.to_string().into(),
+        );
+        metadata.insert(
+            "containerimage.digest".into(),
+            manifest_digest.clone().into(),
+        );
+        metadata.insert(
+            "containerimage.descriptor".into(),
+            serde_json::json!({
+                "mediaType": image.manifest.media_type().to_string(),
+                "digest": manifest_digest,
+                "size": image.manifest.size(),
+            }),
+        );
+        if !tags.is_empty() {
+            let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+            metadata.insert("image.name".into(), names.join(",").into());
+        }
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(metadata))
+            .expect("a JSON value always serializes");
+        if let Err(error) = std::fs::write(path, text) {
+            return build_error(&format!("failed to write {}: {error}", path.display()));
+        }
+    }
+    if args.quiet {
+        let _ = writeln!(io::stdout().lock(), "{}", image.id);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs `write` on the file `dest` names (written beside it, then renamed) or on standard output.
+fn with_destination(
+    dest: &Destination,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), String>,
+) -> Result<(), EngineError> {
+    let fail = |message: String| EngineError::Invalid { message };
+    match dest {
+        Destination::Stdout => write(&mut io::stdout().lock()).map_err(fail),
+        Destination::File(path) => {
+            let mut partial = path.clone().into_os_string();
+            partial.push(".partial");
+            let partial = PathBuf::from(partial);
+            let file = std::fs::File::create(&partial)
+                .map_err(|e| fail(format!("{}: {e}", partial.display())))?;
+            let mut out = io::BufWriter::new(file);
+            let written = write(&mut out).and_then(|()| {
+                out.into_inner()
+                    .map_err(|e| e.into_error().to_string())?
+                    .sync_all()
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(message) = written {
+                let _ = std::fs::remove_file(&partial);
+                return Err(fail(message));
+            }
+            std::fs::rename(&partial, path).map_err(|e| fail(format!("{}: {e}", path.display())))
+        }
+    }
+}
+
+/// `--load`: a docker-archive piped into `docker load`.
+fn docker_load(store: &Store, specs: &[String]) -> Result<(), String> {
+    let mut child = std::process::Command::new("docker")
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let saved = hoist_archive::save_archive(store, specs, hoist_archive::SaveFormat::Docker, stdin)
+        .map_err(|e| super::images::error_chain(&e));
+    let status = child.wait().map_err(|e| e.to_string())?;
+    saved?;
+    if !status.success() {
+        return Err(format!("docker load exited with {status}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
