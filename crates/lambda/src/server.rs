@@ -66,6 +66,7 @@ pub async fn run(options: Options, mut output: Output) -> Result<(), Error> {
         let launch = Launch {
             argv: bootstrap.argv.clone(),
             cwd: bootstrap.cwd.clone(),
+            handler: bootstrap.handler.clone(),
             env,
         };
         slots.push(Slot::new(index, listener, launch, output.clone()));

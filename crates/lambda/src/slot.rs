@@ -124,6 +124,7 @@ impl Shared {
 pub(crate) struct Launch {
     pub(crate) argv: Vec<String>,
     pub(crate) cwd: Option<PathBuf>,
+    pub(crate) handler: Option<String>,
     pub(crate) env: Vec<(OsString, OsString)>,
 }
 
@@ -264,7 +265,18 @@ impl Slot {
             );
             self.output.log(
                 LogLevel::Info,
-                &format!("exec '{}'", self.launch.argv.join(" ")),
+                &format!(
+                    "exec '{}' (cwd={}, handler={})",
+                    self.launch.argv.join(" "),
+                    self.launch.cwd.as_deref().map_or_else(
+                        || std::env::current_dir()
+                            .unwrap_or_default()
+                            .display()
+                            .to_string(),
+                        |d| d.display().to_string()
+                    ),
+                    self.launch.handler.as_deref().unwrap_or("")
+                ),
             );
             match self.spawn() {
                 Ok(child) => {

@@ -294,3 +294,22 @@ async fn bad_flags_fail_fast() {
         .expect("run the binary");
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn a_busy_runtime_api_port_is_an_error() {
+    let emulator = idle_runtime();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-lambda-rie"))
+        .args(["--runtime-interface-emulator-address", "127.0.0.1:0"])
+        .args(["--runtime-api-address", &emulator.runtime_api, "sleep", "1"])
+        .output()
+        .expect("run the binary");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {} (runtime API)",
+            emulator.runtime_api
+        )),
+        "{stderr}"
+    );
+}
