@@ -100,7 +100,7 @@ pub(crate) fn run(root: Option<&Path>, args: &PullArgs) -> ExitCode {
         let _ = writeln!(
             io::stderr().lock(),
             "{what}: Pulling from {}",
-            reference.familiar_name()
+            reference.repository()
         );
     }
     let options = PullOptions {
