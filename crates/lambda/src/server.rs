@@ -249,6 +249,7 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
         None => None,
     };
     let tenant_id = header("x-amz-tenant-id");
+    let invocation_type = header("x-amz-invocation-type");
     let trace_id = header("x-amzn-trace-id").unwrap_or_else(ids::trace_id);
     let timeout_seconds = match std::env::var("AWS_LAMBDA_FUNCTION_TIMEOUT") {
         Ok(v) => match v.trim().parse::<u64>() {
@@ -289,137 +290,154 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
         .unwrap_or(3008);
     let request_id = ids::request_id();
     let timeout = Duration::from_secs(timeout_seconds);
-    // The clock starts when a slot is free, not while the invoke waits for one.
-    let lease = pool.lease().await;
-    let slot = pool.slots[lease.index].clone();
-    let arrived = Instant::now();
-    let deadline_ms = (SystemTime::now() + timeout)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let invocation = Invocation {
-        request_id: request_id.clone(),
-        event,
-        deadline_ms,
-        trace_id,
-        client_context,
-        tenant_id,
-        function_arn,
-    };
-    output.start(&request_id, &version);
-    output.log(
-        LogLevel::Info,
-        &format!("INVOKE START(requestId: {request_id}) slot={}", lease.index),
-    );
-    let (outcome, timing) = slot.invoke(invocation, timeout).await;
-    let finish = Finish {
-        output: output.clone(),
-        request_id: request_id.clone(),
-        memory_size_mb,
-        timing,
-    };
-    let mut response = match outcome {
-        Outcome::Response { content_type, body } => {
-            finish.done(None);
-            with_type(StatusCode::OK, content_type, body)
-        }
-        Outcome::Streaming {
-            content_type,
-            body,
-            done,
-        } => {
-            let deadline = arrived + timeout;
-            tokio::spawn(async move {
-                let finished = slot.finish_stream(done, deadline).await;
-                finish.done((!finished).then_some("timeout"));
-                drop(lease);
-            });
-            let mut response = Response::new(body.boxed());
-            let ct = content_type.unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            response.headers_mut().insert(CONTENT_TYPE, ct);
-            return with_request_headers(response, &request_id, &version, false);
-        }
-        Outcome::TooLarge { size } => {
-            finish.done(Some("error"));
-            let message = format!(
-                "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
-            );
-            let body = error_json("Function.ResponseSizeTooLarge", &message);
-            return with_request_headers(
-                plain(StatusCode::OK, "application/json", body),
-                &request_id,
-                &version,
-                true,
-            );
-        }
-        Outcome::InvalidResponseMode => {
-            finish.done(Some("error"));
-            let body = error_json(
-                "Runtime.InvalidResponseModeHeader",
-                "Invalid response mode header",
-            );
-            return with_request_headers(
-                plain(StatusCode::OK, "application/json", body),
-                &request_id,
-                &version,
-                true,
-            );
-        }
-        Outcome::FunctionError { content_type, body } => {
-            finish.done(Some("error"));
-            let response = with_type(StatusCode::OK, content_type, body);
-            return with_request_headers(response, &request_id, &version, true);
-        }
-        Outcome::Timeout { seconds } => {
-            output.timed_out(&request_id, seconds);
-            finish.done(Some("timeout"));
-            // The official RIE answers 100 ms after the reset; callers tuned to it see the same pacing.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let body = format!("Task timed out after {seconds}.00 seconds");
-            let response = plain(StatusCode::OK, "text/plain; charset=utf-8", body);
-            return with_request_headers(response, &request_id, &version, true);
-        }
-        Outcome::InitError { content_type, body } => {
-            output.log(
-                LogLevel::Warn,
-                &format!("INIT REPORT(status: error) requestId={request_id}"),
-            );
-            with_type(StatusCode::BAD_GATEWAY, content_type, body)
-        }
-        Outcome::Exited { status } => {
-            let reason = match (
-                status.code(),
-                std::os::unix::process::ExitStatusExt::signal(&status),
-            ) {
-                (Some(0), _) => "Runtime exited without providing a reason".to_owned(),
-                (Some(code), _) => format!("Runtime exited with error: exit status {code}"),
-                (None, Some(signal)) => {
-                    format!("Runtime exited with error: signal: {}", signal_name(signal))
-                }
-                (None, None) => "Runtime exited with error".to_owned(),
-            };
-            output.log(LogLevel::Warn, &format!("{reason} requestId={request_id}"));
-            let body = error_json(
-                "Runtime.ExitError",
-                &format!("RequestId: {request_id} Error: {reason}"),
-            );
-            plain(StatusCode::BAD_GATEWAY, "application/json", body)
-        }
-        Outcome::SpawnFailed { message } => {
-            let body = error_json(
-                "Runtime.InvalidEntrypoint",
-                &format!("RequestId: {request_id} Error: {message}"),
-            );
-            plain(StatusCode::BAD_GATEWAY, "application/json", body)
-        }
-    };
-    if response.status() == StatusCode::BAD_GATEWAY {
-        response.headers_mut().insert(
-            HeaderName::from_static("x-amz-function-error"),
-            HeaderValue::from_static("Unhandled"),
-        );
+    let invocation_type = invocation_type.unwrap_or_default();
+    if invocation_type == "DryRun" {
+        let response = plain(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", "");
+        return with_request_headers(response, &request_id, &version, false);
     }
-    drop(lease);
-    with_request_headers(response, &request_id, &version, false)
+    let asynchronous = invocation_type == "Event";
+    let (id, ver) = (request_id.clone(), version.clone());
+    let execute = async move {
+        // The clock starts when a slot is free, not while the invoke waits for one.
+        let lease = pool.lease().await;
+        let slot = pool.slots[lease.index].clone();
+        let arrived = Instant::now();
+        let deadline_ms = (SystemTime::now() + timeout)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            event,
+            deadline_ms,
+            trace_id,
+            client_context,
+            tenant_id,
+            function_arn,
+        };
+        output.start(&request_id, &version);
+        output.log(
+            LogLevel::Info,
+            &format!("INVOKE START(requestId: {request_id}) slot={}", lease.index),
+        );
+        let (outcome, timing) = slot.invoke(invocation, timeout).await;
+        let finish = Finish {
+            output: output.clone(),
+            request_id: request_id.clone(),
+            memory_size_mb,
+            timing,
+        };
+        let mut response = match outcome {
+            Outcome::Response { content_type, body } => {
+                finish.done(None);
+                with_type(StatusCode::OK, content_type, body)
+            }
+            Outcome::Streaming {
+                content_type,
+                body,
+                done,
+            } => {
+                let deadline = arrived + timeout;
+                tokio::spawn(async move {
+                    let finished = slot.finish_stream(done, deadline).await;
+                    finish.done((!finished).then_some("timeout"));
+                    drop(lease);
+                });
+                let mut response = Response::new(body.boxed());
+                let ct =
+                    content_type.unwrap_or(HeaderValue::from_static("application/octet-stream"));
+                response.headers_mut().insert(CONTENT_TYPE, ct);
+                return with_request_headers(response, &request_id, &version, false);
+            }
+            Outcome::TooLarge { size } => {
+                finish.done(Some("error"));
+                let message = format!(
+                    "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
+                );
+                let body = error_json("Function.ResponseSizeTooLarge", &message);
+                return with_request_headers(
+                    plain(StatusCode::OK, "application/json", body),
+                    &request_id,
+                    &version,
+                    true,
+                );
+            }
+            Outcome::InvalidResponseMode => {
+                finish.done(Some("error"));
+                let body = error_json(
+                    "Runtime.InvalidResponseModeHeader",
+                    "Invalid response mode header",
+                );
+                return with_request_headers(
+                    plain(StatusCode::OK, "application/json", body),
+                    &request_id,
+                    &version,
+                    true,
+                );
+            }
+            Outcome::FunctionError { content_type, body } => {
+                finish.done(Some("error"));
+                let response = with_type(StatusCode::OK, content_type, body);
+                return with_request_headers(response, &request_id, &version, true);
+            }
+            Outcome::Timeout { seconds } => {
+                output.timed_out(&request_id, seconds);
+                finish.done(Some("timeout"));
+                // The official RIE answers 100 ms after the reset; callers tuned to it see the same pacing.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let body = format!("Task timed out after {seconds}.00 seconds");
+                let response = plain(StatusCode::OK, "text/plain; charset=utf-8", body);
+                return with_request_headers(response, &request_id, &version, true);
+            }
+            Outcome::InitError { content_type, body } => {
+                output.log(
+                    LogLevel::Warn,
+                    &format!("INIT REPORT(status: error) requestId={request_id}"),
+                );
+                with_type(StatusCode::BAD_GATEWAY, content_type, body)
+            }
+            Outcome::Exited { status } => {
+                let reason = match (
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                ) {
+                    (Some(0), _) => "Runtime exited without providing a reason".to_owned(),
+                    (Some(code), _) => format!("Runtime exited with error: exit status {code}"),
+                    (None, Some(signal)) => {
+                        format!("Runtime exited with error: signal: {}", signal_name(signal))
+                    }
+                    (None, None) => "Runtime exited with error".to_owned(),
+                };
+                output.log(LogLevel::Warn, &format!("{reason} requestId={request_id}"));
+                let body = error_json(
+                    "Runtime.ExitError",
+                    &format!("RequestId: {request_id} Error: {reason}"),
+                );
+                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+            }
+            Outcome::SpawnFailed { message } => {
+                let body = error_json(
+                    "Runtime.InvalidEntrypoint",
+                    &format!("RequestId: {request_id} Error: {message}"),
+                );
+                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+            }
+        };
+        if response.status() == StatusCode::BAD_GATEWAY {
+            response.headers_mut().insert(
+                HeaderName::from_static("x-amz-function-error"),
+                HeaderValue::from_static("Unhandled"),
+            );
+        }
+        drop(lease);
+        with_request_headers(response, &request_id, &version, false)
+    };
+    if asynchronous {
+        // Lambda's asynchronous invoke: accepted at once, run in the background, the result only logged.
+        tokio::spawn(execute);
+        let response = plain(StatusCode::ACCEPTED, "text/plain; charset=utf-8", "");
+        return with_request_headers(response, &id, &ver, false);
+    }
+    execute.await
 }
 
 /// Prints END and REPORT for an invoke.

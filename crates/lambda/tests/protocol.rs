@@ -313,3 +313,45 @@ async fn a_busy_runtime_api_port_is_an_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn event_invokes_are_accepted_at_once_and_dry_runs_do_nothing() {
+    let emulator = idle_runtime();
+    let dry = invoke_with(
+        client()
+            .post(emulator.url())
+            .body("{}")
+            .header("x-amz-invocation-type", "DryRun"),
+    )
+    .await;
+    assert_eq!(dry.status, 204);
+    assert!(
+        !emulator.stdout().contains("START"),
+        "a dry run invokes nothing"
+    );
+    let request = client()
+        .post(emulator.url())
+        .body(r#"{"async":true}"#)
+        .header("x-amz-invocation-type", "Event");
+    let accepted = invoke_with(request).await;
+    assert_eq!(
+        accepted.status, 202,
+        "answered before the runtime even asked for the event"
+    );
+    assert_eq!(accepted.body, "");
+    let id = accepted
+        .header("x-amzn-requestid")
+        .expect("request id header")
+        .to_owned();
+    let event = next(&emulator).await;
+    assert_eq!(header(&event, "lambda-runtime-aws-request-id"), id);
+    assert_eq!(event.text().await.expect("event body"), r#"{"async":true}"#);
+    let (status, _) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "done",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    emulator.wait_stdout(&format!("REPORT RequestId: {id}"));
+}
