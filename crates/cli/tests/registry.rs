@@ -154,7 +154,18 @@ fn push_then_pull_round_trip_with_skopeo_seeing_the_same_digests() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Digest: {digest}")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("Digest: {digest}")) && stderr.contains("pulled by digest only"),
+        "{stderr}"
+    );
+    // With a tag as well, the tag names it.
+    let tagged = format!("{}/demo/app:pinned@{digest}", registry.addr);
+    hoist.ok("c", &["pull", &tagged]);
+    assert_eq!(
+        hoist.image_id("c", &format!("{}/demo/app:pinned", registry.addr)),
+        id
+    );
 }
 
 #[test]

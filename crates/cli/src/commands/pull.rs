@@ -123,6 +123,12 @@ pub(crate) fn run(root: Option<&Path>, args: &PullArgs) -> ExitCode {
             "Digest: {}\nStatus: {status}",
             pulled.resolved
         );
+        if pulled.tagged.is_none() {
+            let _ = writeln!(
+                io::stderr().lock(),
+                "Note: pulled by digest only, so no reference points at it yet (write NAME:TAG@DIGEST to tag it)"
+            );
+        }
     }
     emit(&format!("{reference}\n"))
 }
