@@ -333,19 +333,25 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
             }
             Outcome::Streaming {
                 content_type,
+                trailer,
                 body,
                 done,
             } => {
                 let deadline = arrived + timeout;
                 tokio::spawn(async move {
-                    let finished = slot.finish_stream(done, deadline).await;
-                    finish.done((!finished).then_some("timeout"));
+                    let status = slot.finish_stream(done, deadline).await;
+                    finish.done(status);
                     drop(lease);
                 });
                 let mut response = Response::new(body.boxed());
                 let ct =
                     content_type.unwrap_or(HeaderValue::from_static("application/octet-stream"));
                 response.headers_mut().insert(CONTENT_TYPE, ct);
+                for declared in trailer {
+                    response
+                        .headers_mut()
+                        .append(hyper::header::TRAILER, declared);
+                }
                 return with_request_headers(response, &request_id, &version, false);
             }
             Outcome::TooLarge { size } => {

@@ -61,8 +61,10 @@ pub(crate) enum Outcome {
     /// `/response` in streaming mode: the body is still arriving; `done` fires when it has all been passed on.
     Streaming {
         content_type: Option<HeaderValue>,
+        /// The runtime's `Trailer` declarations, repeated to the caller (hyper sends only declared trailers).
+        trailer: Vec<HeaderValue>,
         body: Channel<Bytes>,
-        done: oneshot::Receiver<()>,
+        done: oneshot::Receiver<StreamEnd>,
     },
     /// `/response` over the size limit.
     TooLarge { size: usize },
@@ -84,6 +86,17 @@ pub(crate) enum Outcome {
     Exited { status: ExitStatus },
     /// The bootstrap could not be started at all.
     SpawnFailed { message: String },
+}
+
+/// How a streamed response ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// The whole body arrived.
+    Complete,
+    /// The runtime reported an error in the `Lambda-Runtime-Function-Error-Type` trailer.
+    FunctionError(String),
+    /// The runtime's request broke off mid-body.
+    Broken,
 }
 
 /// What the REPORT line needs from an invoke.
@@ -357,20 +370,30 @@ impl Slot {
         (outcome, timing)
     }
 
-    /// Waits for a streaming body to finish, killing the process if the deadline passes first. True if it finished.
+    /// Waits for a streaming body to finish, killing the process if the deadline passes first. Returns the REPORT
+    /// status: none for a complete body, `error` for an error trailer or a broken body, `timeout`.
     pub(crate) async fn finish_stream(
         &self,
-        done: oneshot::Receiver<()>,
+        done: oneshot::Receiver<StreamEnd>,
         deadline: Instant,
-    ) -> bool {
-        let finished = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), done)
-            .await
-            .is_ok();
-        if !finished {
-            let mut process = self.process.lock().await;
-            self.reset(&mut process).await;
+    ) -> Option<&'static str> {
+        let end = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), done).await;
+        match end {
+            Ok(Ok(StreamEnd::Complete)) => None,
+            Ok(Ok(StreamEnd::FunctionError(error_type))) => {
+                self.output.log(
+                    LogLevel::Warn,
+                    &format!("streamed response ended with {error_type}"),
+                );
+                Some("error")
+            }
+            Ok(Ok(StreamEnd::Broken) | Err(_)) => Some("error"),
+            Err(_) => {
+                let mut process = self.process.lock().await;
+                self.reset(&mut process).await;
+                Some("timeout")
+            }
         }
-        finished
     }
 }
 
@@ -636,30 +659,50 @@ async fn response(
         Some(b"streaming") => {
             let (mut tx, body) = Channel::<Bytes>::new(16);
             let (done_tx, done) = oneshot::channel();
+            let trailer = req
+                .headers()
+                .get_all(hyper::header::TRAILER)
+                .iter()
+                .cloned()
+                .collect();
             let _ = sender.send(Outcome::Streaming {
                 content_type,
+                trailer,
                 body,
                 done,
             });
             let mut incoming = req.into_body();
             // Keep reading even if the caller went away, so the runtime always gets its answer.
             let mut caller_gone = false;
+            let mut end = StreamEnd::Complete;
             while let Some(frame) = incoming.frame().await {
-                let Ok(frame) = frame else { break };
-                if caller_gone {
-                    continue;
-                }
-                let sent = match frame.into_data() {
-                    Ok(data) => tx.send_data(data).await,
-                    Err(frame) => match frame.into_trailers() {
-                        Ok(trailers) => tx.send_trailers(trailers).await,
-                        Err(_) => Ok(()),
-                    },
+                let Ok(frame) = frame else {
+                    end = StreamEnd::Broken;
+                    break;
                 };
-                caller_gone = sent.is_err();
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        if !caller_gone {
+                            caller_gone = tx.send_data(data).await.is_err();
+                        }
+                        continue;
+                    }
+                    Err(frame) => frame,
+                };
+                if let Ok(trailers) = frame.into_trailers() {
+                    if let Some(error_type) = trailers.get("lambda-runtime-function-error-type") {
+                        end = StreamEnd::FunctionError(
+                            String::from_utf8_lossy(error_type.as_bytes()).into_owned(),
+                        );
+                    }
+                    // hyper sends these on to callers that asked for trailers (`TE: trailers`).
+                    if !caller_gone {
+                        caller_gone = tx.send_trailers(trailers).await.is_err();
+                    }
+                }
             }
             drop(tx);
-            let _ = done_tx.send(());
+            let _ = done_tx.send(end);
             accepted()
         }
         Some(_) => {

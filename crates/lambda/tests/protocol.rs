@@ -355,3 +355,81 @@ async fn event_invokes_are_accepted_at_once_and_dry_runs_do_nothing() {
     assert_eq!(status, 202);
     emulator.wait_stdout(&format!("REPORT RequestId: {id}"));
 }
+
+/// Reads from `stream` into `seen` until `needle` shows up (or 5 s pass).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, needle: &str) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen
+        .to_ascii_lowercase()
+        .contains(&needle.to_ascii_lowercase())
+    {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} never arrived; got {seen:?}"))
+            .expect("read");
+        assert!(n > 0, "connection closed before {needle:?}; got {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn streamed_chunks_and_error_trailers_reach_the_caller() {
+    use tokio::io::AsyncWriteExt;
+    let emulator = idle_runtime();
+    let front = emulator.base.trim_start_matches("http://").to_owned();
+    let mut caller = tokio::net::TcpStream::connect(&front)
+        .await
+        .expect("connect to the invoke endpoint");
+    let request = "POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\
+                   Connection: close\r\nContent-Length: 2\r\n\r\n{}";
+    caller
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the invoke");
+    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+
+    let mut runtime = tokio::net::TcpStream::connect(&emulator.runtime_api)
+        .await
+        .expect("connect to the runtime API");
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: Lambda-Runtime-Function-Error-Type\r\nContent-Type: text/plain\r\n\r\n6\r\nhello \r\n"
+    );
+    runtime
+        .write_all(head.as_bytes())
+        .await
+        .expect("send the first chunk");
+    let mut seen = String::new();
+    read_until(&mut caller, &mut seen, "hello ").await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{seen}"
+    );
+    assert!(
+        !emulator.stdout().contains(&format!("END RequestId: {id}")),
+        "the invoke is still running"
+    );
+
+    let tail = "5\r\nworld\r\n0\r\nLambda-Runtime-Function-Error-Type: Function.Oops\r\n\r\n";
+    runtime
+        .write_all(tail.as_bytes())
+        .await
+        .expect("send the end");
+    let mut answer = String::new();
+    read_until(&mut runtime, &mut answer, "{\"status\":\"OK\"}").await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    read_until(
+        &mut caller,
+        &mut seen,
+        "lambda-runtime-function-error-type: Function.Oops",
+    )
+    .await;
+    assert!(seen.contains("world"), "{seen}");
+    let report = common::report_line(&emulator, &id);
+    assert!(report.contains("Status: error"), "{report}");
+}
