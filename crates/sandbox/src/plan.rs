@@ -85,6 +85,17 @@ pub(crate) enum Op {
     },
     /// The overlay root (see [`OverlayMount`]).
     MountOverlay(OverlayMount),
+    /// Before `pivot_root`: a detached copy of the host mount tree at `source` (`open_tree(OPEN_TREE_CLONE)`), kept
+    /// in slot `slot` of [`Plan::trees`] until it is attached inside the container.
+    DetachTree { source: CString, slot: usize },
+    /// After `pivot_root`: attach the tree of slot `slot` on `target` (`move_mount`), optionally read-only.
+    AttachTree {
+        slot: usize,
+        target: CString,
+        read_only: bool,
+    },
+    /// Detach the old root (kept at `path` while the container's mounts were made) and remove its directory.
+    UnmountOldRoot { path: CString },
     /// A recursive bind mount, optionally made read-only.
     Bind {
         source: CString,
@@ -101,8 +112,8 @@ pub(crate) enum Op {
     Mask { path: CString },
     /// Make a path read-only (see [`READONLY_PATHS`]); absent paths are skipped.
     ReadOnly { path: CString },
-    /// `pivot_root` into `root` and detach the old root.
-    PivotRoot { root: CString },
+    /// `pivot_root` into `root`, the old root going to the directory `old_root` (relative to `root`, created).
+    PivotRoot { root: CString, old_root: CString },
     /// Set the UTS namespace's host name.
     SetHostname { name: CString },
     /// Bring up `lo` in a new network namespace.
@@ -148,7 +159,12 @@ impl fmt::Display for Op {
             Self::Symlink { link, .. } => write!(f, "create symlink {}", show(link)),
             Self::Mask { path } => write!(f, "mask {}", show(path)),
             Self::ReadOnly { path } => write!(f, "make {} read-only", show(path)),
-            Self::PivotRoot { root } => write!(f, "pivot_root into {}", show(root)),
+            Self::PivotRoot { root, .. } => write!(f, "pivot_root into {}", show(root)),
+            Self::DetachTree { source, .. } => {
+                write!(f, "clone the mount tree of {}", show(source))
+            }
+            Self::AttachTree { target, .. } => write!(f, "attach a mount on {}", show(target)),
+            Self::UnmountOldRoot { .. } => write!(f, "detach the old root"),
             Self::SetHostname { name } => write!(f, "set hostname {}", show(name)),
             Self::LoopbackUp => write!(f, "bring up the loopback interface"),
             Self::Chdir { path } => write!(f, "change directory to {}", show(path)),
@@ -167,6 +183,9 @@ impl fmt::Display for Op {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) ops: Vec<Op>,
+    /// Descriptors of detached mount trees, written by the child between `DetachTree` and `AttachTree` (atomics so
+    /// the child can store into memory it only borrows, without allocating).
+    pub(crate) trees: Vec<std::sync::atomic::AtomicI32>,
     /// Owns the argv strings `Op::Exec::argv` points into.
     _argv: Vec<CString>,
     /// Owns the environment strings `Op::Exec::envp` points into.
@@ -230,8 +249,15 @@ impl Plan {
         etc: &EtcFiles,
         start: StartOptions,
     ) -> Result<Plan, Error> {
+        // Everything inside the container's root is done after `pivot_root`, with container paths: a symlink in the
+        // image (`etc -> /var/lib/x`) then resolves inside the root and can never make the sandbox create or mount
+        // anything on the host. Host files the container needs (device nodes, generated /etc files, bind mounts)
+        // are cloned as detached mount trees before the pivot and attached after it.
         let mut ops = Vec::new();
-        let at = |path: &str| path_cstring(&join_in_root(root, path));
+        let mut detached = Vec::new();
+        let mut inside = Vec::new();
+        let mut slots = 0usize;
+        let at = |path: &str| path_cstring(&join_in_root(Path::new("/"), path));
         let host = |path: &str| cstring(path, "path");
         let rootc = path_cstring(root)?;
 
@@ -258,22 +284,22 @@ impl Plan {
         }
 
         let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/proc")?,
             mode: 0o555,
         });
-        ops.push(Op::Mount {
+        inside.push(Op::Mount {
             source: host("proc")?,
             target: at("/proc")?,
             fstype: host("proc")?,
             flags: nosuid_nodev_noexec,
             data: None,
         });
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/dev")?,
             mode: 0o755,
         });
-        ops.push(Op::Mount {
+        inside.push(Op::Mount {
             source: host("tmpfs")?,
             target: at("/dev")?,
             fstype: host("tmpfs")?,
@@ -282,35 +308,38 @@ impl Plan {
         });
         for device in DEVICES {
             let target = at(&format!("/dev/{device}"))?;
-            ops.push(Op::Touch {
+            inside.push(Op::Touch {
                 path: target.clone(),
             });
-            ops.push(Op::Bind {
-                source: host(&format!("/dev/{device}"))?,
+            bind(
+                &mut detached,
+                &mut inside,
+                &mut slots,
+                host(&format!("/dev/{device}"))?,
                 target,
-                read_only: false,
-            });
+                false,
+            );
         }
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/dev/pts")?,
             mode: 0o755,
         });
-        ops.push(Op::Mount {
+        inside.push(Op::Mount {
             source: host("devpts")?,
             target: at("/dev/pts")?,
             fstype: host("devpts")?,
             flags: libc::MS_NOSUID | libc::MS_NOEXEC,
             data: Some(host("newinstance,ptmxmode=0666,mode=0620")?),
         });
-        ops.push(Op::Symlink {
+        inside.push(Op::Symlink {
             target: host("pts/ptmx")?,
             link: at("/dev/ptmx")?,
         });
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/dev/shm")?,
             mode: 0o1777,
         });
-        ops.push(Op::Mount {
+        inside.push(Op::Mount {
             source: host("shm")?,
             target: at("/dev/shm")?,
             fstype: host("tmpfs")?,
@@ -323,25 +352,28 @@ impl Plan {
             ("/dev/stdout", "/proc/self/fd/1"),
             ("/dev/stderr", "/proc/self/fd/2"),
         ] {
-            ops.push(Op::Symlink {
+            inside.push(Op::Symlink {
                 target: host(target)?,
                 link: at(link)?,
             });
         }
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/sys")?,
             mode: 0o555,
         });
         if container.network == Network::Host {
             // sysfs shows the network namespace of whoever mounts it; without a namespace of our own, a read-only
             // bind of the host's /sys shows the same thing.
-            ops.push(Op::Bind {
-                source: host("/sys")?,
-                target: at("/sys")?,
-                read_only: true,
-            });
+            bind(
+                &mut detached,
+                &mut inside,
+                &mut slots,
+                host("/sys")?,
+                at("/sys")?,
+                true,
+            );
         } else {
-            ops.push(Op::Mount {
+            inside.push(Op::Mount {
                 source: host("sysfs")?,
                 target: at("/sys")?,
                 fstype: host("sysfs")?,
@@ -350,7 +382,7 @@ impl Plan {
             });
         }
 
-        ops.push(Op::Mkdir {
+        inside.push(Op::Mkdir {
             path: at("/etc")?,
             mode: 0o755,
         });
@@ -359,47 +391,62 @@ impl Plan {
             ("/etc/resolv.conf", &etc.resolv_conf),
             ("/etc/hostname", &etc.hostname),
         ] {
-            ops.push(Op::Touch { path: at(file)? });
-            ops.push(Op::Bind {
-                source: path_cstring(source)?,
-                target: at(file)?,
-                read_only: false,
-            });
+            inside.push(Op::Touch { path: at(file)? });
+            bind(
+                &mut detached,
+                &mut inside,
+                &mut slots,
+                path_cstring(source)?,
+                at(file)?,
+                false,
+            );
         }
         for mount in &container.mounts {
             let target = at(&mount.destination)?;
             if mount.source.is_dir() {
                 for prefix in prefixes(&mount.destination) {
-                    ops.push(Op::Mkdir {
+                    inside.push(Op::Mkdir {
                         path: at(&prefix)?,
                         mode: 0o755,
                     });
                 }
             } else {
                 for prefix in prefixes(&mount.destination).iter().rev().skip(1).rev() {
-                    ops.push(Op::Mkdir {
+                    inside.push(Op::Mkdir {
                         path: at(prefix)?,
                         mode: 0o755,
                     });
                 }
-                ops.push(Op::Touch {
+                inside.push(Op::Touch {
                     path: target.clone(),
                 });
             }
-            ops.push(Op::Bind {
-                source: path_cstring(&mount.source)?,
+            bind(
+                &mut detached,
+                &mut inside,
+                &mut slots,
+                path_cstring(&mount.source)?,
                 target,
-                read_only: mount.read_only,
-            });
+                mount.read_only,
+            );
         }
         for path in MASKED_PATHS {
-            ops.push(Op::Mask { path: at(path)? });
+            inside.push(Op::Mask { path: at(path)? });
         }
         for path in READONLY_PATHS {
-            ops.push(Op::ReadOnly { path: at(path)? });
+            inside.push(Op::ReadOnly { path: at(path)? });
         }
 
-        ops.push(Op::PivotRoot { root: rootc });
+        let old_root = old_root_name();
+        ops.append(&mut detached);
+        ops.push(Op::PivotRoot {
+            root: rootc,
+            old_root: cstring(old_root.as_str(), "path")?,
+        });
+        ops.append(&mut inside);
+        ops.push(Op::UnmountOldRoot {
+            path: cstring(format!("/{old_root}"), "path")?,
+        });
         ops.push(Op::SetHostname {
             name: cstring(container.hostname.as_str(), "hostname")?,
         });
@@ -461,10 +508,42 @@ impl Plan {
         });
         Ok(Plan {
             ops,
+            trees: (0..slots)
+                .map(|_| std::sync::atomic::AtomicI32::new(-1))
+                .collect(),
             _argv: argv,
             _env: env,
         })
     }
+}
+
+/// A host mount tree cloned before `pivot_root` (into `detached`) and attached on `target` after it (in `inside`).
+fn bind(
+    detached: &mut Vec<Op>,
+    inside: &mut Vec<Op>,
+    slots: &mut usize,
+    source: CString,
+    target: CString,
+    read_only: bool,
+) {
+    detached.push(Op::DetachTree {
+        source,
+        slot: *slots,
+    });
+    inside.push(Op::AttachTree {
+        slot: *slots,
+        target,
+        read_only,
+    });
+    *slots += 1;
+}
+
+/// A name for the old root's directory that an image cannot predict (so no symlink in it can point there).
+fn old_root_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!(".hoist-old-root-{:016x}", hasher.finish())
 }
 
 /// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`; 63 if unreadable, the
@@ -628,28 +707,43 @@ mod tests {
     }
 
     #[test]
-    fn mounts_happen_inside_the_root_before_pivot_then_ids_and_exec() {
+    fn host_files_are_cloned_before_pivot_and_everything_else_happens_inside_the_root() {
         let ops = plan(Network::None);
-        let pivot = ops
-            .iter()
-            .position(|op| op == "pivot_root into /mnt/root")
-            .unwrap();
+        let position = |wanted: &str| ops.iter().position(|op| op == wanted);
+        let pivot = position("pivot_root into /mnt/root").unwrap();
         assert_eq!(ops[0], "start a new session");
         assert_eq!(ops[1], "make mounts private");
-        assert!(ops.contains(&"bind-mount /img on /mnt/root".to_owned()));
-        assert!(ops.contains(&"mount proc on /mnt/root/proc".to_owned()));
-        assert!(ops.contains(&"bind-mount /dev/null on /mnt/root/dev/null".to_owned()));
-        assert!(ops.contains(&"mount devpts on /mnt/root/dev/pts".to_owned()));
-        assert!(ops.contains(&"mount sysfs on /mnt/root/sys".to_owned()));
-        assert!(ops.contains(&"bind-mount /run/h on /mnt/root/etc/hosts".to_owned()));
-        assert!(ops.contains(&"mask /mnt/root/proc/kcore".to_owned()));
-        assert!(ops.contains(&"make /mnt/root/proc/sys read-only".to_owned()));
-        for (index, op) in ops.iter().enumerate() {
-            if op.contains("/mnt/root") {
-                assert!(index <= pivot, "{op} after pivot_root");
-            }
+        assert_eq!(ops[3], "bind-mount /img on /mnt/root");
+        // Before the pivot: only the root itself and clones of host mount trees.
+        for op in &ops[4..pivot] {
+            assert!(
+                op.starts_with("clone the mount tree of "),
+                "{op} before pivot_root"
+            );
         }
-        let tail: Vec<&str> = ops[pivot + 1..].iter().map(String::as_str).collect();
+        assert!(position("clone the mount tree of /dev/null").unwrap() < pivot);
+        assert!(position("clone the mount tree of /run/h").unwrap() < pivot);
+        // After it, with container paths only: a symlink in the image resolves inside the root.
+        let detach = position("detach the old root").unwrap();
+        for op in &ops[pivot + 1..] {
+            assert!(
+                !op.contains("/mnt/root"),
+                "{op} uses a host path after pivot_root"
+            );
+        }
+        for wanted in [
+            "mount proc on /proc",
+            "attach a mount on /dev/null",
+            "mount devpts on /dev/pts",
+            "mount sysfs on /sys",
+            "attach a mount on /etc/hosts",
+            "mask /proc/kcore",
+            "make /proc/sys read-only",
+        ] {
+            let index = position(wanted).unwrap_or_else(|| panic!("{wanted} missing: {ops:?}"));
+            assert!(pivot < index && index < detach, "{wanted} out of place");
+        }
+        let tail: Vec<&str> = ops[detach + 1..].iter().map(String::as_str).collect();
         assert_eq!(
             tail,
             [
@@ -668,7 +762,8 @@ mod tests {
     #[test]
     fn host_network_keeps_the_host_sysfs_and_no_loopback_setup() {
         let ops = plan(Network::Host);
-        assert!(ops.contains(&"bind-mount /sys on /mnt/root/sys".to_owned()));
+        assert!(ops.contains(&"clone the mount tree of /sys".to_owned()));
+        assert!(ops.contains(&"attach a mount on /sys".to_owned()));
         assert!(!ops.iter().any(|op| op.contains("loopback")));
     }
 

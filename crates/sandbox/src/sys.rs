@@ -17,6 +17,7 @@ use std::ffi::{CStr, c_char, c_int};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::plan::{Op, OverlayMount, Plan};
 
@@ -71,7 +72,7 @@ pub(crate) fn clone_container(
 /// Runs the plan in the child and execs; on failure reports (op index, errno) and exits with 127.
 fn child_main(plan: &Plan, report_fd: RawFd) -> ! {
     for (index, op) in plan.ops.iter().enumerate() {
-        if let Err(errno) = run_op(op) {
+        if let Err(errno) = run_op(op, &plan.trees) {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let mut report = [0u8; REPORT_SIZE];
             report[..4].copy_from_slice(&index.to_ne_bytes());
@@ -149,7 +150,7 @@ fn is_dir(path: &CStr) -> Result<Option<bool>, i32> {
 const DEV_NULL: &CStr = c"/dev/null";
 const TMPFS: &CStr = c"tmpfs";
 
-fn run_op(op: &Op) -> Result<(), i32> {
+fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
     match op {
         Op::WaitForParent { read, write } => {
             // SAFETY: `write` is this child's copy of the pipe's write end; closing it lets the read below see end
@@ -202,7 +203,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
             let fd = unsafe {
                 libc::open(
                     path.as_ptr(),
-                    libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC,
                     0o644 as libc::c_uint,
                 )
             };
@@ -232,18 +233,62 @@ fn run_op(op: &Op) -> Result<(), i32> {
                 remount_read_only(path)
             }
         },
-        Op::PivotRoot { root } => {
+        Op::PivotRoot { root, old_root } => {
             // SAFETY: `root` is NUL-terminated.
             check(unsafe { libc::chdir(root.as_ptr()) })?;
-            // pivot_root(".", "."): the old root ends up on top of the new one, then is lazily detached. No
-            // directory for the old root is needed inside the image.
-            // SAFETY: both arguments are static NUL-terminated strings.
-            let rc = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+            mkdir(old_root, 0o700)?;
+            // SAFETY: both arguments are NUL-terminated; `old_root` is a directory under the new root.
+            let rc =
+                unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), old_root.as_ptr()) };
             check_long(rc)?;
-            // SAFETY: as above.
-            check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
-            // SAFETY: as above.
+            // SAFETY: a static NUL-terminated string.
             check(unsafe { libc::chdir(c"/".as_ptr()) })
+        }
+        Op::UnmountOldRoot { path } => {
+            // SAFETY: `path` is NUL-terminated.
+            check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })?;
+            // SAFETY: as above; the directory is empty once the old root is detached.
+            check(unsafe { libc::rmdir(path.as_ptr()) })
+        }
+        Op::DetachTree { source, slot } => {
+            // SAFETY: `source` is NUL-terminated; the descriptor returned is owned by the plan's slot.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    source.as_ptr(),
+                    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+                )
+            };
+            check_long(fd)?;
+            let fd = c_int::try_from(fd).map_err(|_| libc::EINVAL)?;
+            trees[*slot].store(fd, Ordering::Relaxed);
+            Ok(())
+        }
+        Op::AttachTree {
+            slot,
+            target,
+            read_only,
+        } => {
+            let fd = trees[*slot].load(Ordering::Relaxed);
+            // SAFETY: `fd` is the detached tree cloned before pivot_root; an empty path with F_EMPTY_PATH names it.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_move_mount,
+                    fd,
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                )
+            };
+            // SAFETY: the tree's descriptor is closed once, here; the mount stays attached.
+            unsafe { libc::close(fd) };
+            check_long(rc)?;
+            if *read_only {
+                remount_read_only(target)?;
+            }
+            Ok(())
         }
         Op::SetHostname { name } => {
             let bytes = name.to_bytes();
@@ -316,6 +361,9 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// Mounts an overlay root: with the new mount API when the kernel has `lowerdir+` (no limit on the number of
 /// layers), else with `mount(2)` and the option string.

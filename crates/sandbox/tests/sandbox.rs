@@ -496,3 +496,40 @@ fn a_deep_layer_stack_mounts_beyond_the_option_length_limit() {
     assert_eq!(status, ExitStatus::Exited(0), "{out}");
     assert_eq!(out, "100\n42");
 }
+
+#[test]
+fn symlinks_in_the_image_cannot_make_the_sandbox_write_on_the_host() {
+    let fixture = Fixture::new();
+    // A layer whose `etc`, `dev` and `work` are absolute symlinks to host directories.
+    let layer = fixture.dir.path().join("evil-layer");
+    fs::create_dir_all(&layer).unwrap();
+    let mut outside = Vec::new();
+    for name in ["etc", "dev", "work"] {
+        let target = fixture.dir.path().join(format!("outside-{name}"));
+        fs::create_dir(&target).unwrap();
+        symlink(&target, layer.join(name)).unwrap();
+        outside.push(target);
+    }
+    let image = fixture.store.read_image("busybox:test").unwrap();
+    let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+    lower.push(layer);
+    let snapshot = Snapshot::from_layers(
+        lower,
+        &fixture.dir.path().join("scratch"),
+        SnapshotKind::Overlay,
+    )
+    .unwrap();
+    let mut container = fixture.container(&snapshot, "true");
+    container.cwd = "/work/sub".into();
+    let _ = container.run(Stdio::default());
+    for dir in outside {
+        let created: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert!(
+            created.is_empty(),
+            "the sandbox wrote on the host: {created:?}"
+        );
+    }
+}
