@@ -331,17 +331,13 @@ fn build_check_with_error_directive() {
 }
 
 #[test]
-fn build_without_check_is_a_usage_error() {
+fn build_without_check_builds_instead_of_checking() {
     let context = Context::new();
-    context.write("Dockerfile", "FROM alpine\n");
-    let run = context.hoist(&["build", "."]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("the following required arguments were not provided:\n  --check"),
-        "{}",
-        run.stderr
-    );
+    context.write("Dockerfile", "FROM scratch\nLABEL a=b\n");
+    let run = context.hoist(&["build", "-q", "."]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("sha256:"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Check complete"), "{}", run.stdout);
     let run = context.hoist(&["build", "--check", "-f", "-", "."]);
     assert_eq!(run.code, 1, "an empty stdin is no Dockerfile");
     assert!(

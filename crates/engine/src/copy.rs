@@ -26,15 +26,13 @@ pub(crate) enum Tree {
     Context {
         /// The context directory.
         root: PathBuf,
-        /// `.dockerignore` and `--exclude`.
+        /// `.dockerignore`.
         filters: Vec<ContextFilter>,
     },
     /// A filesystem of layers (another stage, an image).
     Layers {
         /// The merged view.
         view: LayerView,
-        /// `--exclude`, if any.
-        filter: Option<ContextFilter>,
     },
 }
 
@@ -56,9 +54,9 @@ impl Tree {
             return Ok(true);
         }
         let bytes = rel.as_os_str().as_encoded_bytes();
-        let filters: Vec<&ContextFilter> = match self {
-            Tree::Context { filters, .. } => filters.iter().collect(),
-            Tree::Layers { filter, .. } => filter.iter().collect(),
+        let filters: &[ContextFilter] = match self {
+            Tree::Context { filters, .. } => filters,
+            Tree::Layers { .. } => &[],
         };
         for filter in filters {
             if !filter.is_included(bytes).map_err(EngineError::Context)? {
@@ -107,6 +105,8 @@ struct DirFixup {
 struct Copier<'a> {
     staging: &'a Path,
     dest_view: &'a LayerView,
+    /// `--exclude`, matched against paths relative to the source being copied (as BuildKit's copy does).
+    exclude: Option<ContextFilter>,
     chown: Option<(u32, u32)>,
     chmod: Option<u32>,
     fixups: Vec<DirFixup>,
@@ -127,9 +127,15 @@ pub(crate) fn copy(
         .map(|spec| resolve_chown(spec, dest_view))
         .transpose()?;
     let chmod = copy.chmod.as_deref().map(parse_chmod).transpose()?;
+    let exclude = if copy.exclude.is_empty() {
+        None
+    } else {
+        Some(ContextFilter::new(&[] as &[String], &copy.exclude).map_err(EngineError::Context)?)
+    };
     let mut copier = Copier {
         staging,
         dest_view,
+        exclude,
         chown,
         chmod,
         fixups: Vec::new(),
@@ -208,9 +214,12 @@ pub(crate) fn copy(
                         dest.clone()
                     };
                     copier.ensure_dir(&target, Some(&meta), tree)?;
-                    copier.tree_contents(tree, &rel, &target)?;
+                    copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
                     let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                    if copier.excluded(Path::new(&name))? {
+                        continue;
+                    }
                     if is_add && copy.unpack != Some(false) && is_tar_archive(&abs) {
                         copier.ensure_dir(&dest, None, tree)?;
                         copier.unpack(&abs, &dest)?;
@@ -350,12 +359,24 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn tree_contents(&mut self, tree: &Tree, rel: &Path, target: &Path) -> Result<()> {
+    fn excluded(&self, rel: &Path) -> Result<bool> {
+        match &self.exclude {
+            Some(filter) => Ok(!filter
+                .is_included(rel.as_os_str().as_encoded_bytes())
+                .map_err(EngineError::Context)?),
+            None => Ok(false),
+        }
+    }
+
+    fn tree_contents(&mut self, tree: &Tree, base: &Path, rel: &Path, target: &Path) -> Result<()> {
         for name in tree.list(rel)? {
             let child = rel.join(&name);
             let Some((abs, meta)) = tree.lookup(&child) else {
                 continue;
             };
+            if self.excluded(child.strip_prefix(base).unwrap_or(&child))? {
+                continue;
+            }
             let included = tree.included(&child)?;
             if meta.is_dir() {
                 if !included && !matches!(tree, Tree::Context { .. }) {
@@ -365,13 +386,13 @@ impl Copier<'_> {
                 if included {
                     let owner = self.owner(tree, &meta);
                     self.make_dir(&child_target, Some(&meta), Some(owner))?;
-                    self.tree_contents(tree, &child, &child_target)?;
+                    self.tree_contents(tree, base, &child, &child_target)?;
                 } else {
                     // An excluded directory may hold `!` exceptions: create it only if one matches.
                     if has_included_file(tree, &child)? {
                         let owner = self.owner(tree, &meta);
                         self.make_dir(&child_target, Some(&meta), Some(owner))?;
-                        self.tree_contents(tree, &child, &child_target)?;
+                        self.tree_contents(tree, base, &child, &child_target)?;
                     }
                 }
             } else if included {
@@ -570,6 +591,7 @@ pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Res
     let mut copier = Copier {
         staging,
         dest_view,
+        exclude: None,
         chown: Some(owner),
         chmod: None,
         fixups: Vec::new(),

@@ -355,14 +355,14 @@ impl Solver<'_> {
             Source::Context {
                 name,
                 include,
-                exclude,
+                exclude: _,
             } => {
                 if name != "context" {
                     return Err(EngineError::Unsupported {
                         what: format!("the build context {name:?}"),
                     });
                 }
-                let content = hash_context(request, include, exclude)?;
+                let content = hash_context(request, include)?;
                 Ok(result(&content, Output::Context, None))
             }
             Source::NamedContext { name, .. } => Err(EngineError::Unsupported {
@@ -403,24 +403,15 @@ impl Solver<'_> {
             }),
             Op::Copy(file_copy) | Op::Add(file_copy) => {
                 let dest_view = LayerView::new(lower);
-                let exclude = if file_copy.exclude.is_empty() {
-                    None
-                } else {
-                    Some(
-                        ContextFilter::new(&[] as &[String], &file_copy.exclude)
-                            .map_err(EngineError::Context)?,
-                    )
-                };
                 let mut trees = Vec::with_capacity(inputs.len());
                 for (i, input) in inputs.iter().enumerate() {
                     let tree = match &input.output {
                         _ if !uses_input(file_copy, i) => None,
                         Output::Context => {
-                            let mut filters = vec![
+                            let filters = vec![
                                 ContextFilter::new(&[] as &[String], request.ignore_patterns)
                                     .map_err(EngineError::Context)?,
                             ];
-                            filters.extend(exclude.clone());
                             Some(Tree::Context {
                                 root: request.context_dir.to_path_buf(),
                                 filters,
@@ -428,7 +419,6 @@ impl Solver<'_> {
                         }
                         Output::Layers(layers) => Some(Tree::Layers {
                             view: LayerView::new(view::unpack(self.store, layers)?),
-                            filter: exclude.clone(),
                         }),
                     };
                     trees.push(tree);
@@ -532,23 +522,14 @@ fn needed_ops(plan: &BuildPlan) -> Vec<bool> {
 
 /// The content of a context source: every selected path with its type, mode, size, link target and the SHA-256
 /// of its bytes (not its time or owner, as BuildKit's content checksums).
-fn hash_context(
-    request: &SolveRequest<'_>,
-    include: &[String],
-    exclude: &[String],
-) -> Result<Vec<u8>> {
+fn hash_context(request: &SolveRequest<'_>, include: &[String]) -> Result<Vec<u8>> {
     let options = WalkOptions {
         include_patterns: include.to_vec(),
         exclude_patterns: request.ignore_patterns.to_vec(),
         follow_paths: Vec::new(),
     };
-    let mut walker =
-        ContextWalker::new(request.context_dir, &options).map_err(EngineError::Context)?;
-    if !exclude.is_empty() {
-        walker = walker.with_filter(
-            ContextFilter::new(&[] as &[String], exclude).map_err(EngineError::Context)?,
-        );
-    }
+    // `--exclude` is left out: hashing files a COPY skips only costs an unneeded rerun, never a stale hit.
+    let walker = ContextWalker::new(request.context_dir, &options).map_err(EngineError::Context)?;
     let root = walker.root().to_path_buf();
     let mut hasher = Sha256::new();
     walker.walk(|entry| -> Result<()> {

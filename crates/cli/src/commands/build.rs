@@ -576,7 +576,9 @@ impl Reporter for PlainProgress {
 
     fn on_vertex_done(&self, vertex: &Vertex, elapsed: std::time::Duration) {
         self.emit(vertex, |n, state, out| {
-            if let Some(rest) = state.partial.remove(&vertex.op) {
+            if let Some(rest) = state.partial.remove(&vertex.op)
+                && !rest.is_empty()
+            {
                 let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
             }
             let _ = writeln!(out, "#{n} DONE {:.1}s", elapsed.as_secs_f64());
@@ -585,7 +587,9 @@ impl Reporter for PlainProgress {
 
     fn on_vertex_error(&self, vertex: &Vertex, message: &str) {
         self.emit(vertex, |n, state, out| {
-            if let Some(rest) = state.partial.remove(&vertex.op) {
+            if let Some(rest) = state.partial.remove(&vertex.op)
+                && !rest.is_empty()
+            {
                 let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
             }
             let _ = writeln!(out, "#{n} ERROR: {message}");
@@ -801,44 +805,28 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     }
     progress.step("exporting to image", &lines);
 
-    let specs: Vec<String> = if tags.is_empty() {
-        vec![image.id.to_string()]
-    } else {
-        tags.iter().map(ToString::to_string).collect()
-    };
-    for output in &outputs {
-        let result = match output {
-            OutputSpec::Image => Ok(()),
-            OutputSpec::Local(dir) => hoist_engine::export_local(&store, &image.layers, dir),
-            OutputSpec::Tar(dest) => with_destination(dest, |out| {
-                hoist_engine::export_tar(&store, &image.layers, &solver.scratch, out)
-                    .map_err(|e| super::images::error_chain(&e))
-            }),
-            OutputSpec::Docker(dest) | OutputSpec::Oci(dest) => {
-                let format = if matches!(output, OutputSpec::Docker(_)) {
-                    hoist_archive::SaveFormat::Docker
-                } else {
-                    hoist_archive::SaveFormat::Oci
-                };
-                with_destination(dest, |out| {
-                    hoist_archive::save_archive(&store, &specs, format, out)
-                        .map(|_| ())
-                        .map_err(|e| super::images::error_chain(&e))
-                })
-            }
-        };
-        let result = result.map_err(|e| match e {
-            EngineError::Invalid { message } => message,
-            other => super::images::error_chain(&other),
-        });
-        if let Err(message) = result {
-            return build_error(&format!("failed to export: {message}"));
+    // The archive writers take references; an untagged image gets a temporary one while it is exported.
+    let temporary = (tags.is_empty() && (!outputs.is_empty() || args.load))
+        .then(|| format!("hoist-build/untagged:{}", &image.id.encoded()[..12]));
+    if let Some(name) = &temporary {
+        let tagged = name
+            .parse::<Reference>()
+            .map_err(|e| e.to_string())
+            .and_then(|r| store.tag(&r, &image.manifest).map_err(|e| e.to_string()));
+        if let Err(message) = tagged {
+            return build_error(&message);
         }
     }
-    if args.load
-        && let Err(message) = docker_load(&store, &specs)
-    {
-        return build_error(&format!("failed to load the image into docker: {message}"));
+    let specs: Vec<String> = match &temporary {
+        Some(name) => vec![name.clone()],
+        None => tags.iter().map(ToString::to_string).collect(),
+    };
+    let code = send_outputs(&store, &image, &outputs, &specs, args, &solver.scratch);
+    if let Some(name) = &temporary {
+        let _ = store.remove_image(name, false);
+    }
+    if code != ExitCode::SUCCESS {
+        return code;
     }
     if let Some(path) = &args.iidfile
         && let Err(error) = std::fs::write(path, image.id.to_string())
@@ -875,6 +863,52 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     }
     if args.quiet {
         let _ = writeln!(io::stdout().lock(), "{}", image.id);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes every `--output`, then `--load`s.
+fn send_outputs(
+    store: &Store,
+    image: &hoist_engine::BuiltImage,
+    outputs: &[OutputSpec],
+    specs: &[String],
+    args: &BuildArgs,
+    scratch: &Path,
+) -> ExitCode {
+    for output in outputs {
+        let result = match output {
+            OutputSpec::Image => Ok(()),
+            OutputSpec::Local(dir) => hoist_engine::export_local(store, &image.layers, dir),
+            OutputSpec::Tar(dest) => with_destination(dest, |out| {
+                hoist_engine::export_tar(store, &image.layers, scratch, out)
+                    .map_err(|e| super::images::error_chain(&e))
+            }),
+            OutputSpec::Docker(dest) | OutputSpec::Oci(dest) => {
+                let format = if matches!(output, OutputSpec::Docker(_)) {
+                    hoist_archive::SaveFormat::Docker
+                } else {
+                    hoist_archive::SaveFormat::Oci
+                };
+                with_destination(dest, |out| {
+                    hoist_archive::save_archive(store, specs, format, out)
+                        .map(|_| ())
+                        .map_err(|e| super::images::error_chain(&e))
+                })
+            }
+        };
+        let result = result.map_err(|e| match e {
+            EngineError::Invalid { message } => message,
+            other => super::images::error_chain(&other),
+        });
+        if let Err(message) = result {
+            return build_error(&format!("failed to export: {message}"));
+        }
+    }
+    if args.load
+        && let Err(message) = docker_load(store, specs)
+    {
+        return build_error(&format!("failed to load the image into docker: {message}"));
     }
     ExitCode::SUCCESS
 }

@@ -1,0 +1,585 @@
+//! `hoist build` as the real binary: a busybox image made with `hoist import` from a tar(1) of Debian's static
+//! busybox and a few applet links, built upon in a private store (`--root`) with a private `$TMPDIR`. RUN steps
+//! run in real namespaces (needs root). The `docker_*` test loads a built image into the shared dockerd
+//! (`bash .ci/services.sh` starts it) and fails without it unless `HOIST_SKIP_PEER_TESTS=1`.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const APPLETS: &[&str] = &["sh", "echo", "cat", "mkdir", "ls", "touch", "id"];
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+/// What a hoist run printed and how it ended.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Fixture {
+    /// A store with `bb:1`: busybox, an `app` user (1000:1000), `PATH=/bin`; an empty context directory.
+    fn new() -> Fixture {
+        let fixture = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let rootfs = fixture.path("rootfs");
+        for sub in ["bin", "etc", "tmp"] {
+            fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        fs::set_permissions(
+            rootfs.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in APPLETS {
+            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+        let tar = fixture.path("rootfs.tar");
+        let status = Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::create_dir(fixture.path("tmp")).unwrap();
+        fs::create_dir(fixture.path("ctx")).unwrap();
+        let run = fixture.hoist(&[
+            "import",
+            tar.to_str().unwrap(),
+            "-t",
+            "bb:1",
+            "--change",
+            "ENV PATH=/bin",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        fixture
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file of the build context.
+    fn write(&self, rel: &str, content: &str) {
+        let path = self.path("ctx").join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn hoist(&self, args: &[&str]) -> Run {
+        let output: Output = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("--root")
+            .arg(self.path("store"))
+            .args(args)
+            .current_dir(self.path("ctx"))
+            .env("TMPDIR", self.path("tmp"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `hoist build --progress plain ARGS .`, which must succeed.
+    fn build(&self, args: &[&str]) -> Run {
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let run = self.hoist(&all);
+        assert_eq!(run.code, 0, "build failed:\n{}", run.stderr);
+        run
+    }
+
+    /// Builds with `--output type=local` into a fresh directory and returns it.
+    fn build_local(&self, name: &str, args: &[&str]) -> (PathBuf, Run) {
+        let out = self.path(name);
+        let spec = format!("type=local,dest={}", out.display());
+        let mut all = vec!["-o", spec.as_str()];
+        all.extend_from_slice(args);
+        let run = self.build(&all);
+        (out, run)
+    }
+
+    fn inspect(&self, image: &str) -> Value {
+        let run = self.hoist(&["inspect", image]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let value: Value = serde_json::from_str(&run.stdout).unwrap();
+        value[0].clone()
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The progress lines of the vertex whose name line ends with `name`: `#N` and its status lines.
+fn vertex_status(stderr: &str, name: &str) -> Vec<String> {
+    let number = stderr
+        .lines()
+        .find_map(|line| {
+            let (number, rest) = line.split_once(' ')?;
+            (number.starts_with('#') && rest.ends_with(name)).then(|| number.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no vertex {name:?} in:\n{stderr}"));
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix(&format!("{number} ")))
+        .filter(|rest| !rest.ends_with(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn cached(stderr: &str, name: &str) -> bool {
+    vertex_status(stderr, name).iter().any(|s| s == "CACHED")
+}
+
+#[test]
+fn multi_stage_copy_from_builds_only_the_target_stages() {
+    let fx = Fixture::new();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS build\n\
+         RUN echo built > /artifact && mkdir /out && echo two > /out/second\n\
+         FROM bb:1 AS broken\n\
+         RUN touch /ran-broken && exit 3\n\
+         FROM bb:1\n\
+         COPY --from=build /artifact /app/artifact\n\
+         COPY --from=build /out/ /app/out/\n",
+    );
+    let (out, run) = fx.build_local("out", &["-t", "multi:1"]);
+    assert_eq!(read(&out.join("app/artifact")), "built\n");
+    assert_eq!(read(&out.join("app/out/second")), "two\n");
+    // The RUN step's own file is in the build stage, not in the final image.
+    assert!(!out.join("artifact").exists());
+    assert!(out.join("bin/busybox").is_file(), "the base image is there");
+    assert!(!run.stderr.contains("ran-broken"), "{}", run.stderr);
+    assert!(!run.stderr.contains("exit 3"), "{}", run.stderr);
+    let image = fx.inspect("multi:1");
+    assert_eq!(image["RootFS"]["Layers"].as_array().unwrap().len(), 3);
+
+    // Asking for the broken stage runs it, and fails as BuildKit words it.
+    let failed = fx.hoist(&["build", "--target", "broken", "."]);
+    assert_eq!(failed.code, 1);
+    assert!(
+        failed
+            .stderr
+            .contains("did not complete successfully: exit code: 3"),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[test]
+fn a_run_steps_files_are_in_the_image() {
+    let fx = Fixture::new();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN echo hello from run > /greeting && id -u > /uid\nUSER app\nRUN id -u > /tmp/as-app\n",
+    );
+    let (out, run) = fx.build_local("out", &[]);
+    assert_eq!(read(&out.join("greeting")), "hello from run\n");
+    assert_eq!(read(&out.join("uid")), "0\n");
+    assert_eq!(read(&out.join("tmp/as-app")), "1000\n");
+    assert_eq!(fs::metadata(out.join("tmp/as-app")).unwrap().uid(), 1000);
+    assert!(
+        run.stderr.contains("RUN echo hello from run"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_noop_rebuild_is_fully_cached_with_the_same_image_id() {
+    let fx = Fixture::new();
+    fx.write("a.txt", "a\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nWORKDIR /w\nCOPY a.txt .\nRUN cat a.txt > b.txt\nENV K=v\n",
+    );
+    let first_id = fx.path("id1");
+    let first = fx.build(&["--iidfile", first_id.to_str().unwrap()]);
+    for step in ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"] {
+        assert!(!cached(&first.stderr, step), "{}", first.stderr);
+        assert!(
+            vertex_status(&first.stderr, step)
+                .iter()
+                .any(|s| s.starts_with("DONE ")),
+            "{}",
+            first.stderr
+        );
+    }
+    let second_id = fx.path("id2");
+    let second = fx.build(&["--iidfile", second_id.to_str().unwrap()]);
+    for step in ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"] {
+        assert!(cached(&second.stderr, step), "{step}:\n{}", second.stderr);
+    }
+    let id = read(&first_id);
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(id, read(&second_id));
+
+    // --no-cache runs everything again.
+    let third = fx.build(&["--no-cache"]);
+    for step in ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"] {
+        assert!(!cached(&third.stderr, step), "{step}:\n{}", third.stderr);
+    }
+}
+
+#[test]
+fn editing_a_context_file_reruns_from_the_copy_that_uses_it() {
+    let fx = Fixture::new();
+    fx.write("used.txt", "one\n");
+    fx.write("unused.txt", "x\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN echo early > /early\nCOPY used.txt /used.txt\nRUN cat /used.txt > /derived\n",
+    );
+    fx.build(&[]);
+    fx.write("unused.txt", "changed\n");
+    let untouched = fx.build(&[]);
+    for step in [
+        "RUN echo early > /early",
+        "COPY used.txt /used.txt",
+        "RUN cat /used.txt > /derived",
+    ] {
+        assert!(
+            cached(&untouched.stderr, step),
+            "{step}:\n{}",
+            untouched.stderr
+        );
+    }
+    fx.write("used.txt", "two\n");
+    let (out, edited) = fx.build_local("out", &[]);
+    assert!(
+        cached(&edited.stderr, "RUN echo early > /early"),
+        "{}",
+        edited.stderr
+    );
+    assert!(
+        !cached(&edited.stderr, "COPY used.txt /used.txt"),
+        "{}",
+        edited.stderr
+    );
+    assert!(
+        !cached(&edited.stderr, "RUN cat /used.txt > /derived"),
+        "{}",
+        edited.stderr
+    );
+    assert_eq!(read(&out.join("derived")), "two\n");
+}
+
+#[test]
+fn no_cache_filter_reruns_only_the_named_stage() {
+    let fx = Fixture::new();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS base\nRUN echo base > /base\nFROM base AS app\nRUN echo app > /app\n",
+    );
+    fx.build(&[]);
+    let run = fx.build(&["--no-cache-filter", "app"]);
+    assert!(
+        cached(&run.stderr, "RUN echo base > /base"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !cached(&run.stderr, "RUN echo app > /app"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn dockerignore_keeps_files_out_of_copy() {
+    let fx = Fixture::new();
+    fx.write("keep.txt", "keep\n");
+    fx.write("secret.key", "no\n");
+    fx.write("logs/a.log", "no\n");
+    fx.write("logs/important.log", "yes\n");
+    fx.write(".dockerignore", "*.key\nlogs/*.log\n!logs/important.log\n");
+    fx.write("Dockerfile", "FROM scratch\nCOPY . /ctx/\n");
+    let (out, _) = fx.build_local("out", &[]);
+    assert_eq!(read(&out.join("ctx/keep.txt")), "keep\n");
+    assert_eq!(read(&out.join("ctx/logs/important.log")), "yes\n");
+    assert!(!out.join("ctx/secret.key").exists());
+    assert!(!out.join("ctx/logs/a.log").exists());
+    assert!(out.join("ctx/Dockerfile").exists());
+
+    // Naming an ignored file is an error, as in BuildKit.
+    fx.write("Dockerfile", "FROM scratch\nCOPY secret.key /\n");
+    let run = fx.hoist(&["build", "."]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("\"/secret.key\": not found"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn copy_follows_dockers_destination_and_flag_rules() {
+    let fx = Fixture::new();
+    fx.write("one.txt", "1\n");
+    fx.write("two.txt", "2\n");
+    fx.write("dir/sub/deep.txt", "deep\n");
+    fx.write("dir/top.txt", "top\n");
+    fx.write("src/pkg/a/go.mod", "a\n");
+    fx.write("src/pkg/b/go.mod", "b\n");
+    // A tar archive ADD unpacks.
+    let staged = fx.path("archive-src");
+    fs::create_dir_all(staged.join("inner")).unwrap();
+    fs::write(staged.join("inner/file"), "from tar\n").unwrap();
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&staged)
+        .arg("-czf")
+        .arg(fx.path("ctx/bundle.tar.gz"))
+        .arg("inner")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\n\
+         COPY one.txt /renamed\n\
+         COPY one.txt two.txt /multi/\n\
+         COPY *.txt /glob/\n\
+         COPY dir /contents\n\
+         COPY --chmod=0600 --chown=app:app one.txt /owned/\n\
+         COPY --chown=1234 two.txt /numeric\n\
+         COPY --parents src/pkg/*/go.mod /parents/\n\
+         COPY --exclude=*/deep.txt dir /excluded/\n\
+         ADD bundle.tar.gz /unpacked/\n\
+         COPY bundle.tar.gz /kept/\n\
+         COPY <<EOF /heredoc.txt\n\
+         inline text\n\
+         EOF\n\
+         WORKDIR /made/by/workdir\n",
+    );
+    let (out, _) = fx.build_local("out", &[]);
+    assert_eq!(read(&out.join("renamed")), "1\n");
+    assert_eq!(read(&out.join("multi/one.txt")), "1\n");
+    assert_eq!(read(&out.join("multi/two.txt")), "2\n");
+    assert_eq!(read(&out.join("glob/two.txt")), "2\n");
+    assert_eq!(read(&out.join("contents/top.txt")), "top\n");
+    assert_eq!(read(&out.join("contents/sub/deep.txt")), "deep\n");
+    assert!(
+        !out.join("contents/dir").exists(),
+        "a directory's contents are copied"
+    );
+    let owned = fs::metadata(out.join("owned/one.txt")).unwrap();
+    assert_eq!(owned.mode() & 0o7777, 0o600);
+    assert_eq!((owned.uid(), owned.gid()), (1000, 1000));
+    let numeric = fs::metadata(out.join("numeric")).unwrap();
+    assert_eq!(
+        (numeric.uid(), numeric.gid()),
+        (1234, 1234),
+        "no group: gid = uid"
+    );
+    let plain = fs::metadata(out.join("renamed")).unwrap();
+    assert_eq!(
+        (plain.uid(), plain.gid()),
+        (0, 0),
+        "context files belong to root"
+    );
+    assert_eq!(read(&out.join("parents/src/pkg/a/go.mod")), "a\n");
+    assert_eq!(read(&out.join("parents/src/pkg/b/go.mod")), "b\n");
+    assert_eq!(read(&out.join("excluded/top.txt")), "top\n");
+    assert!(!out.join("excluded/sub/deep.txt").exists());
+    assert_eq!(read(&out.join("unpacked/inner/file")), "from tar\n");
+    assert!(
+        out.join("kept/bundle.tar.gz").is_file(),
+        "COPY never unpacks"
+    );
+    assert_eq!(read(&out.join("heredoc.txt")), "inline text\n");
+    assert!(out.join("made/by/workdir").is_dir());
+}
+
+#[test]
+fn the_image_config_is_the_plans() {
+    let fx = Fixture::new();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\n\
+         WORKDIR /srv\n\
+         ENV MODE=prod\n\
+         USER app\n\
+         LABEL org.example.team=core\n\
+         EXPOSE 8080/tcp 53/udp\n\
+         ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+         CMD [\"echo hi\"]\n",
+    );
+    let metadata = fx.path("metadata.json");
+    let run = fx.hoist(&[
+        "build",
+        "-q",
+        "-t",
+        "cfg:1",
+        "-t",
+        "cfg:latest",
+        "--label",
+        "from.flag=yes",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        ".",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.stdout.trim().to_owned();
+    assert!(
+        id.starts_with("sha256:"),
+        "-q prints only the ID: {}",
+        run.stdout
+    );
+    let image = fx.inspect("cfg:1");
+    assert_eq!(image["Id"], id.as_str());
+    let config = &image["Config"];
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert_eq!(config["User"], "app");
+    assert_eq!(config["Env"], serde_json::json!(["PATH=/bin", "MODE=prod"]));
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["echo hi"]));
+    assert_eq!(config["Labels"]["org.example.team"], "core");
+    assert_eq!(config["Labels"]["from.flag"], "yes");
+    assert_eq!(
+        config["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "53/udp": {}})
+    );
+    let history = image["History"].as_array().unwrap();
+    let created_by: Vec<&str> = history
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(created_by.contains(&"WORKDIR /srv"), "{created_by:?}");
+    assert!(created_by.contains(&"USER app"), "{created_by:?}");
+    let layers = image["RootFS"]["Layers"].as_array().unwrap().len();
+    let non_empty = history
+        .iter()
+        .filter(|h| h["empty_layer"].as_bool() != Some(true))
+        .count();
+    assert_eq!(layers, non_empty, "one history entry per layer");
+    assert_eq!(fx.inspect("cfg:latest")["Id"], id.as_str());
+
+    let metadata: Value = serde_json::from_str(&read(&metadata)).unwrap();
+    assert_eq!(metadata["containerimage.config.digest"], id.as_str());
+    assert!(
+        metadata["containerimage.digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(metadata["image.name"], "cfg:1,cfg:latest");
+}
+
+#[test]
+fn tar_and_oci_outputs_hold_the_result() {
+    let fx = Fixture::new();
+    fx.write("f.txt", "file\n");
+    fx.write("Dockerfile", "FROM scratch\nCOPY f.txt /f.txt\n");
+    let tar = fx.path("fs.tar");
+    let oci = fx.path("image-oci.tar");
+    fx.build(&[
+        "-o",
+        &format!("type=tar,dest={}", tar.display()),
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+    ]);
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "f.txt")
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&oci).output().unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(names.contains("oci-layout"), "{names}");
+    assert!(names.contains("index.json"), "{names}");
+}
+
+fn peers_available(test: &str) -> bool {
+    let docker = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    if docker.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    if std::env::var("HOIST_SKIP_PEER_TESTS").as_deref() == Ok("1") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped, no dockerd (HOIST_SKIP_PEER_TESTS=1)"
+        );
+        return false;
+    }
+    panic!(
+        "{test} needs a running dockerd: run `bash .ci/services.sh` (or set HOIST_SKIP_PEER_TESTS=1)"
+    );
+}
+
+#[test]
+fn docker_loads_and_runs_a_built_image() {
+    if !peers_available("docker_loads_and_runs_a_built_image") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.write("msg.txt", "hello from hoist build\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS build\nRUN echo built by run > /run.txt\n\
+         FROM bb:1\nCOPY msg.txt /msg.txt\nCOPY --from=build /run.txt /run.txt\n\
+         CMD [\"cat\", \"/msg.txt\", \"/run.txt\"]\n",
+    );
+    let name = format!("hoist-build-test:{}", std::process::id());
+    let archive = fx.path("x.tar");
+    fx.build(&[
+        "-t",
+        &name,
+        "-o",
+        &format!("type=docker,dest={}", archive.display()),
+    ]);
+    let load = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let run = Command::new("docker")
+        .args(["run", "--rm", &name])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker")
+        .args(["image", "rm", "-f", &name])
+        .output();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from hoist build\nbuilt by run\n"
+    );
+}
