@@ -3,12 +3,15 @@
 //!
 //! The one idea: **the parent decides, the child only executes.** [`Container::run`] turns a [`Container`] into a
 //! plan of mounts, id changes and an `execve` (every string prepared in advance), then `clone(2)`s one child into
-//! new mount, PID, UTS and IPC namespaces (and a network namespace for [`Network::None`]). The child makes its
-//! mounts private, assembles the root (overlay or bind), mounts `/proc`, a minimal `/dev`, a read-only `/sys` and
-//! the generated `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, masks what runc masks, `pivot_root`s, switches
-//! user and execs the command as PID 1. When it exits the kernel kills the rest of the container and drops its
-//! mount namespace, so nothing is left on the host. [`Snapshot`] provides root file systems from an image's layers
-//! (each unpacked once into the store, stacked with overlayfs) and turns the upper directory into the step's layer.
+//! new mount, PID, UTS and IPC namespaces (a user namespace when not root, a network namespace for
+//! [`Network::None`]). The child makes its mounts private, assembles the root (overlay or bind), clones the host
+//! files it needs as detached mounts, `pivot_root`s, and only then, with container paths (so no symlink in the
+//! image can reach the host), mounts `/proc`, a minimal `/dev`, a read-only `/sys` and the generated `/etc/hosts`,
+//! `/etc/resolv.conf`, `/etc/hostname`, masks what runc masks, drops capabilities to Docker's set, switches user
+//! and execs the command as PID 1. When it exits the kernel kills the rest of the container and drops its mount
+//! namespace, so nothing is left on the host. [`Snapshot`] provides root file systems from an image's layers (each
+//! unpacked once into the store, stacked with overlayfs, or copied where overlayfs is missing) and turns the
+//! changes into the step's layer. [`Container::run_with_runtime`] runs the same container through `runc`.
 //! `docs/sandbox.md` explains the choices.
 //!
 //! `sys` is the only module with `unsafe` code.
