@@ -134,8 +134,9 @@ pub struct Bootstrap {
     pub handler: Option<String>,
 }
 
-/// The environment for the function: the emulator's whole environment `inherited`, the official defaults, the
-/// credentials (empty when unset), `_HANDLER` and `AWS_LAMBDA_RUNTIME_API`.
+/// The environment for the function: the emulator's whole environment `inherited` (less
+/// `AWS_LAMBDA_MAX_CONCURRENCY`), the official defaults, the credentials (empty when unset), `_HANDLER` and
+/// `AWS_LAMBDA_RUNTIME_API`.
 pub fn function_environment(
     inherited: impl IntoIterator<Item = (OsString, OsString)>,
     handler: Option<&str>,
@@ -175,6 +176,10 @@ pub fn function_environment(
         set(&mut env, "_HANDLER", handler);
     }
     set(&mut env, "AWS_LAMBDA_RUNTIME_API", runtime_api.into());
+    // hoist meets AWS_LAMBDA_MAX_CONCURRENCY with N single-invoke processes. A runtime that saw the variable would
+    // switch to its own multi-concurrent mode (awslambdaric forks N pollers, lambda_runtime polls N times) against
+    // a Runtime API that serves one invoke at a time.
+    env.retain(|(n, _)| n != "AWS_LAMBDA_MAX_CONCURRENCY");
     env
 }
 
@@ -244,6 +249,7 @@ mod tests {
     #[test]
     fn environment_defaults_credentials_and_handler_precedence() {
         let inherited = vec![
+            ("AWS_LAMBDA_MAX_CONCURRENCY".into(), "4".into()),
             ("A".into(), "x=y".into()),
             ("AWS_LAMBDA_FUNCTION_NAME".into(), "mine".into()),
         ];

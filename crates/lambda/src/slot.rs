@@ -541,6 +541,7 @@ fn stale() -> Response<Body> {
 }
 
 async fn next(shared: &Shared, generation: u64) -> Response<Body> {
+    let mut first_look = true;
     loop {
         let notified = {
             let mut st = shared.lock();
@@ -548,19 +549,25 @@ async fn next(shared: &Shared, generation: u64) -> Response<Body> {
                 return stale();
             }
             if st.current.is_some() {
-                return invalid_state("Invoking", "Ready");
-            }
-            if st.ready_at.is_none() {
-                st.ready_at = Some(Instant::now());
-            }
-            if let Some(inv) = st.pending.take() {
-                st.current = Some(inv.request_id.clone());
-                return next_reply(&inv);
+                // Asking for the next event before answering the current one breaks the protocol. A poller that
+                // was already waiting when another took the event just waits for the one after.
+                if first_look {
+                    return invalid_state("Invoking", "Ready");
+                }
+            } else {
+                if st.ready_at.is_none() {
+                    st.ready_at = Some(Instant::now());
+                }
+                if let Some(inv) = st.pending.take() {
+                    st.current = Some(inv.request_id.clone());
+                    return next_reply(&inv);
+                }
             }
             let notified = shared.notify.notified();
             drop(st);
             notified
         };
+        first_look = false;
         notified.await;
     }
 }

@@ -433,3 +433,47 @@ async fn streamed_chunks_and_error_trailers_reach_the_caller() {
     let report = common::report_line(&emulator, &id);
     assert!(report.contains("Status: error"), "{report}");
 }
+
+#[tokio::test]
+async fn a_second_waiting_poller_waits_instead_of_failing() {
+    let emulator = idle_runtime();
+    let url = runtime_url(&emulator, "invocation/next");
+    let first = tokio::spawn(client().get(url.clone()).send());
+    let second = tokio::spawn(client().get(url).send());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("1")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (winner, waiter) = if first.is_finished() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let event = winner.await.expect("task").expect("/next answers");
+    assert_eq!(event.status().as_u16(), 200);
+    assert!(
+        !waiter.is_finished(),
+        "the other poller is still waiting, not refused"
+    );
+    let id = header(&event, "lambda-runtime-aws-request-id");
+    let (status, _) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "one",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(caller.await.expect("task").body, "one");
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("2")));
+    let event = waiter.await.expect("task").expect("/next answers");
+    assert_eq!(event.status().as_u16(), 200);
+    let id = header(&event, "lambda-runtime-aws-request-id");
+    assert_eq!(event.text().await.expect("body"), "2");
+    let (status, _) = post(
+        runtime_url(&emulator, &format!("invocation/{id}/response")),
+        "two",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(caller.await.expect("task").body, "two");
+}
