@@ -320,6 +320,28 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
     assert!(scratch.is_empty(), "{scratch:?}");
 }
 
+#[test]
+fn sigterm_is_forwarded_to_a_command_that_handles_it() {
+    let fixture = Fixture::new();
+    let mut child = fixture
+        .hoist()
+        .args(["run", "--rm", "bb:1", "sh", "-c"])
+        .arg("trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    terminate(&child);
+    let status = wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(5));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3));
+}
+
 /// `setpriv` as `nobody` (65534), with the environment of an unprivileged user.
 fn as_nobody(home: &std::path::Path) -> Command {
     let mut command = Command::new("setpriv");

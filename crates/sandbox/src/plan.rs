@@ -346,6 +346,17 @@ impl Plan {
             flags: nosuid_nodev_noexec,
             data: Some(host("mode=1777,size=65536k")?),
         });
+        inside.push(Op::Mkdir {
+            path: at("/dev/mqueue")?,
+            mode: 0o755,
+        });
+        inside.push(Op::Mount {
+            source: host("mqueue")?,
+            target: at("/dev/mqueue")?,
+            fstype: host("mqueue")?,
+            flags: nosuid_nodev_noexec,
+            data: None,
+        });
         for (link, target) in [
             ("/dev/fd", "/proc/self/fd"),
             ("/dev/stdin", "/proc/self/fd/0"),

@@ -113,7 +113,7 @@ fn a_step_sees_its_own_pid_1_hostname_proc_and_dev() {
         &snapshot,
         "echo pid=$$; hostname; cat /etc/hostname; cat /proc/1/cmdline | tr '\\0' ' ' 2>/dev/null; echo; \
          echo x > /dev/null && echo null-ok; test -c /dev/urandom && echo urandom; ls /proc/self/fd | wc -l; \
-         test -d /dev/pts && test -d /dev/shm && echo pts-shm; echo session=$(cut -d' ' -f6 /proc/1/stat)",
+         test -d /dev/pts && test -d /dev/shm && grep -q ' /dev/mqueue ' /proc/self/mountinfo && echo pts-shm; echo session=$(cut -d' ' -f6 /proc/1/stat)",
     );
     container.hostname = "stepbox".into();
     let (status, out) = run(&container);
