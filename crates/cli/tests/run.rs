@@ -321,6 +321,31 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
 }
 
 #[test]
+fn stdin_is_attached_with_interactive_only() {
+    let fixture = Fixture::new();
+    let feed = |args: &[&str]| {
+        let mut child = fixture
+            .hoist()
+            .args(["run", "--rm"])
+            .args(args)
+            .args(["bb:1", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped in\n")
+            .unwrap();
+        stdout(&child.wait_with_output().unwrap())
+    };
+    assert_eq!(feed(&["-i"]), "piped in\n");
+    assert_eq!(feed(&[]), "");
+}
+
+#[test]
 fn sigterm_is_forwarded_to_a_command_that_handles_it() {
     let fixture = Fixture::new();
     let mut child = fixture
