@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const APPLETS: &[&str] = &["sh", "echo", "cat", "mkdir", "ls", "touch", "id"];
+const APPLETS: &[&str] = &["sh", "echo", "cat", "mkdir", "ls", "touch", "id", "wc"];
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -286,6 +286,38 @@ fn editing_a_context_file_reruns_from_the_copy_that_uses_it() {
         edited.stderr
     );
     assert_eq!(read(&out.join("derived")), "two\n");
+}
+
+#[test]
+fn run_mounts_bind_cache_and_tmpfs() {
+    let fx = Fixture::new();
+    fx.write("ctx.txt", "from the context\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS files\n\
+         RUN mkdir /data && echo from the stage > /data/s.txt\n\
+         FROM bb:1\n\
+         RUN --mount=type=bind,source=ctx.txt,target=/mnt/ctx.txt cat /mnt/ctx.txt > /from-ctx\n\
+         RUN --mount=type=bind,from=files,source=/data,target=/mnt/stage cat /mnt/stage/s.txt > /from-stage\n\
+         RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /cache-count\n\
+         RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-list\n",
+    );
+    let (out, _) = fx.build_local("out", &[]);
+    assert_eq!(read(&out.join("from-ctx")), "from the context\n");
+    assert_eq!(read(&out.join("from-stage")), "from the stage\n");
+    assert_eq!(read(&out.join("cache-count")).trim(), "1");
+    assert_eq!(read(&out.join("tmpfs-list")), "x\n");
+    assert!(
+        !out.join("cache/log").exists(),
+        "a cache mount is not in the layer"
+    );
+    assert!(
+        !out.join("scratch/x").exists(),
+        "a tmpfs mount is not in the layer"
+    );
+    // The cache directory outlives the build.
+    let (again, _) = fx.build_local("again", &["--no-cache"]);
+    assert_eq!(read(&again.join("cache-count")).trim(), "2");
 }
 
 #[test]

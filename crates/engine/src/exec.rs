@@ -20,6 +20,20 @@ pub struct ExecRequest<'a> {
     pub lower: &'a [PathBuf],
     /// A directory for the step's scratch space (upper and work directories, inline files).
     pub scratch: &'a Path,
+    /// `RUN --mount`s, prepared as host directories (see [`RunMount`]).
+    pub mounts: &'a [RunMount],
+}
+
+/// A `RUN --mount` made ready by the solver: a host directory or file to bind at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// The host path: the context directory, a copy of another stage's files, a cache directory, an empty
+    /// directory for tmpfs.
+    pub source: PathBuf,
+    /// The absolute path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// What a finished step produced.
@@ -61,11 +75,6 @@ impl Executor for SandboxExecutor {
         diff: &mut dyn Write,
     ) -> Result<ExecOutcome> {
         let exec = request.exec;
-        if let Some(mount) = exec.mounts.first() {
-            return Err(EngineError::Unsupported {
-                what: format!("RUN --mount=type={}", mount.mount.kind.as_str()),
-            });
-        }
         let snapshot = Snapshot::from_layers(
             request.lower.to_vec(),
             request.scratch,
@@ -83,7 +92,15 @@ impl Executor for SandboxExecutor {
             .prefix("inline-")
             .tempdir_in(request.scratch)
             .map_err(|e| EngineError::io("create a directory in", request.scratch, e))?;
-        let mut mounts = Vec::new();
+        let mut mounts: Vec<BindMount> = request
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                source: m.source.clone(),
+                destination: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect();
         for (i, file) in exec.inline_files.iter().enumerate() {
             let path = inline_dir.path().join(i.to_string());
             std::fs::write(&path, &file.content).map_err(|e| EngineError::io("write", &path, e))?;

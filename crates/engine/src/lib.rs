@@ -50,7 +50,7 @@ mod view;
 
 pub use cache::{CacheKey, LayerRef, OpRecord};
 pub use error::{EngineError, Result};
-pub use exec::{ExecOutcome, ExecRequest, Executor, SandboxExecutor};
+pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
 pub use reporter::{Reporter, Silent, Vertex};
 pub use resolver::{ImagePuller, StoreResolver};

@@ -4,13 +4,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use hoist_context::{ContextError, ContextFilter, ContextWalker, EntryKind, WalkOptions};
+use hoist_instructions::MountType;
 use hoist_layer::{CompressOptions, Compression, LayerBlobWriter, WriteOptions};
-use hoist_oci::{Expected, ManifestFormat, Store};
+use hoist_oci::{Area, Expected, ManifestFormat, Store};
 use hoist_plan::op::{CopySource, Source};
 use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
 use sha2::{Digest as _, Sha256};
@@ -18,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::{self, CacheKey, LayerRef, OpRecord};
 use crate::copy::{self, Tree};
 use crate::error::{EngineError, Result};
-use crate::exec::{ExecRequest, Executor};
+use crate::exec::{ExecRequest, Executor, RunMount};
 use crate::reporter::{Reporter, Vertex};
 use crate::view::{self, LayerView};
 
@@ -388,19 +390,24 @@ impl Solver<'_> {
             .unwrap_or_default();
         let lower = view::unpack(self.store, &base)?;
         match &op.op {
-            Op::Exec(exec) => self.ingest(|out| {
-                let request = ExecRequest {
-                    exec,
-                    lower: &lower,
-                    scratch: &self.scratch,
-                };
-                let logs = |data: &[u8]| {
-                    if let Some(vertex) = vertex {
-                        self.reporter.on_log(vertex, data);
-                    }
-                };
-                Ok(self.executor.execute(&request, &logs, out)?.entries)
-            }),
+            Op::Exec(exec) => {
+                let holders = self.prepare_mounts(request, exec, inputs)?;
+                let mounts: Vec<RunMount> = holders.iter().map(|(m, _)| m.clone()).collect();
+                self.ingest(|out| {
+                    let request = ExecRequest {
+                        exec,
+                        lower: &lower,
+                        scratch: &self.scratch,
+                        mounts: &mounts,
+                    };
+                    let logs = |data: &[u8]| {
+                        if let Some(vertex) = vertex {
+                            self.reporter.on_log(vertex, data);
+                        }
+                    };
+                    Ok(self.executor.execute(&request, &logs, out)?.entries)
+                })
+            }
             Op::Copy(file_copy) | Op::Add(file_copy) => {
                 let dest_view = LayerView::new(lower);
                 let mut trees = Vec::with_capacity(inputs.len());
@@ -445,6 +452,136 @@ impl Solver<'_> {
             }
             Op::Source(_) => unreachable!("sources are solved without running"),
         }
+    }
+
+    /// Host directories for a step's `--mount`s; each comes with the temporary directory it lives in, if any,
+    /// which must outlive the step.
+    fn prepare_mounts(
+        &self,
+        request: &SolveRequest<'_>,
+        exec: &hoist_plan::op::Exec,
+        inputs: &[OpResult],
+    ) -> Result<Vec<(RunMount, Option<tempfile::TempDir>)>> {
+        let mut prepared = Vec::new();
+        for planned in &exec.mounts {
+            let mount = &planned.mount;
+            let (source, holder, read_only) = match mount.kind {
+                MountType::Cache => {
+                    let id = if mount.id.is_empty() {
+                        &mount.target
+                    } else {
+                        &mount.id
+                    };
+                    let key = format!(
+                        "mount-{}",
+                        CacheKey::compute(id.as_bytes(), &[], None).hex()
+                    );
+                    let dir = match self
+                        .store
+                        .use_entry(Area::Cache, &key)
+                        .map_err(|e| EngineError::store("failed to open a cache mount", e))?
+                    {
+                        Some(dir) => dir,
+                        None => {
+                            let entry = self.store.begin_entry(Area::Cache, &key).map_err(|e| {
+                                EngineError::store("failed to create a cache mount", e)
+                            })?;
+                            let path = entry.path().to_path_buf();
+                            let mode = mount.mode.unwrap_or(0o755);
+                            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                                .map_err(|e| EngineError::io("set the mode of", &path, e))?;
+                            std::os::unix::fs::chown(
+                                &path,
+                                Some(mount.uid.unwrap_or(0)),
+                                Some(mount.gid.unwrap_or(0)),
+                            )
+                            .map_err(|e| EngineError::io("change the owner of", &path, e))?;
+                            entry.commit().map_err(|e| {
+                                EngineError::store("failed to create a cache mount", e)
+                            })?
+                        }
+                    };
+                    (dir, None, mount.read_only)
+                }
+                MountType::Tmpfs => {
+                    let dir = self.staging()?;
+                    (dir.path().to_path_buf(), Some(dir), false)
+                }
+                MountType::Bind => {
+                    let input = planned.input.and_then(|i| inputs.get(i)).ok_or_else(|| {
+                        EngineError::invalid(format!(
+                            "RUN --mount target {} has no source",
+                            mount.target
+                        ))
+                    })?;
+                    match &input.output {
+                        Output::Context if mount.read_only => {
+                            let source = request
+                                .context_dir
+                                .join(view::clean(Path::new(&mount.source)));
+                            (source, None, true)
+                        }
+                        output => {
+                            // A copy: a writable bind's changes are discarded, and a stage's files need merging.
+                            let tree = match output {
+                                Output::Context => Tree::Context {
+                                    root: request.context_dir.to_path_buf(),
+                                    filters: vec![
+                                        ContextFilter::new(
+                                            &[] as &[String],
+                                            request.ignore_patterns,
+                                        )
+                                        .map_err(EngineError::Context)?,
+                                    ],
+                                },
+                                Output::Layers(layers) => Tree::Layers {
+                                    view: LayerView::new(view::unpack(self.store, layers)?),
+                                },
+                            };
+                            let dir = self.staging()?;
+                            let selection = hoist_plan::op::FileCopy {
+                                from: hoist_plan::op::CopyFrom::Context("mount".to_owned()),
+                                sources: vec![CopySource::Path {
+                                    path: format!("/{}", mount.source.trim_start_matches('/')),
+                                    input: 0,
+                                }],
+                                dest: "/".to_owned(),
+                                chown: None,
+                                chmod: None,
+                                link: false,
+                                parents: false,
+                                exclude: Vec::new(),
+                                unpack: Some(false),
+                                checksum: None,
+                                keep_git_dir: false,
+                            };
+                            copy::copy(
+                                &selection,
+                                false,
+                                &[Some(tree)],
+                                &LayerView::default(),
+                                dir.path(),
+                            )?;
+                            (dir.path().to_path_buf(), Some(dir), mount.read_only)
+                        }
+                    }
+                }
+                MountType::Secret | MountType::Ssh => {
+                    return Err(EngineError::Unsupported {
+                        what: format!("RUN --mount=type={}", mount.kind.as_str()),
+                    });
+                }
+            };
+            prepared.push((
+                RunMount {
+                    source,
+                    target: mount.target.clone(),
+                    read_only,
+                },
+                holder,
+            ));
+        }
+        Ok(prepared)
     }
 
     fn staging(&self) -> Result<tempfile::TempDir> {
