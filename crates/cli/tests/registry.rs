@@ -366,6 +366,20 @@ fn errors_name_what_is_wrong() {
     let dead = format!("127.0.0.1:{}/x:1", support::free_port());
     let error = hoist.fails("a", &["pull", &dead]);
     assert!(error.contains("cannot reach 127.0.0.1"), "{error}");
+    // A prefix blocked in the configuration is refused before any request.
+    std::fs::write(
+        hoist.dir.path().join("registries.conf"),
+        format!(
+            "[[registry]]\nprefix = \"{}/single\"\nblocked = true\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let error = hoist.fails("b", &["pull", &single]);
+    assert!(
+        error.contains("is blocked by the registry configuration"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! prefix = "gcr.io"            # what a reference starts with (host, optionally with a path)
 //! location = "gcr.io"          # where the origin really is (default: the prefix)
 //! insecure = false
+//! blocked = false              # true: refuse to pull from or push to this prefix
 //! ca-file = "/etc/pki/gcr-proxy.pem"   # hoist extension: an extra CA for this registry
 //! [[registry.mirror]]
 //! location = "mirror.internal:5000/gcr"
@@ -73,6 +74,8 @@ pub struct RegistryEntry {
     pub ca_file: Option<PathBuf>,
     /// Mirrors, tried in order before the origin.
     pub mirrors: Vec<MirrorEntry>,
+    /// Pulling from and pushing to this prefix is refused (`blocked = true`).
+    pub blocked: bool,
 }
 
 /// One `[[registry.mirror]]`.
@@ -138,6 +141,8 @@ struct FileRegistry {
     location: Option<String>,
     #[serde(default)]
     insecure: bool,
+    #[serde(default)]
+    blocked: bool,
     ca_file: Option<PathBuf>,
     #[serde(default)]
     mirror: Vec<FileMirror>,
@@ -229,6 +234,7 @@ impl RegistryConfig {
                     .map_or_else(|| prefix.clone(), normalise_prefix),
                 prefix: prefix.clone(),
                 insecure: registry.insecure,
+                blocked: registry.blocked,
                 ca_file: registry.ca_file,
                 mirrors: registry
                     .mirror
@@ -274,6 +280,12 @@ impl RegistryConfig {
             .iter()
             .filter(|r| name == r.prefix || name.starts_with(&format!("{}/", r.prefix)))
             .max_by_key(|r| r.prefix.len())
+    }
+
+    /// Whether the configuration blocks `registry/repository` (`blocked = true` on its longest matching prefix).
+    pub fn is_blocked(&self, registry: &str, repository: &str) -> bool {
+        self.entry_for(registry, repository)
+            .is_some_and(|r| r.blocked)
     }
 
     /// Whether plain HTTP may be used for `host`.
@@ -499,6 +511,19 @@ location = "second.internal/d"
         ])
         .unwrap();
         assert!(config.is_insecure("one:1") && config.is_insecure("two:2"));
+    }
+
+    #[test]
+    fn blocked_prefixes() {
+        let config = config(
+            "[[registry]]\nprefix = \"docker.io\"\nblocked = true\n[[registry]]\nprefix = \"docker.io/library\"\n",
+        );
+        assert!(config.is_blocked("docker.io", "someone/app"));
+        assert!(
+            !config.is_blocked("docker.io", "library/golang"),
+            "a longer prefix wins"
+        );
+        assert!(!config.is_blocked("gcr.io", "x"));
     }
 
     #[test]

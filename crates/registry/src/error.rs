@@ -128,6 +128,13 @@ pub enum Error {
         media_type: String,
     },
 
+    /// The registry configuration blocks this reference.
+    #[error("{reference} is blocked by the registry configuration (blocked = true)")]
+    Blocked {
+        /// The reference.
+        reference: String,
+    },
+
     /// A `--platform` value is not `os/arch[/variant]`.
     #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64/v8")]
     InvalidPlatform(String),

@@ -82,6 +82,14 @@ impl Client {
         options: &PullOptions,
         reporter: Arc<dyn Reporter>,
     ) -> Result<PulledImage> {
+        if self
+            .config()
+            .is_blocked(reference.registry(), reference.repository())
+        {
+            return Err(Error::Blocked {
+                reference: reference.to_string(),
+            });
+        }
         let endpoints = self
             .config()
             .pull_endpoints(reference.registry(), reference.repository());

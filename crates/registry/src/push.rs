@@ -72,6 +72,14 @@ impl Client {
         options: &PushOptions,
         reporter: Arc<dyn Reporter>,
     ) -> Result<PushedImage> {
+        if let Some(blocked) = destinations
+            .iter()
+            .find(|d| self.config().is_blocked(d.registry(), d.repository()))
+        {
+            return Err(Error::Blocked {
+                reference: blocked.to_string(),
+            });
+        }
         let found = store.find_image(source)?;
         let target = found.record.target.to_descriptor();
         let target_digest = found.record.target.digest;
