@@ -346,3 +346,38 @@ pub fn export_tar(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::{Destination, OutputSpec};
+
+    #[test]
+    fn output_specs_parse_like_docker() {
+        let parse = |s: &str| OutputSpec::parse(s).unwrap();
+        assert_eq!(parse("out"), OutputSpec::Local(PathBuf::from("out")));
+        assert_eq!(parse("-"), OutputSpec::Tar(Destination::Stdout));
+        assert_eq!(
+            parse("type=local,dest=dir"),
+            OutputSpec::Local(PathBuf::from("dir"))
+        );
+        assert_eq!(
+            parse("type=docker,dest=x.tar"),
+            OutputSpec::Docker(Destination::File(PathBuf::from("x.tar")))
+        );
+        assert_eq!(
+            parse("type=oci,dest=-"),
+            OutputSpec::Oci(Destination::Stdout)
+        );
+        assert_eq!(
+            parse("dest=t.tar,type=tar"),
+            OutputSpec::Tar(Destination::File(PathBuf::from("t.tar")))
+        );
+        assert_eq!(parse("type=image"), OutputSpec::Image);
+        assert!(OutputSpec::parse("type=docker").is_err());
+        assert!(OutputSpec::parse("type=local").is_err());
+        assert!(OutputSpec::parse("type=registry,dest=x").is_err());
+        assert!(OutputSpec::parse("type=weird,dest=x").is_err());
+    }
+}

@@ -180,3 +180,61 @@ impl LayerView {
         fs::read(found).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+
+    use super::LayerView;
+
+    /// Two layers: the upper one deletes `gone` (a whiteout), replaces `dir` (opaque) and adds a file.
+    #[test]
+    fn the_merged_view_follows_overlay_rules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(lower.join("dir")).unwrap();
+        fs::write(lower.join("dir/old"), "old").unwrap();
+        fs::write(lower.join("gone"), "gone").unwrap();
+        fs::write(lower.join("kept"), "kept").unwrap();
+        fs::create_dir_all(upper.join("dir")).unwrap();
+        fs::write(upper.join("dir/new"), "new").unwrap();
+        fs::write(upper.join("added"), "added").unwrap();
+        let whiteout = upper.join("gone");
+        mknodat(CWD, &whiteout, FileType::CharacterDevice, Mode::empty(), 0)
+            .expect("creating a whiteout needs CAP_MKNOD (the engine's tests run as root)");
+        rustix::fs::setxattr(
+            upper.join("dir"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let view = LayerView::new(vec![lower, upper]);
+        assert_eq!(view.read_file("/kept").as_deref(), Some(&b"kept"[..]));
+        assert_eq!(view.read_file("/added").as_deref(), Some(&b"added"[..]));
+        assert!(view.lookup(Path::new("gone")).is_none(), "whited out");
+        assert!(
+            view.lookup(Path::new("dir/old")).is_none(),
+            "hidden by the opaque dir"
+        );
+        assert_eq!(view.read_file("dir/new").as_deref(), Some(&b"new"[..]));
+        let names: Vec<String> = view
+            .list(Path::new(""))
+            .unwrap()
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["added", "dir", "kept"]);
+        let in_dir: Vec<String> = view
+            .list(Path::new("dir"))
+            .unwrap()
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        assert_eq!(in_dir, ["new"]);
+    }
+}
