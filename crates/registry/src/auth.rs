@@ -20,7 +20,11 @@ use crate::{Error, Result};
 /// The key Docker stores Docker Hub credentials under.
 pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
-/// A user name and password (or token) for a registry.
+/// The user name credential helpers return for an identity (OAuth2 refresh) token, as the Docker CLI reads it.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+/// A user name and password (or token) for a registry. A username of [`IDENTITY_TOKEN_USER`] means the password
+/// is an identity token, exchanged for access tokens with an OAuth2 `refresh_token` grant.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The user name.
@@ -230,6 +234,12 @@ impl DockerConfig {
             }));
         }
         let field = |name: &str| entry.get(name).and_then(Value::as_str).map(str::to_owned);
+        if let Some(token) = field("identitytoken").filter(|t| !t.is_empty()) {
+            return Ok(Some(Credentials {
+                username: IDENTITY_TOKEN_USER.to_owned(),
+                password: token,
+            }));
+        }
         match (field("username"), field("password")) {
             (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
             _ => Ok(None),

@@ -18,7 +18,7 @@ use reqwest::header::{
 };
 use reqwest::{Response, StatusCode};
 
-use crate::auth::{Challenge, Credentials, DockerConfig};
+use crate::auth::{Challenge, Credentials, DockerConfig, IDENTITY_TOKEN_USER};
 use crate::config::{Endpoint, RegistryConfig};
 use crate::{Error, Result};
 
@@ -271,6 +271,13 @@ impl Client {
         for scope in scopes {
             query.push(("scope", scope));
         }
+        if let Some(creds) = credentials
+            && creds.username == IDENTITY_TOKEN_USER
+        {
+            return self
+                .refresh_token_grant(endpoint, http, realm, &query, &creds.password, scopes)
+                .await;
+        }
         if let Some(creds) = credentials {
             query.push(("account", &creds.username));
         }
@@ -301,6 +308,17 @@ impl Client {
                 }
             }
         };
+        self.token_from_response(endpoint, realm, scopes, response)
+            .await
+    }
+
+    async fn token_from_response(
+        &self,
+        endpoint: &Endpoint,
+        realm: &str,
+        scopes: &[String],
+        response: Response,
+    ) -> Result<HeaderValue> {
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized {
@@ -317,8 +335,8 @@ impl Client {
         }
         if !status.is_success() {
             return Err(Error::UnexpectedStatus {
-                method: "GET".to_owned(),
-                url: realm.clone(),
+                method: "token request".to_owned(),
+                url: realm.to_owned(),
                 status: status.as_u16(),
                 detail: error_detail(response).await,
             });
@@ -348,6 +366,43 @@ impl Client {
             what: "token response".to_owned(),
             detail: "token is not a valid header value".to_owned(),
         })
+    }
+
+    /// Exchanges an identity (refresh) token for an access token: `POST realm` with an OAuth2 `refresh_token`
+    /// grant, as the Docker CLI does for `identitytoken` credentials.
+    async fn refresh_token_grant(
+        &self,
+        endpoint: &Endpoint,
+        http: &reqwest::Client,
+        realm: &str,
+        query: &[(&str, &str)],
+        refresh_token: &str,
+        scopes: &[String],
+    ) -> Result<HeaderValue> {
+        let mut form = reqwest::Url::parse("form:").expect("a constant URL parses");
+        {
+            let mut pairs = form.query_pairs_mut();
+            pairs.append_pair("grant_type", "refresh_token");
+            pairs.append_pair("refresh_token", refresh_token);
+            pairs.append_pair("client_id", "hoist");
+            for (key, value) in query {
+                pairs.append_pair(key, value);
+            }
+        }
+        let body = form.query().unwrap_or("").to_owned();
+        let response = http
+            .post(realm)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| Error::Connect {
+                registry: endpoint.host.clone(),
+                url: realm.to_owned(),
+                source,
+            })?;
+        self.token_from_response(endpoint, realm, scopes, response)
+            .await
     }
 
     /// `GET /v2/`: checks the registry answers and the credentials are accepted (what `hoist login` does).

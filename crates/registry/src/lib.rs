@@ -25,7 +25,9 @@
 //! # Ok(()) }
 //! ```
 
-pub use auth::{Challenge, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, auth_key};
+pub use auth::{
+    Challenge, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, IDENTITY_TOKEN_USER, auth_key,
+};
 pub use client::{Client, FetchedManifest};
 pub use config::{
     Endpoint, MirrorEntry, RegistryConfig, RegistryEntry, SYSTEM_CERTS_DIRS, SYSTEM_CONFIG_FILES,

@@ -511,6 +511,21 @@ fn bearer_token_flow_anonymous_pull_and_authenticated_push() {
         .unwrap();
     let error = push(&Client::new(RegistryConfig::default(), wrong)).unwrap_err();
     assert!(error.to_string().contains("token server"), "{error}");
+
+    // An identity token (`identitytoken` in config.json) is exchanged with an OAuth2 refresh-token grant.
+    let identity = dir.path().join("identity.json");
+    let with_token = |token: &str| {
+        std::fs::write(
+            &identity,
+            serde_json::json!({"auths": {registry.addr.clone(): {"identitytoken": token}}})
+                .to_string(),
+        )
+        .unwrap();
+        Client::new(RegistryConfig::default(), DockerConfig::at(&identity))
+    };
+    push(&with_token("refresh:t0ken-pass")).unwrap();
+    let error = push(&with_token("refresh:stale")).unwrap_err();
+    assert!(matches!(error, Error::Unauthorized { .. }), "{error}");
 }
 
 #[test]

@@ -368,19 +368,50 @@ fn answer_token_request(mut stream: TcpStream, key: &Path, certificate_der: &[u8
     }
     let request = String::from_utf8_lossy(&request).into_owned();
     let target = request.split_whitespace().nth(1).unwrap_or("");
+    // An OAuth2 refresh-token grant: `POST` with a form body; the identity token for this user is
+    // `refresh:PASSWORD`.
+    let mut form = String::new();
+    if request.starts_with("POST ") {
+        let length = request
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        form = String::from_utf8_lossy(&body).into_owned();
+    }
+    let form_field = |name: &str| {
+        form.split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(percent_decode)
+    };
+    let refresh = form_field("refresh_token");
     let authenticated = request
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l.contains(basic));
     let has_authorization = request
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
-    if has_authorization && !authenticated {
+    let basic_password = decode_basic_password(basic);
+    let refreshed = refresh.as_deref() == Some(&format!("refresh:{basic_password}"));
+    let authenticated = authenticated || refreshed;
+    if (has_authorization || refresh.is_some()) && !authenticated {
         let _ = stream.write_all(
             b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
         return;
     }
-    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let query = if request.starts_with("POST ") {
+        form.as_str()
+    } else {
+        target.split_once('?').map_or("", |(_, q)| q)
+    };
     let mut access = Vec::new();
     for pair in query.split('&') {
         let Some(("scope", value)) = pair.split_once('=') else {
@@ -492,4 +523,27 @@ fn base64(bytes: &[u8], standard: bool) -> String {
         }
     }
     out
+}
+
+/// The password in a base64 `user:password` (the harness's own encoding, so only its alphabet is handled).
+fn decode_basic_password(encoded: &str) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in encoded.bytes().filter(|c| *c != b'=') {
+        let Some(value) = alphabet.iter().position(|a| *a == c) else {
+            break;
+        };
+        bits = bits << 6 | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default()
 }
