@@ -80,6 +80,7 @@ hyperfine --warmup 1 --runs "$RUNS" --export-json "$OUT/create.json" \
   -n "tar | zstd -3 -T0" "tar -C $SRC -cf - . | zstd -q -3 -T0 > /dev/null" \
   -n "hoist none"        "$BIN/layer-create $SRC none > /dev/null" \
   -n "tar | cat"         "tar -C $SRC -cf - . | cat > /dev/null" \
+  -n "tar | sha256sum"   "tar -C $SRC -cf - . | sha256sum > /dev/null" \
   -n "tar > /dev/null"   "tar -C $SRC -cf - . > /dev/null"
 
 "$BIN/layer-create" "$SRC" none "$OUT/layer.tar" 2>"$OUT/none.txt"
@@ -139,6 +140,7 @@ print(f'  gzip create: tar|pigz -6 / hoist gzip = {r("tar | pigz -6", "hoist gzi
 print(f'  zstd create: tar|zstd -T0 / hoist zstd = {r("tar | zstd -3 -T0", "hoist zstd", c):.2f}x')
 print(f'  none create: hoist none / tar>/dev/null = {r("hoist none", "tar > /dev/null", c):.2f}x slower (target <= 1.3x)')
 print(f'  none create: hoist none / tar|cat = {r("hoist none", "tar | cat", c):.2f}x slower')
+print(f'  none create: hoist none / tar|sha256sum = {r("hoist none", "tar | sha256sum", c):.2f}x slower')
 print(f'  extract tar: tar -x / hoist = {r("tar -x", "hoist apply tar", x):.2f}x')
 print(f'  extract gzip: tar -xzf / hoist = {r("tar -xzf (gzip)", "hoist apply gzip", x):.2f}x')
 print(f'  extract gzip: pigz|tar / hoist = {r("pigz -dc | tar -x", "hoist apply gzip", x):.2f}x')

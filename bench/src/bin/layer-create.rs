@@ -40,7 +40,7 @@ fn run(
     output: Option<&Path>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let compression: Compression = compression.parse()?;
-    let sink: Box<dyn Write> = match output {
+    let sink: Box<dyn Write + Send> = match output {
         Some(path) => Box::new(std::fs::File::create(path)?),
         // Not `io::stdout()`: it is line-buffered and would scan the binary blob for newlines.
         None => Box::new(std::fs::File::from(

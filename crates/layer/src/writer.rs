@@ -12,11 +12,12 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 
 use rustix::fs::Stat;
 
 use crate::sys::{self, FileType, XattrTarget};
-use crate::tarstream::write::TarOutput;
+use crate::tarstream::write::{ChunkSender, TarOutput};
 use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 
 /// Prefix of a whiteout entry: `.wh.<name>` deletes `<name>` from the layers below.
@@ -187,11 +188,12 @@ pub enum WriteError {
 /// Writes the tree under `root` as a layer tar stream to `out`, returning counts.
 ///
 /// To compress and digest in the same pass, pass a [`LayerBlobWriter`](crate::LayerBlobWriter)
-/// (by `&mut`) as `out`. The root directory itself is not an entry; paths have no leading `./`.
+/// (by `&mut`) as `out`. `out` is written from a helper thread, in chunks of 256 KiB, while this
+/// thread walks the tree and reads files. The root directory itself is not an entry; paths have no leading `./`.
 /// Sockets are skipped, as in Docker and BuildKit. Hard links (any non-directory with more than
 /// one link, by device and inode) are written once as content and then as link entries to the
 /// first path in walk order.
-pub fn write_layer<W: Write>(
+pub fn write_layer<W: Write + Send>(
     root: &Path,
     out: W,
     options: &WriteOptions,
@@ -200,34 +202,66 @@ pub fn write_layer<W: Write>(
         path: root.to_owned(),
         source,
     })?;
-    let mut walker = Walker {
-        root,
-        options,
-        out: TarOutput::new(out),
-        links: HashMap::new(),
-        summary: WriteSummary::default(),
-    };
-    let mut rel = Vec::new();
-    walker.walk_dir(root_fd.as_fd(), &mut rel)?;
-    let Walker {
-        out, mut summary, ..
-    } = walker;
-    let position = out.position();
-    out.finish().map_err(WriteError::Write)?;
-    summary.tar_size = position + 2 * crate::tarstream::BLOCK as u64;
-    Ok(summary)
+    // Walking and reading files happens here; hashing and compressing on a second thread, so
+    // the two overlap (`tar -c | gzip` gets the same from its pipe).
+    std::thread::scope(|scope| {
+        let (chunks, received) = sync_channel(OUTPUT_QUEUE);
+        let (recycle, recycled) = channel();
+        let consumer = scope.spawn(move || write_chunks(out, &received, &recycle));
+        let mut walker = Walker {
+            root,
+            options,
+            out: TarOutput::new(ChunkSender { chunks, recycled }),
+            links: HashMap::new(),
+            summary: WriteSummary::default(),
+        };
+        let mut rel = Vec::new();
+        let walked = walker.walk_dir(root_fd.as_fd(), &mut rel).and_then(|()| {
+            let Walker {
+                out, mut summary, ..
+            } = walker;
+            summary.tar_size = out.position() + 2 * crate::tarstream::BLOCK as u64;
+            // Dropping the sink closes the channel: the consumer finishes and flushes.
+            out.finish().map_err(WriteError::Write)?;
+            Ok(summary)
+        });
+        let written = consumer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (walked, written) {
+            // An output error is the real cause; the walker then only saw a closed channel.
+            (_, Err(source)) => Err(WriteError::Write(source)),
+            (walked, Ok(())) => walked,
+        }
+    })
 }
 
-struct Walker<'a, W: Write> {
+/// Chunks of tar stream queued between the walking and the writing thread.
+const OUTPUT_QUEUE: usize = 4;
+
+fn write_chunks<W: Write>(
+    mut out: W,
+    chunks: &Receiver<Vec<u8>>,
+    recycle: &Sender<Vec<u8>>,
+) -> io::Result<()> {
+    for chunk in chunks {
+        out.write_all(&chunk)?;
+        // The walker may be done; then the buffer is simply dropped.
+        let _ = recycle.send(chunk);
+    }
+    out.flush()
+}
+
+struct Walker<'a> {
     root: &'a Path,
     options: &'a WriteOptions,
-    out: TarOutput<W>,
+    out: TarOutput<ChunkSender>,
     /// (device, inode) → path of the first entry written for a multiply-linked file.
     links: HashMap<(u64, u64), Vec<u8>>,
     summary: WriteSummary,
 }
 
-impl<W: Write> Walker<'_, W> {
+impl Walker<'_> {
     fn host_path(&self, rel: &[u8]) -> PathBuf {
         self.root.join(OsStr::from_bytes(rel))
     }

@@ -7,7 +7,8 @@
 //! uname/gname empty: names come from the build host's `/etc/passwd`, which would make the
 //! layer depend on the machine; every consumer uses the numeric ids.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::{BLOCK, EntryHeader, EntryKind, PAX_XATTR};
 
@@ -26,19 +27,41 @@ pub(crate) enum CopyError {
     Write(io::Error),
 }
 
+/// Where a [`TarOutput`] hands its full buffers.
+pub(crate) trait ChunkSink {
+    /// Takes a filled buffer and returns an empty one to fill next.
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<Vec<u8>>;
+}
+
+/// Sends buffers to another thread, which writes them out and sends them back for reuse.
+pub(crate) struct ChunkSender {
+    pub(crate) chunks: SyncSender<Vec<u8>>,
+    pub(crate) recycled: Receiver<Vec<u8>>,
+}
+
+impl ChunkSink for ChunkSender {
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.chunks.send(chunk).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the layer output thread stopped")
+        })?;
+        Ok(self.recycled.try_recv().unwrap_or_default())
+    }
+}
+
 /// A buffered tar stream writer.
-pub(crate) struct TarOutput<W: Write> {
-    out: W,
-    buf: Box<[u8]>,
+pub(crate) struct TarOutput<S: ChunkSink> {
+    sink: S,
+    /// Always `BUFFER` bytes long; `len` of them are filled.
+    buf: Vec<u8>,
     len: usize,
     written: u64,
 }
 
-impl<W: Write> TarOutput<W> {
-    pub(crate) fn new(out: W) -> Self {
+impl<S: ChunkSink> TarOutput<S> {
+    pub(crate) fn new(sink: S) -> Self {
         Self {
-            out,
-            buf: vec![0u8; BUFFER].into_boxed_slice(),
+            sink,
+            buf: vec![0u8; BUFFER],
             len: 0,
             written: 0,
         }
@@ -170,16 +193,19 @@ impl<W: Write> TarOutput<W> {
         Ok(())
     }
 
-    /// Writes the end-of-archive marker (two zero blocks), flushes, returns the output.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
+    /// Writes the end-of-archive marker (two zero blocks), hands over the rest, returns the sink.
+    pub(crate) fn finish(mut self) -> io::Result<S> {
         self.write_bytes(&[0u8; 2 * BLOCK])?;
         self.flush_buffer()?;
-        self.out.flush()?;
-        Ok(self.out)
+        Ok(self.sink)
     }
 
     fn flush_buffer(&mut self) -> io::Result<()> {
-        self.out.write_all(&self.buf[..self.len])?;
+        let mut full = std::mem::take(&mut self.buf);
+        full.truncate(self.len);
+        let mut next = self.sink.send(full)?;
+        next.resize(BUFFER, 0);
+        self.buf = next;
         self.written += self.len as u64;
         self.len = 0;
         Ok(())
@@ -220,6 +246,16 @@ fn push_pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(b'\n');
+}
+
+/// Collects the stream in memory (tests).
+#[cfg(test)]
+impl ChunkSink for Vec<u8> {
+    fn send(&mut self, mut chunk: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.extend_from_slice(&chunk);
+        chunk.clear();
+        Ok(chunk)
+    }
 }
 
 #[cfg(test)]
