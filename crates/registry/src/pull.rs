@@ -172,7 +172,10 @@ impl Client {
                 });
                 continue;
             }
-            blobs.push((layer.clone(), true));
+            // A layer listed twice (it happens: `RUN true` layers, identical COPYs) is fetched once.
+            if !blobs.iter().any(|(d, _)| d.digest() == layer.digest()) {
+                blobs.push((layer.clone(), true));
+            }
         }
         let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();

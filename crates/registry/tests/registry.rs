@@ -616,3 +616,56 @@ fn foreign_layers_are_neither_pushed_nor_pulled() {
     assert!(!fresh.has_blob(&foreign));
     assert!(fresh.has_blob(&layer.blob.digest));
 }
+
+#[test]
+fn a_layer_listed_twice_is_transferred_once() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let tarball = rootfs_tarball(dir.path(), "twice\n");
+    let layer = store
+        .ingest_layer(std::fs::File::open(tarball).unwrap(), &Expected::unknown())
+        .unwrap();
+    let diff_id = layer.info.diff_id.to_string();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id, diff_id]},
+    });
+    let descriptor = hoist_oci::layer_descriptor(&layer, ManifestFormat::Docker);
+    let image = store
+        .write_image(
+            config.to_string().as_bytes(),
+            &[descriptor.clone(), descriptor],
+            ManifestFormat::Docker,
+        )
+        .unwrap();
+    store
+        .tag(&"twice:1".parse::<Reference>().unwrap(), &image.manifest)
+        .unwrap();
+    let client = client(dir.path());
+    let target: ImageReference = format!("{}/twice:1", registry.addr).parse().unwrap();
+    let pushed = client
+        .push_blocking(
+            Arc::clone(&store),
+            "twice:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        )
+        .unwrap();
+    assert_eq!(pushed.uploaded, 2, "the config and the layer, once");
+    let fresh = Arc::new(Store::open(dir.path().join("b")).unwrap());
+    let recorder = Arc::new(Recorder::default());
+    let pulled = client
+        .pull_blocking(fresh, &target, &PullOptions::default(), recorder.clone())
+        .unwrap();
+    assert_eq!(pulled.downloaded, 2);
+    assert_eq!(
+        recorder.count(|e| matches!(e, Event::BlobStarted { .. })),
+        2
+    );
+}
