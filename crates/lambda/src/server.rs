@@ -3,7 +3,9 @@
 use crate::config::{Options, function_environment};
 use crate::error::Error;
 use crate::log::{LogLevel, Output, Report};
-use crate::slot::{Body, Invocation, Launch, Outcome, Slot, Timing, error_json, full};
+use crate::slot::{
+    Body, FunctionInfo, Invocation, Launch, Outcome, Slot, Timing, error_json, full,
+};
 use crate::{MAX_PAYLOAD_BYTES, ids};
 use base64::Engine;
 use bytes::Bytes;
@@ -68,8 +70,17 @@ pub async fn run(options: Options, mut output: Output) -> Result<(), Error> {
             cwd: bootstrap.cwd.clone(),
             handler: bootstrap.handler.clone(),
             env,
+            extensions_dir: extensions_dir(),
         };
-        slots.push(Slot::new(index, listener, launch, output.clone()));
+        let function = FunctionInfo {
+            name: env_or("AWS_LAMBDA_FUNCTION_NAME", "test_function"),
+            version: env_or("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            handler: std::env::var("AWS_LAMBDA_FUNCTION_HANDLER")
+                .or_else(|_| std::env::var("_HANDLER"))
+                .unwrap_or_else(|_| bootstrap.handler.clone().unwrap_or_default()),
+            account_id: env_or("AWS_ACCOUNT_ID", "012345678912"),
+        };
+        slots.push(Slot::new(index, listener, launch, function, output.clone()));
     }
     let pool = Arc::new(Pool::new(slots));
     let address = front
@@ -95,6 +106,21 @@ pub async fn run(options: Options, mut output: Output) -> Result<(), Error> {
         slot.shutdown();
     }
     Ok(())
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Where external extensions live: `/opt/extensions` (or `HOIST_LAMBDA_EXTENSIONS_DIR`), unless the official
+/// switch file `/opt/disable-extensions-jwigqn8j` exists.
+fn extensions_dir() -> Option<std::path::PathBuf> {
+    if std::path::Path::new("/opt/disable-extensions-jwigqn8j").exists() {
+        return None;
+    }
+    let dir =
+        std::env::var_os("HOIST_LAMBDA_EXTENSIONS_DIR").unwrap_or_else(|| "/opt/extensions".into());
+    Some(dir.into())
 }
 
 async fn bind(what: &'static str, address: &str) -> Result<TcpListener, Error> {

@@ -115,12 +115,47 @@ struct RuntimeState {
     pending: Option<Invocation>,
     current: Option<String>,
     outcome: Option<oneshot::Sender<Outcome>>,
+    extensions: Vec<Extension>,
+    /// External extensions started with this runtime; events wait until that many have registered.
+    expected_extensions: usize,
+    /// An event has been handed to the runtime (registration is closed).
+    invoked: bool,
+}
+
+impl RuntimeState {
+    /// Events reach the runtime only when every registered extension is waiting in its own `/event/next`.
+    fn extensions_waiting(&self) -> bool {
+        self.extensions.len() >= self.expected_extensions
+            && self.extensions.iter().all(|e| e.waiting)
+    }
+}
+
+/// A registered extension (Extensions API).
+struct Extension {
+    id: String,
+    invoke: bool,
+    shutdown: bool,
+    waiting: bool,
+    events: std::collections::VecDeque<Bytes>,
 }
 
 struct Shared {
     state: Mutex<RuntimeState>,
+    /// Wakes `/runtime/invocation/next` waiters.
     notify: Notify,
+    /// Wakes `/extension/event/next` waiters.
+    extension_notify: Notify,
     generation: AtomicU64,
+    function: FunctionInfo,
+}
+
+/// What `/extension/register` tells an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) handler: String,
+    pub(crate) account_id: String,
 }
 
 impl Shared {
@@ -139,6 +174,8 @@ pub(crate) struct Launch {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) handler: Option<String>,
     pub(crate) env: Vec<(OsString, OsString)>,
+    /// External extensions: every file in this directory is started before the runtime (none if `None`).
+    pub(crate) extensions_dir: Option<PathBuf>,
 }
 
 /// One function process and its Runtime API.
@@ -150,6 +187,8 @@ pub(crate) struct Slot {
     process: tokio::sync::Mutex<Option<Child>>,
     /// The live process's id (= its process group), readable without waiting for an invoke to finish.
     pid: Mutex<Option<u32>>,
+    /// External extension processes of the live runtime.
+    extension_processes: Mutex<Vec<Child>>,
 }
 
 impl Slot {
@@ -158,12 +197,15 @@ impl Slot {
         index: usize,
         listener: TcpListener,
         launch: Launch,
+        function: FunctionInfo,
         output: Arc<Output>,
     ) -> Arc<Slot> {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             notify: Notify::new(),
+            extension_notify: Notify::new(),
             generation: AtomicU64::new(0),
+            function,
         });
         tokio::spawn(serve_runtime_api(listener, shared.clone(), output.clone()));
         Arc::new(Slot {
@@ -173,23 +215,72 @@ impl Slot {
             output,
             process: tokio::sync::Mutex::new(None),
             pid: Mutex::new(None),
+            extension_processes: Mutex::new(Vec::new()),
         })
     }
 
-    /// Kills the process group, reaps the process and forgets all runtime state.
-    async fn reset(&self, process: &mut Option<Child>) {
+    /// Kills the process group, reaps the process and forgets all runtime state. Extensions subscribed to SHUTDOWN
+    /// get the event and up to 2 s to call `/event/next` again (or exit) before they are killed too.
+    async fn reset(&self, process: &mut Option<Child>, reason: &str) {
         *self
             .pid
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         if let Some(mut child) = process.take() {
-            if let Some(pid) = child
-                .id()
-                .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-            {
-                // The group may already be gone; that is what we want anyway.
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            kill_group(child.id());
+            let _ = child.kill().await;
+        }
+        let budget = Duration::from_secs(2);
+        let notified = {
+            let mut st = self.shared.lock();
+            let deadline_ms = epoch_ms() + budget.as_millis() as u64;
+            let event = serde_json::json!({
+                "eventType": "SHUTDOWN",
+                "shutdownReason": reason,
+                "deadlineMs": deadline_ms,
+            });
+            let mut any = false;
+            for extension in st.extensions.iter_mut().filter(|e| e.shutdown) {
+                extension.events.push_back(event.to_string().into());
+                extension.waiting = false;
+                any = true;
             }
+            any
+        };
+        if notified {
+            self.shared.extension_notify.notify_waiters();
+            let until = Instant::now() + budget;
+            let mut processes_done = false;
+            while Instant::now() < until && !processes_done {
+                let answered = {
+                    let st = self.shared.lock();
+                    st.extensions
+                        .iter()
+                        .filter(|e| e.shutdown)
+                        .all(|e| e.waiting)
+                };
+                let exited = {
+                    let mut processes = self
+                        .extension_processes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    !processes.is_empty()
+                        && processes
+                            .iter_mut()
+                            .all(|c| !matches!(c.try_wait(), Ok(None)))
+                };
+                processes_done = answered || exited;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let extensions: Vec<Child> = std::mem::take(
+            &mut *self
+                .extension_processes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for mut child in extensions {
+            kill_group(child.id());
             let _ = child.kill().await;
         }
         let mut st = self.shared.lock();
@@ -201,19 +292,80 @@ impl Slot {
         st.pending = None;
         st.current = None;
         st.outcome = None;
+        st.extensions.clear();
+        st.expected_extensions = 0;
+        st.invoked = false;
         drop(st);
         self.shared.notify.notify_waiters();
+        self.shared.extension_notify.notify_waiters();
     }
 
-    /// Kills the process, if any (emulator shutdown).
-    /// Kills the process group, if any (emulator shutdown). Does not wait for an invoke in flight to finish.
+    /// Kills the process groups of the runtime and its external extensions, if any (emulator shutdown). Does not
+    /// wait for an invoke in flight to finish.
     pub(crate) fn shutdown(&self) {
-        let pid = *self
-            .pid
+        kill_group(
+            *self
+                .pid
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for child in self
+            .extension_processes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            kill_group(child.id());
+        }
+    }
+
+    /// Starts the external extensions (files in `extensions_dir`, in name order) with the function's environment
+    /// less its `_`-prefixed variables.
+    fn spawn_extensions(&self) {
+        let Some(dir) = &self.launch.extensions_dir else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        let env = self
+            .launch
+            .env
+            .iter()
+            .filter(|(k, _)| !k.to_string_lossy().starts_with('_'));
+        for path in paths {
+            let mut command = Command::new(&path);
+            command
+                .env_clear()
+                .envs(env.clone().map(|(k, v)| (k, v)))
+                .process_group(0);
+            command
+                .stdin(null_or_inherit())
+                .stdout(Stdio::inherit())
+                .stderr(stdout_or_inherit());
+            command.kill_on_drop(true);
+            match command.spawn() {
+                Ok(child) => {
+                    self.output.log(
+                        LogLevel::Info,
+                        &format!("started extension {}", path.display()),
+                    );
+                    self.shared.lock().expected_extensions += 1;
+                    self.extension_processes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(child);
+                }
+                Err(e) => self.output.log(
+                    LogLevel::Warn,
+                    &format!("extension {}: {e}", path.display()),
+                ),
+            }
         }
     }
 
@@ -229,17 +381,10 @@ impl Slot {
             .env_clear()
             .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        // An empty root (a bare chroot) may have no /dev/null; then the function shares the emulator's stdin.
-        let stdin = match std::fs::File::open("/dev/null") {
-            Ok(null) => Stdio::from(null),
-            Err(_) => Stdio::inherit(),
-        };
-        command.stdin(stdin).stdout(Stdio::inherit());
-        // The official RIE sends the function's stderr to its own stdout, next to the START/END lines.
-        match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
-            Ok(fd) => command.stderr(Stdio::from(fd)),
-            Err(_) => command.stderr(Stdio::inherit()),
-        };
+        command
+            .stdin(null_or_inherit())
+            .stdout(Stdio::inherit())
+            .stderr(stdout_or_inherit());
         if let Some(cwd) = &self.launch.cwd {
             command.current_dir(cwd);
         }
@@ -265,7 +410,7 @@ impl Slot {
                 LogLevel::Warn,
                 "runtime exited while idle; starting a new one",
             );
-            self.reset(&mut process).await;
+            self.reset(&mut process, "Failure").await;
         }
         let mut init_started = None;
         if process.is_none() {
@@ -291,6 +436,7 @@ impl Slot {
                     self.launch.handler.as_deref().unwrap_or("")
                 ),
             );
+            self.spawn_extensions();
             match self.spawn() {
                 Ok(child) => {
                     *self
@@ -364,7 +510,12 @@ impl Slot {
                     LogLevel::Info,
                     &format!("resetting runtime of slot {}", self.index),
                 );
-                self.reset(&mut process).await;
+                let reason = if matches!(outcome, Outcome::Timeout { .. }) {
+                    "Timeout"
+                } else {
+                    "Failure"
+                };
+                self.reset(&mut process, reason).await;
             }
         }
         (outcome, timing)
@@ -390,10 +541,40 @@ impl Slot {
             Ok(Ok(StreamEnd::Broken) | Err(_)) => Some("error"),
             Err(_) => {
                 let mut process = self.process.lock().await;
-                self.reset(&mut process).await;
+                self.reset(&mut process, "Timeout").await;
                 Some("timeout")
             }
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// SIGKILL to the process group led by `pid`. The group may already be gone; that is what we want anyway.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// `/dev/null`, or the emulator's stdin where there is none (a bare chroot).
+fn null_or_inherit() -> Stdio {
+    match std::fs::File::open("/dev/null") {
+        Ok(null) => Stdio::from(null),
+        Err(_) => Stdio::inherit(),
+    }
+}
+
+/// The emulator's stdout: the official RIE sends the function's stderr there too, next to the START/END lines.
+fn stdout_or_inherit() -> Stdio {
+    match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::inherit(),
     }
 }
 
@@ -510,6 +691,22 @@ async fn runtime_api(
             ),
         };
     }
+    if let Some(rest) = path.strip_prefix(EXTENSION_PREFIX) {
+        return match (req.method(), rest) {
+            (&Method::POST, "register") => register_extension(req, shared, generation).await,
+            (&Method::GET, "event/next") => extension_next(req, shared, generation).await,
+            (&Method::POST, "init/error") => extension_init_error(req, shared, generation).await,
+            (&Method::POST, "exit/error") => match extension_id(&req, shared, generation) {
+                Ok(_) => accepted(),
+                Err(response) => *response,
+            },
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "404 page not found\n",
+            ),
+        };
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/2018-06-01/ping") => {
             reply(StatusCode::OK, "text/plain; charset=utf-8", "pong")
@@ -558,8 +755,27 @@ async fn next(shared: &Shared, generation: u64) -> Response<Body> {
                 if st.ready_at.is_none() {
                     st.ready_at = Some(Instant::now());
                 }
-                if let Some(inv) = st.pending.take() {
+                if st.pending.is_some() && st.extensions_waiting() {
+                    let inv = st.pending.take().expect("checked just above");
                     st.current = Some(inv.request_id.clone());
+                    st.invoked = true;
+                    let event = serde_json::json!({
+                        "eventType": "INVOKE",
+                        "deadlineMs": inv.deadline_ms,
+                        "requestId": inv.request_id,
+                        "invokedFunctionArn": inv.function_arn,
+                        "tracing": { "type": "X-Amzn-Trace-Id", "value": inv.trace_id },
+                    });
+                    let mut any = false;
+                    for extension in st.extensions.iter_mut().filter(|e| e.invoke) {
+                        extension.events.push_back(event.to_string().into());
+                        extension.waiting = false;
+                        any = true;
+                    }
+                    drop(st);
+                    if any {
+                        shared.extension_notify.notify_waiters();
+                    }
                     return next_reply(&inv);
                 }
             }
@@ -721,6 +937,169 @@ async fn response(
             )
         }
     }
+}
+
+const EXTENSION_PREFIX: &str = "/2020-01-01/extension/";
+
+async fn register_extension(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+) -> Response<Body> {
+    if req
+        .headers()
+        .get("lambda-extension-name")
+        .is_none_or(|v| v.is_empty())
+    {
+        return rejected(
+            StatusCode::FORBIDDEN,
+            "Extension.InvalidExtensionName",
+            "Empty extension name",
+        );
+    }
+    let account_id = req
+        .headers()
+        .get("lambda-extension-accept-feature")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|f| f.trim() == "accountId"));
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let events: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("events").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if let Some(bad) = events
+        .iter()
+        .find(|e| !matches!(e.as_str(), "INVOKE" | "SHUTDOWN"))
+    {
+        let message = format!("Unknown event type {bad}");
+        return rejected(StatusCode::BAD_REQUEST, "InvalidEventType", &message);
+    }
+    let id = crate::ids::request_id();
+    {
+        let mut st = shared.lock();
+        if st.generation != generation {
+            return stale();
+        }
+        if st.invoked {
+            return invalid_state("Ready", "ExtensionRegistered");
+        }
+        st.extensions.push(Extension {
+            id: id.clone(),
+            invoke: events.iter().any(|e| e == "INVOKE"),
+            shutdown: events.iter().any(|e| e == "SHUTDOWN"),
+            waiting: false,
+            events: std::collections::VecDeque::new(),
+        });
+    }
+    let info = &shared.function;
+    let mut body = serde_json::json!({
+        "functionName": info.name,
+        "functionVersion": info.version,
+        "handler": info.handler,
+    });
+    if account_id {
+        body["accountId"] = serde_json::Value::String(info.account_id.clone());
+    }
+    let mut response = reply(StatusCode::OK, "application/json", body.to_string());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(
+            HeaderName::from_static("lambda-extension-identifier"),
+            value,
+        );
+    }
+    response
+}
+
+/// The registered extension named by the `Lambda-Extension-Identifier` header.
+fn extension_id(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+) -> Result<String, Box<Response<Body>>> {
+    let Some(id) = req
+        .headers()
+        .get("lambda-extension-identifier")
+        .and_then(|v| v.to_str().ok())
+    else {
+        let message = "Missing Lambda-Extension-Identifier header";
+        return Err(Box::new(rejected(
+            StatusCode::FORBIDDEN,
+            "Extension.MissingExtensionIdentifier",
+            message,
+        )));
+    };
+    let st = shared.lock();
+    if st.generation != generation {
+        return Err(Box::new(stale()));
+    }
+    if st.extensions.iter().any(|e| e.id == id) {
+        Ok(id.to_owned())
+    } else {
+        let message = "Invalid Lambda-Extension-Identifier";
+        Err(Box::new(rejected(
+            StatusCode::FORBIDDEN,
+            "Extension.InvalidExtensionIdentifier",
+            message,
+        )))
+    }
+}
+
+async fn extension_next(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+) -> Response<Body> {
+    let id = match extension_id(&req, shared, generation) {
+        Ok(id) => id,
+        Err(response) => return *response,
+    };
+    loop {
+        let notified = {
+            let mut st = shared.lock();
+            if st.generation != generation {
+                return stale();
+            }
+            let Some(extension) = st.extensions.iter_mut().find(|e| e.id == id) else {
+                return stale();
+            };
+            if let Some(event) = extension.events.pop_front() {
+                extension.waiting = false;
+                let mut response = reply(StatusCode::OK, "application/json", event);
+                let event_id = crate::ids::request_id();
+                if let Ok(value) = HeaderValue::from_str(&event_id) {
+                    response.headers_mut().insert(
+                        HeaderName::from_static("lambda-extension-event-identifier"),
+                        value,
+                    );
+                }
+                return response;
+            }
+            extension.waiting = true;
+            let notified = shared.extension_notify.notified();
+            drop(st);
+            notified
+        };
+        // The runtime's `/next` may have been waiting for this extension.
+        shared.notify.notify_waiters();
+        notified.await;
+    }
+}
+
+async fn extension_init_error(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: u64,
+) -> Response<Body> {
+    if let Err(response) = extension_id(&req, shared, generation) {
+        return *response;
+    }
+    init_error(req, shared, generation).await
 }
 
 const ERROR_CAUSE_TYPE: &str = "application/vnd.aws.lambda.error.cause+json";

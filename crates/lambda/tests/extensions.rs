@@ -1,0 +1,240 @@
+//! The Extensions API: internal extensions (registered here by the test, which also plays the runtime) and an
+//! external one (a Python script started from the extensions directory before the runtime).
+
+mod common;
+
+use common::{Emulator, client, invoke_with};
+use std::time::Duration;
+
+fn url(emulator: &Emulator, path: &str) -> String {
+    format!("http://{}/{path}", emulator.runtime_api)
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name}"))
+        .to_owned()
+}
+
+async fn register(emulator: &Emulator, events: &str) -> String {
+    let response = client()
+        .post(url(emulator, "2020-01-01/extension/register"))
+        .header("Lambda-Extension-Name", "test-ext")
+        .header("Lambda-Extension-Accept-Feature", "accountId")
+        .body(format!(r#"{{"events":{events}}}"#))
+        .send()
+        .await
+        .expect("register answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let id = header(&response, "lambda-extension-identifier");
+    let body: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({"functionName":"test_function","functionVersion":"$LATEST","handler":"60","accountId":"012345678912"})
+    );
+    id
+}
+
+async fn event_next(emulator: &Emulator, id: &str) -> serde_json::Value {
+    let response = client()
+        .get(url(emulator, "2020-01-01/extension/event/next"))
+        .header("Lambda-Extension-Identifier", id)
+        .send()
+        .await
+        .expect("event/next answers");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response
+            .headers()
+            .contains_key("lambda-extension-event-identifier")
+    );
+    serde_json::from_str(&response.text().await.expect("body")).expect("JSON event")
+}
+
+fn idle_runtime(env: &[(&str, &str)]) -> Emulator {
+    Emulator::start(
+        &["sleep", "60"],
+        std::path::Path::new(common::FIXTURES),
+        env,
+    )
+}
+
+#[tokio::test]
+async fn identifiers_and_names_are_checked() {
+    let emulator = idle_runtime(&[]);
+    let nameless = client()
+        .post(url(&emulator, "2020-01-01/extension/register"))
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(nameless.status().as_u16(), 403);
+    assert!(
+        nameless
+            .text()
+            .await
+            .expect("body")
+            .contains("Extension.InvalidExtensionName")
+    );
+    let anonymous = client()
+        .get(url(&emulator, "2020-01-01/extension/event/next"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status().as_u16(), 403);
+    assert!(
+        anonymous
+            .text()
+            .await
+            .expect("body")
+            .contains("Extension.MissingExtensionIdentifier")
+    );
+    let unknown = client()
+        .get(url(&emulator, "2020-01-01/extension/event/next"))
+        .header(
+            "Lambda-Extension-Identifier",
+            "00000000-0000-4000-8000-000000000000",
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unknown.status().as_u16(), 403);
+    assert!(
+        unknown
+            .text()
+            .await
+            .expect("body")
+            .contains("Extension.InvalidExtensionIdentifier")
+    );
+}
+
+/// Events wait for every extension to be ready; INVOKE carries the request id and tracing; SHUTDOWN follows a timeout.
+#[tokio::test]
+async fn internal_extension_gets_invoke_and_shutdown() {
+    let emulator = idle_runtime(&[("AWS_LAMBDA_FUNCTION_TIMEOUT", "1")]);
+    let id = register(&emulator, r#"["INVOKE","SHUTDOWN"]"#).await;
+    let caller = tokio::spawn(invoke_with(
+        client().post(emulator.url()).body("{}").header(
+            "x-amzn-trace-id",
+            "Root=1-00000000-000000000000000000000002",
+        ),
+    ));
+    let runtime = tokio::spawn(
+        client()
+            .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !runtime.is_finished(),
+        "the runtime waits until the extension is ready"
+    );
+    let invoke = event_next(&emulator, &id).await;
+    let runtime = runtime.await.expect("task").expect("/next answers");
+    let request_id = header(&runtime, "lambda-runtime-aws-request-id");
+    assert_eq!(invoke["eventType"], "INVOKE");
+    assert_eq!(invoke["requestId"], request_id.as_str());
+    assert_eq!(
+        invoke["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:012345678912:function:test_function"
+    );
+    assert_eq!(
+        invoke["tracing"]["value"],
+        "Root=1-00000000-000000000000000000000002"
+    );
+    assert!(invoke["deadlineMs"].as_u64().is_some());
+
+    // The runtime never answers: at the timeout the extension is told why it is being shut down.
+    let shutdown = event_next(&emulator, &id).await;
+    assert_eq!(shutdown["eventType"], "SHUTDOWN");
+    assert_eq!(shutdown["shutdownReason"], "Timeout");
+    let reply = caller.await.expect("task");
+    assert_eq!(reply.body, "Task timed out after 1.00 seconds");
+    let late = client()
+        .post(url(&emulator, "2020-01-01/extension/register"))
+        .header("Lambda-Extension-Name", "late")
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        late.status().as_u16(),
+        200,
+        "a new runtime generation accepts registrations again"
+    );
+}
+
+#[tokio::test]
+async fn registration_closes_once_the_runtime_has_an_event() {
+    let emulator = idle_runtime(&[]);
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    let runtime = client()
+        .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
+        .send()
+        .await
+        .expect("next");
+    let request_id = header(&runtime, "lambda-runtime-aws-request-id");
+    let late = client()
+        .post(url(&emulator, "2020-01-01/extension/register"))
+        .header("Lambda-Extension-Name", "late")
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(late.status().as_u16(), 403);
+    let done = client()
+        .post(url(
+            &emulator,
+            &format!("2018-06-01/runtime/invocation/{request_id}/response"),
+        ))
+        .body("ok")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(done.status().as_u16(), 202);
+    assert_eq!(caller.await.expect("task").body, "ok");
+}
+
+#[tokio::test]
+async fn external_extension_is_started_before_the_runtime() {
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    let available = match python {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => {
+            Err("python3 is needed for the external extension fixture; install python3".to_owned())
+        }
+    };
+    if !common::require(available) {
+        return;
+    }
+    let dir = common::fixture("extensions");
+    let dir = dir.to_str().expect("fixture path is UTF-8");
+    let emulator = idle_runtime(&[("HOIST_LAMBDA_EXTENSIONS_DIR", dir)]);
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    // The test is the runtime; its /next waits until the extension has registered and is waiting for events.
+    let runtime = client()
+        .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
+        .send()
+        .await
+        .expect("next");
+    let request_id = header(&runtime, "lambda-runtime-aws-request-id");
+    emulator.wait_stdout("EXT REGISTERED test_function");
+    emulator.wait_stdout(&format!("EXT INVOKE {request_id}"));
+    let done = client()
+        .post(url(
+            &emulator,
+            &format!("2018-06-01/runtime/invocation/{request_id}/response"),
+        ))
+        .body("ok")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(done.status().as_u16(), 202);
+    assert_eq!(caller.await.expect("task").body, "ok");
+}
