@@ -20,7 +20,8 @@
 //! Modules, in the order a request meets them:
 //! - [`config`]: the official command line (flags anywhere), bootstrap lookup, the environment given to the function.
 //! - `server`: the invoke endpoint (`POST /2015-03-31/functions/{name}/invocations`) and the slot pool.
-//! - `slot`: one function process, its Runtime API (`/2018-06-01/runtime/...`) and its supervision.
+//! - `slot`: one function process, its Runtime API (`/2018-06-01/runtime/...`), the Extensions API
+//!   (`/2020-01-01/extension/...`) and the supervision of the runtime and its external extensions.
 //! - [`log`]: START/END/REPORT lines and the emulator's own `(rapid)` log lines.
 //! - `ids`: request ids (UUIDv4) and X-Ray trace ids.
 
