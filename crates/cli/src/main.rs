@@ -41,7 +41,7 @@ enum Command {
     Load(commands::load::LoadArgs),
     /// Check a Dockerfile with BuildKit's build checks and hoist's own.
     Lint(commands::lint::LintArgs),
-    /// Build an image from a Dockerfile (for now: `--check` runs the build checks only).
+    /// Build an image from a Dockerfile.
     Build(commands::build::BuildArgs),
     /// Download an image from a registry.
     Pull(commands::pull::PullArgs),
