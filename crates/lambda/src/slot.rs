@@ -447,6 +447,8 @@ impl Slot {
                 }
                 Err(message) => {
                     self.output.log(LogLevel::Error, &message);
+                    // Stops the external extensions started for this runtime.
+                    self.reset(&mut process, "Failure").await;
                     let timing = Timing {
                         init_duration: None,
                         invoke_started: arrived,

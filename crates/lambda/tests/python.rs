@@ -13,7 +13,10 @@ fn python_function() -> Option<Function> {
         Ok(out) => Err(format!(
             "awslambdaric is not installed for python3 ({}); install it with `pip install awslambdaric` \
              (see .ci/services.sh)",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
         )),
         Err(e) => Err(format!(
             "python3 is not available ({e}); install python3 and `pip install awslambdaric`"
