@@ -222,12 +222,15 @@ impl Slot {
     /// Kills the process group, reaps the process and forgets all runtime state. Extensions subscribed to SHUTDOWN
     /// get the event and up to 2 s to call `/event/next` again (or exit) before they are killed too.
     async fn reset(&self, process: &mut Option<Child>, reason: &str) {
-        *self
+        // The group id recorded at spawn: `Child::id` is gone once the runtime has been reaped, but what it started
+        // (a shell bootstrap's children) may still be running in its group.
+        let group = self
             .pid
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        kill_group(group);
         if let Some(mut child) = process.take() {
-            kill_group(child.id());
             let _ = child.kill().await;
         }
         let budget = Duration::from_secs(2);

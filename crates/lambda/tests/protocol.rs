@@ -477,3 +477,29 @@ async fn a_second_waiting_poller_waits_instead_of_failing() {
     assert_eq!(status, 202);
     assert_eq!(caller.await.expect("task").body, "two");
 }
+
+/// What the runtime started (its process group) goes with it, even after the runtime itself has exited.
+#[tokio::test]
+async fn a_crashed_runtimes_children_are_killed() {
+    let pid_file = std::env::temp_dir().join(format!("hoist-lambda-child-{}", std::process::id()));
+    let script = format!("sleep 120 & echo $! > {}; exit 3", pid_file.display());
+    let emulator = Emulator::start(
+        &["sh", "-c", &script],
+        std::path::Path::new(common::FIXTURES),
+        &[],
+    );
+    let reply = invoke(&emulator.url(), "{}").await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(reply.body.contains("exit status 3"), "{}", reply.body);
+    let pid = std::fs::read_to_string(&pid_file).expect("the bootstrap wrote its child's pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the runtime's child {pid} survived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
