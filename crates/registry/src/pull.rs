@@ -45,6 +45,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         Self {
             platform: Platform::host(),
+            // dockerd's max-concurrent-downloads default.
             concurrency: 3,
             tag: true,
             require_platform: false,

@@ -30,7 +30,8 @@ pub struct PushOptions {
 impl Default for PushOptions {
     fn default() -> Self {
         Self {
-            concurrency: 3,
+            // dockerd's max-concurrent-uploads default.
+            concurrency: 5,
             monolithic_limit: 32 * 1024 * 1024,
             chunk_size: 16 * 1024 * 1024,
         }
