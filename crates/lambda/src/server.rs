@@ -446,6 +446,18 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
                 );
                 plain(StatusCode::BAD_GATEWAY, "application/json", body)
             }
+            Outcome::ExtensionCrash { status } => {
+                let reason = match status.code() {
+                    Some(code) => format!("exit status {code}"),
+                    None => "killed by a signal".to_owned(),
+                };
+                let message = format!(
+                    "RequestId: {request_id} Error: an extension exited during init ({reason})"
+                );
+                output.log(LogLevel::Warn, &message);
+                let body = error_json("Extension.Crash", &message);
+                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+            }
             Outcome::SpawnFailed { message } => {
                 let body = error_json(
                     "Runtime.InvalidEntrypoint",

@@ -84,6 +84,8 @@ pub(crate) enum Outcome {
     Timeout { seconds: u64 },
     /// The process exited before answering.
     Exited { status: ExitStatus },
+    /// An external extension exited before the runtime had its first event (Lambda's `Extension.Crash`).
+    ExtensionCrash { status: ExitStatus },
     /// The bootstrap could not be started at all.
     SpawnFailed { message: String },
 }
@@ -473,16 +475,24 @@ impl Slot {
             .as_mut()
             .expect("a process was started above or was already running");
         let pid = child.id();
-        let outcome = tokio::select! {
-            outcome = &mut rx => outcome.ok(),
-            status = child.wait() => match rx.try_recv() {
-                Ok(outcome) => Some(outcome),
-                Err(_) => Some(match status {
-                    Ok(status) => Outcome::Exited { status },
-                    Err(e) => Outcome::SpawnFailed { message: format!("waiting for the runtime: {e}") },
-                }),
-            },
-            () = tokio::time::sleep_until(deadline) => Some(Outcome::Timeout { seconds: timeout.as_secs() }),
+        let mut watch_extensions = tokio::time::interval(Duration::from_millis(50));
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut rx => break outcome.ok(),
+                status = child.wait() => break match rx.try_recv() {
+                    Ok(outcome) => Some(outcome),
+                    Err(_) => Some(match status {
+                        Ok(status) => Outcome::Exited { status },
+                        Err(e) => Outcome::SpawnFailed { message: format!("waiting for the runtime: {e}") },
+                    }),
+                },
+                () = tokio::time::sleep_until(deadline) => break Some(Outcome::Timeout { seconds: timeout.as_secs() }),
+                _ = watch_extensions.tick() => {
+                    if let Some(status) = self.extension_crashed_during_init() {
+                        break Some(Outcome::ExtensionCrash { status });
+                    }
+                }
+            }
         };
         let outcome = outcome.unwrap_or(Outcome::SpawnFailed {
             message: "runtime state was reset".into(),
@@ -510,6 +520,7 @@ impl Slot {
             Outcome::Timeout { .. }
             | Outcome::Exited { .. }
             | Outcome::InitError { .. }
+            | Outcome::ExtensionCrash { .. }
             | Outcome::SpawnFailed { .. } => {
                 self.output.log(
                     LogLevel::Info,
@@ -524,6 +535,18 @@ impl Slot {
             }
         }
         (outcome, timing)
+    }
+
+    /// The exit status of an external extension that died while the runtime was still initialising, if any.
+    fn extension_crashed_during_init(&self) -> Option<ExitStatus> {
+        if self.shared.lock().invoked {
+            return None;
+        }
+        self.extension_processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter_mut()
+            .find_map(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits for a streaming body to finish, killing the process if the deadline passes first. Returns the REPORT

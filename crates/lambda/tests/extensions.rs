@@ -238,3 +238,26 @@ async fn external_extension_is_started_before_the_runtime() {
     assert_eq!(done.status().as_u16(), 202);
     assert_eq!(caller.await.expect("task").body, "ok");
 }
+
+#[tokio::test]
+async fn an_extension_dying_during_init_fails_the_invoke() {
+    let dir = common::fixture("crashing-extension");
+    let dir = dir.to_str().expect("fixture path is UTF-8");
+    let emulator = idle_runtime(&[("HOIST_LAMBDA_EXTENSIONS_DIR", dir)]);
+    let started = std::time::Instant::now();
+    let reply = invoke_with(client().post(emulator.url()).body("{}")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["errorType"], "Extension.Crash");
+    assert!(
+        reply.json()["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("exit status 4")),
+        "{}",
+        reply.body
+    );
+}
