@@ -437,4 +437,10 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .unwrap();
     assert_eq!(output.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&output.stderr).contains("switch to user 1000"));
+    // The scratch directories are gone, overlayfs's mode-000 work directory included.
+    let scratch: Vec<PathBuf> = fs::read_dir(home.join("tmp/hoist-run"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
 }

@@ -266,6 +266,29 @@ impl Snapshot {
     }
 }
 
+impl Drop for Snapshot {
+    /// Without root, directories the scratch directory's owner cannot read (overlayfs's `work/work` is mode 000, a
+    /// step may `chmod 000` its own directories) would stop the removal: give them back their owner's permissions
+    /// first. Root needs no permissions and skips this.
+    fn drop(&mut self) {
+        if !rustix::process::geteuid().is_root() {
+            allow_removal(self.scratch.path());
+        }
+    }
+}
+
+fn allow_removal(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                allow_removal(&entry.path());
+            }
+        }
+    }
+}
+
 /// Whether this kernel offers overlayfs (listed in `/proc/filesystems`, or loadable).
 pub fn overlay_supported() -> bool {
     File::open("/proc/filesystems")
