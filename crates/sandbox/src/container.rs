@@ -332,7 +332,7 @@ impl Container {
         let kill = |pidfd: &OwnedFd| {
             let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
         };
-        let status = wait_forwarding_signals(pid, signals, self.stop_timeout, &kill);
+        let status = wait_forwarding_signals(pid, signals, self.stop_timeout, self.terminal, &kill);
         if let Some(proxy) = proxy {
             proxy.stop();
         }
@@ -341,11 +341,14 @@ impl Container {
 }
 
 /// Waits for `pid` to exit, forwarding the signals read from `signals` to it; `kill` (given its pidfd) ends it
-/// `stop_timeout` after the first signal, or at the second.
+/// `stop_timeout` after the first signal, or at the second. With `terminal`, the container shares hoist's terminal
+/// and gets SIGINT and SIGQUIT (Ctrl-C, Ctrl-\) from it directly: those are neither forwarded nor escalated, so an
+/// interactive shell survives a Ctrl-C as it would under `docker run -it`.
 pub(crate) fn wait_forwarding_signals(
     pid: Pid,
     signals: &OwnedFd,
     stop_timeout: Duration,
+    terminal: bool,
     kill: &dyn Fn(&OwnedFd),
 ) -> Result<ExitStatus> {
     {
@@ -375,6 +378,9 @@ pub(crate) fn wait_forwarding_signals(
             }
             if signalled {
                 while let Some(signal) = sys::read_signal(signals) {
+                    if terminal && (signal == libc::SIGINT || signal == libc::SIGQUIT) {
+                        continue;
+                    }
                     let forwarded = Signal::from_named_raw(signal).unwrap_or(Signal::TERM);
                     if kill_at.is_some() {
                         tracing::debug!(signal, "second signal: killing the container");

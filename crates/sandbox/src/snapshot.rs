@@ -248,7 +248,11 @@ impl Snapshot {
     /// Writes the changes as a layer tar to `out` (whiteouts and opaque directories as `.wh.` entries), leaving out
     /// [`EXCLUDED_FROM_DIFF`]. Wrap `out` in a `LayerBlobWriter` to compress and digest in the same pass. For a
     /// copy snapshot the changes are first found by comparison, into [`upper`](Snapshot::upper) (once).
-    pub fn write_diff<W: Write>(&self, out: W, options: WriteOptions) -> Result<WriteSummary> {
+    pub fn write_diff<W: Write + Send>(
+        &self,
+        out: W,
+        options: WriteOptions,
+    ) -> Result<WriteSummary> {
         let upper = self.upper();
         if self.kind == SnapshotKind::Copy {
             let empty = fs::read_dir(&upper)
