@@ -30,6 +30,11 @@ impl Client {
         runtime()?.block_on(self.pull(store, reference, options, reporter))
     }
 
+    /// [`Client::resolve`], blocking the calling thread. Must not be called from inside an async runtime.
+    pub fn resolve_blocking(&self, reference: &ImageReference) -> Result<crate::FetchedManifest> {
+        runtime()?.block_on(self.resolve(reference))
+    }
+
     /// [`Client::push`], blocking the calling thread. Must not be called from inside an async runtime.
     pub fn push_blocking(
         &self,

@@ -419,6 +419,25 @@ impl Client {
         reference: &str,
         display: &str,
     ) -> Result<FetchedManifest> {
+        // A connection dropped while the body arrives is retried like one dropped before the response.
+        let mut attempt = 0;
+        loop {
+            match self.get_manifest_once(endpoint, reference, display).await {
+                Err(Error::Connect { .. }) if attempt < RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn get_manifest_once(
+        &self,
+        endpoint: &Endpoint,
+        reference: &str,
+        display: &str,
+    ) -> Result<FetchedManifest> {
         let url = format!(
             "{}{}/manifests/{reference}",
             self.base_url(endpoint).await?,

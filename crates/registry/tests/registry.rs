@@ -280,10 +280,16 @@ fn corrupted_registry_content_is_a_digest_mismatch_and_nothing_is_stored() {
 /// A TCP proxy that closes every connection after `limit` bytes from the server: a flaky network, in front of a
 /// real registry.
 fn cutting_proxy(upstream: String, limit: usize) -> String {
+    cutting_proxy_first(upstream, limit, usize::MAX)
+}
+
+/// Like [`cutting_proxy`], but only the first `cut` connections are cut; later ones pass everything.
+fn cutting_proxy_first(upstream: String, limit: usize, cut: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
-        for client in listener.incoming() {
+        for (index, client) in listener.incoming().enumerate() {
+            let limit = if index < cut { limit } else { usize::MAX };
             let Ok(mut client) = client else { return };
             let Ok(mut server) = TcpStream::connect(&upstream) else {
                 return;
@@ -668,4 +674,50 @@ fn a_layer_listed_twice_is_transferred_once() {
         recorder.count(|e| matches!(e, Event::BlobStarted { .. })),
         2
     );
+}
+
+#[test]
+fn a_manifest_cut_off_mid_body_is_fetched_again() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
+    let manifest = write_image(&store, dir.path(), "cut manifest\n", "amd64");
+    store
+        .tag(&"cut:1".parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let client = client(dir.path());
+    let direct: ImageReference = format!("{}/cut:1", registry.addr).parse().unwrap();
+    client
+        .push_blocking(
+            Arc::clone(&store),
+            "cut:1",
+            std::slice::from_ref(&direct),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        )
+        .unwrap();
+    // Where the manifest's body starts in the registry's response: the cut goes 20 bytes after that.
+    let mut raw = TcpStream::connect(&registry.addr).unwrap();
+    write!(
+        raw,
+        "GET /v2/cut/manifests/1 HTTP/1.1\r\nHost: {}\r\nAccept: {}\r\nConnection: close\r\n\r\n",
+        registry.addr,
+        manifest.media_type()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    raw.read_to_end(&mut response).unwrap();
+    let body_start = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        response.len() > body_start + 100,
+        "a manifest body follows the headers"
+    );
+    // The HTTPS probe and the manifest request each get a connection that dies inside the manifest's body.
+    let proxy = cutting_proxy_first(registry.addr.clone(), body_start + 20, 2);
+    let resolved = client
+        .resolve_blocking(&direct.on_registry(&proxy))
+        .unwrap();
+    assert_eq!(resolved.digest.to_string(), manifest.digest().to_string());
 }
