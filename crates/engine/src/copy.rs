@@ -66,6 +66,18 @@ impl Tree {
         Ok(true)
     }
 
+    /// Whether an excluded directory may still hold `!` exceptions (else it is not entered at all).
+    fn may_hold_exceptions(&self, rel: &Path) -> bool {
+        match self {
+            Tree::Context { filters, .. } => filters.iter().any(|f| {
+                f.exclude().is_some_and(|m| {
+                    m.exceptions_may_match_under(rel.as_os_str().as_encoded_bytes())
+                })
+            }),
+            Tree::Layers { .. } => false,
+        }
+    }
+
     fn list(&self, rel: &Path) -> Result<Vec<OsString>> {
         match self {
             Tree::Context { root, .. } => {
@@ -379,7 +391,7 @@ impl Copier<'_> {
             }
             let included = tree.included(&child)?;
             if meta.is_dir() {
-                if !included && !matches!(tree, Tree::Context { .. }) {
+                if !included && !tree.may_hold_exceptions(&child) {
                     continue;
                 }
                 let child_target = target.join(&name);

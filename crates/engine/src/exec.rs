@@ -52,7 +52,7 @@ pub trait Executor: Sync {
         &self,
         request: &ExecRequest<'_>,
         logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut dyn Write,
+        diff: &mut (dyn Write + Send),
     ) -> Result<ExecOutcome>;
 }
 
@@ -72,7 +72,7 @@ impl Executor for SandboxExecutor {
         &self,
         request: &ExecRequest<'_>,
         logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut dyn Write,
+        diff: &mut (dyn Write + Send),
     ) -> Result<ExecOutcome> {
         let exec = request.exec;
         let snapshot = Snapshot::from_layers(

@@ -331,7 +331,7 @@ pub fn export_tar(
     store: &Store,
     layers: &[LayerRef],
     scratch: &Path,
-    out: impl Write,
+    out: impl Write + Send,
 ) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("export-")

@@ -27,7 +27,9 @@ impl BaseImageResolver for StoreResolver<'_> {
             Ok(image) => image,
             Err(first) => match self.puller {
                 Some(puller) => {
-                    puller.pull(reference, platform)?;
+                    puller.pull(reference, platform).map_err(|e| {
+                        format!("image {reference} not found in the local store (pull failed: {e})")
+                    })?;
                     read_image(self.store, reference)
                         .map_err(|e| format!("image {reference} not found after pull: {e}"))?
                 }

@@ -606,7 +606,7 @@ impl Solver<'_> {
     /// `None` when `write` reports no entries.
     fn ingest(
         &self,
-        write: impl FnOnce(&mut dyn Write) -> Result<u64>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>,
     ) -> Result<Option<LayerRef>> {
         let file = tempfile::tempfile_in(&self.scratch)
             .map_err(|e| EngineError::io("create a file in", &self.scratch, e))?;

@@ -33,7 +33,7 @@ impl Executor for Recording {
         &self,
         request: &ExecRequest<'_>,
         _logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut dyn Write,
+        diff: &mut (dyn Write + Send),
     ) -> Result<ExecOutcome> {
         {
             let mut state = self.state.lock().unwrap();
