@@ -615,3 +615,59 @@ fn docker_loads_and_runs_a_built_image() {
         "hello from hoist build\nbuilt by run\n"
     );
 }
+
+#[test]
+fn docker_load_flag_puts_the_image_in_docker() {
+    if !peers_available("docker_load_flag_puts_the_image_in_docker") {
+        return;
+    }
+    let fx = Fixture::new();
+    let name = format!("hoist-build-load:{}", std::process::id());
+    // The Dockerfile comes from standard input (`-f -`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .arg("--root")
+        .arg(fx.path("store"))
+        .args(["build", "-q", "--load", "-t", &name, "-f", "-", "."])
+        .current_dir(fx.path("ctx"))
+        .env("TMPDIR", fx.path("tmp"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM bb:1\nRUN echo loaded > /loaded\nCMD [\"cat\", \"/loaded\"]\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let run = Command::new("docker")
+        .args(["run", "--rm", &name])
+        .output()
+        .unwrap();
+    let inspect = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &name])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker")
+        .args(["image", "rm", "-f", &name])
+        .output();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "loaded\n");
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        id,
+        "docker sees the same image ID"
+    );
+}

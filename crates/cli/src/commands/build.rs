@@ -916,11 +916,11 @@ fn send_outputs(
 /// Runs `write` on the file `dest` names (written beside it, then renamed) or on standard output.
 fn with_destination(
     dest: &Destination,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), String>,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), String>,
 ) -> Result<(), EngineError> {
     let fail = |message: String| EngineError::Invalid { message };
     match dest {
-        Destination::Stdout => write(&mut io::stdout().lock()).map_err(fail),
+        Destination::Stdout => write(&mut io::stdout()).map_err(fail),
         Destination::File(path) => {
             let mut partial = path.clone().into_os_string();
             partial.push(".partial");
