@@ -494,11 +494,19 @@ struct Finish {
 
 impl Finish {
     fn done(self, status: Option<&'static str>) {
+        let duration = self.timing.invoke_started.elapsed();
+        let message = format!(
+            "INVOKE RTDONE(status: {}, duration: {:.2}ms) requestId={}",
+            status.unwrap_or("success"),
+            duration.as_secs_f64() * 1000.0,
+            self.request_id
+        );
+        self.output.log(LogLevel::Info, &message);
         self.output.end(&self.request_id);
         self.output.report(&Report {
             request_id: self.request_id.clone(),
             init_duration: self.timing.init_duration,
-            duration: self.timing.invoke_started.elapsed(),
+            duration,
             memory_size_mb: self.memory_size_mb,
             max_memory_used_mb: self
                 .timing

@@ -295,6 +295,15 @@ pub async fn success(f: &Function) {
         used > 0 && used < 3008,
         "a measured peak, not the memory size: {report}"
     );
+    let logs = emulator.stderr();
+    assert!(
+        logs.contains("INVOKE RTDONE(status: success, duration: "),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("(rapid) INIT START(type: on-demand, phase: init)"),
+        "{logs}"
+    );
 
     // Any function name in the path; the same warm process answers.
     let url = format!(
