@@ -321,6 +321,33 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
 }
 
 #[test]
+fn tty_gives_the_command_a_terminal_of_its_own() {
+    let fixture = Fixture::new();
+    let output = fixture.run(&[
+        "-t",
+        "bb:1",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo terminal; cat /proc/self/stat",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = stdout(&output);
+    // The terminal turns newlines into CR LF, as `docker run -t` output has them.
+    assert!(out.starts_with("terminal\r\n"), "{out:?}");
+    // The command's session has the terminal as its controlling terminal (field 7, tty_nr, is not 0).
+    let stat = out.lines().nth(1).unwrap();
+    let tty_nr: i64 = stat.split_whitespace().nth(6).unwrap().parse().unwrap();
+    assert_ne!(tty_nr, 0, "{stat}");
+    // Without -t: no terminal.
+    let output = fixture.run(&["bb:1", "sh", "-c", "test -t 1 || echo none"]);
+    assert_eq!(stdout(&output), "none\n");
+}
+
+#[test]
 fn stdin_is_attached_with_interactive_only() {
     let fixture = Fixture::new();
     let feed = |args: &[&str]| {

@@ -129,8 +129,8 @@ pub struct Container {
     pub ports: Vec<PortMapping>,
     /// The capabilities the command may have.
     pub capabilities: Capabilities,
-    /// The command shares hoist's terminal and process group (`hoist run -t`): terminal signals such as Ctrl-C
-    /// reach it directly. Otherwise it runs in a session of its own and hoist forwards signals to it.
+    /// Standard input is a pseudo-terminal (see [`Terminal`](crate::Terminal), `hoist run -t`) that becomes the
+    /// controlling terminal of the command's session. Either way the command runs in a session of its own.
     pub terminal: bool,
     /// After a forwarded termination signal, how long the command may take to exit before it is killed.
     pub stop_timeout: Duration,
@@ -332,7 +332,7 @@ impl Container {
         let kill = |pidfd: &OwnedFd| {
             let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
         };
-        let status = wait_forwarding_signals(pid, signals, self.stop_timeout, self.terminal, &kill);
+        let status = wait_forwarding_signals(pid, signals, self.stop_timeout, &kill);
         if let Some(proxy) = proxy {
             proxy.stop();
         }
@@ -341,14 +341,11 @@ impl Container {
 }
 
 /// Waits for `pid` to exit, forwarding the signals read from `signals` to it; `kill` (given its pidfd) ends it
-/// `stop_timeout` after the first signal, or at the second. With `terminal`, the container shares hoist's terminal
-/// and gets SIGINT and SIGQUIT (Ctrl-C, Ctrl-\) from it directly: those are neither forwarded nor escalated, so an
-/// interactive shell survives a Ctrl-C as it would under `docker run -it`.
+/// `stop_timeout` after the first signal, or at the second.
 pub(crate) fn wait_forwarding_signals(
     pid: Pid,
     signals: &OwnedFd,
     stop_timeout: Duration,
-    terminal: bool,
     kill: &dyn Fn(&OwnedFd),
 ) -> Result<ExitStatus> {
     {
@@ -378,9 +375,6 @@ pub(crate) fn wait_forwarding_signals(
             }
             if signalled {
                 while let Some(signal) = sys::read_signal(signals) {
-                    if terminal && (signal == libc::SIGINT || signal == libc::SIGQUIT) {
-                        continue;
-                    }
                     let forwarded = Signal::from_named_raw(signal).unwrap_or(Signal::TERM);
                     if kill_at.is_some() {
                         tracing::debug!(signal, "second signal: killing the container");

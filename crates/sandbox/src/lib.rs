@@ -49,6 +49,7 @@ pub use proxy::PortMapping;
 pub use snapshot::{
     EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, layer_key, overlay_supported, unpack_layers,
 };
+pub use terminal::{Attached, Terminal};
 pub use user::{ResolvedUser, resolve_user};
 
 mod container;
@@ -59,4 +60,5 @@ mod proxy;
 mod runc;
 mod snapshot;
 mod sys;
+mod terminal;
 mod user;

@@ -70,9 +70,11 @@ pub(crate) enum Op {
     /// Wait until the parent has written the user namespace's id maps (rootless): close our copy of the write end,
     /// then read one byte.
     WaitForParent { read: RawFd, write: RawFd },
-    /// Start a new session: the container leaves hoist's process group and terminal, so a Ctrl-C at the terminal
-    /// reaches hoist only, which forwards it to the container's PID 1 (as `docker run` without `-t`).
+    /// Start a new session: the container leaves hoist's process group and terminal, so a Ctrl-C at hoist's
+    /// terminal reaches hoist only, which forwards it to the container's PID 1 (as `docker run` does).
     NewSession,
+    /// Make standard input (a pseudo-terminal from `hoist run -t`) the session's controlling terminal.
+    ControllingTerminal,
     /// Make every mount in the new mount namespace private, so nothing propagates back to the host.
     MakeMountsPrivate,
     /// A new file system (`proc`, `tmpfs`, `overlay`, …).
@@ -146,6 +148,7 @@ impl fmt::Display for Op {
         match self {
             Self::WaitForParent { .. } => write!(f, "wait for the user namespace's id maps"),
             Self::NewSession => write!(f, "start a new session"),
+            Self::ControllingTerminal => write!(f, "take the terminal on standard input"),
             Self::MakeMountsPrivate => write!(f, "make mounts private"),
             Self::Mount { target, fstype, .. } => {
                 write!(f, "mount {} on {}", show(fstype), show(target))
@@ -264,11 +267,12 @@ impl Plan {
         if let Some((read, write)) = start.user_namespace {
             ops.push(Op::WaitForParent { read, write });
         }
-        if !container.terminal {
-            ops.push(Op::NewSession);
-        }
+        ops.push(Op::NewSession);
         ops.push(Op::MakeMountsPrivate);
         ops.push(Op::Stdio { fds: start.stdio });
+        if container.terminal {
+            ops.push(Op::ControllingTerminal);
+        }
         match &container.rootfs {
             RootFs::Directory(dir) => ops.push(Op::Bind {
                 source: path_cstring(dir)?,

@@ -339,5 +339,5 @@ fn run_runtime(
         }
     };
     // std's Command resets the signal mask in the child, so the runtime itself receives forwarded signals.
-    wait_forwarding_signals(pid, signals, stop_timeout, false, &kill)
+    wait_forwarding_signals(pid, signals, stop_timeout, &kill)
 }

@@ -171,6 +171,11 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
             // SAFETY: no arguments; this child is not a process group leader, so setsid succeeds.
             check(unsafe { libc::setsid() })
         }
+        Op::ControllingTerminal => {
+            // SAFETY: descriptor 0 is the pty's terminal side placed by the Stdio op; the argument 0 means "do not
+            // steal it from another session".
+            check(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
+        }
         Op::MakeMountsPrivate => mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
         Op::Mount {
             source,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hoist_oci::oci_spec::image::Config;
-use hoist_sandbox::{Container, Network, PortMapping, Snapshot, Stdio, resolve_user};
+use hoist_sandbox::{Container, Network, PortMapping, Snapshot, Stdio, Terminal, resolve_user};
 
 use super::images::{error_chain, open_store};
 
@@ -68,7 +68,7 @@ pub(crate) struct RunArgs {
     #[arg(short, long)]
     interactive: bool,
 
-    /// Share hoist's terminal and process group with the command (no new pseudo-terminal is allocated).
+    /// Allocate a pseudo-terminal for the command.
     #[arg(short, long)]
     tty: bool,
 
@@ -129,23 +129,39 @@ pub(crate) fn run(root: Option<&Path>, args: &RunArgs) -> ExitCode {
         Ok(container) => container,
         Err(error) => return hoist_failed(&error),
     };
-    let stdin = if args.interactive {
-        None
+    let mut attached = None;
+    let stdio = if args.tty {
+        let terminal = match Terminal::open() {
+            Ok(terminal) => terminal,
+            Err(error) => return hoist_failed(&error),
+        };
+        let stdio = terminal.stdio();
+        match (stdio, terminal.attach(args.interactive)) {
+            (Ok(stdio), Ok(copying)) => {
+                attached = Some(copying);
+                stdio
+            }
+            (Err(error), _) | (_, Err(error)) => return hoist_failed(&error),
+        }
+    } else if args.interactive {
+        Stdio::default()
     } else {
         match File::open("/dev/null") {
-            Ok(file) => Some(file.into()),
+            Ok(file) => Stdio {
+                stdin: Some(file.into()),
+                ..Stdio::default()
+            },
             Err(error) => return hoist_failed(&error),
         }
-    };
-    let stdio = Stdio {
-        stdin,
-        ..Stdio::default()
     };
     let status = if args.runtime == "hoist" {
         container.run(stdio)
     } else {
         container.run_with_runtime(Path::new(&args.runtime), stdio)
     };
+    if let Some(attached) = attached {
+        attached.finish();
+    }
     drop(snapshot);
     match status {
         Ok(status) => ExitCode::from(u8::try_from(status.code() & 0xff).unwrap_or(1)),
