@@ -102,8 +102,18 @@ pub async fn run(options: Options, mut output: Output) -> Result<(), Error> {
         _ = terminate.recv() => {}
     }
     output.log(LogLevel::Info, "shutting down (SandboxTerminated)");
-    for slot in &pool.slots {
-        slot.shutdown();
+    let stopping: Vec<_> = pool
+        .slots
+        .iter()
+        .map(|slot| {
+            tokio::spawn({
+                let slot = slot.clone();
+                async move { slot.terminate().await }
+            })
+        })
+        .collect();
+    for task in stopping {
+        let _ = task.await;
     }
     Ok(())
 }

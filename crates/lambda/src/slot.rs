@@ -235,6 +235,27 @@ impl Slot {
         if let Some(mut child) = process.take() {
             let _ = child.kill().await;
         }
+        self.stop_extensions(reason).await;
+        let mut st = self.shared.lock();
+        st.generation += 1;
+        self.shared
+            .generation
+            .store(st.generation, Ordering::SeqCst);
+        st.ready_at = None;
+        st.pending = None;
+        st.current = None;
+        st.outcome = None;
+        st.extensions.clear();
+        st.expected_extensions = 0;
+        st.invoked = false;
+        drop(st);
+        self.shared.notify.notify_waiters();
+        self.shared.extension_notify.notify_waiters();
+    }
+
+    /// Sends SHUTDOWN to the extensions subscribed to it and gives them until its deadline (2 s) to call
+    /// `/event/next` again or exit; then kills the external extension processes.
+    async fn stop_extensions(&self, reason: &str) {
         let budget = Duration::from_secs(2);
         let notified = {
             let mut st = self.shared.lock();
@@ -288,40 +309,18 @@ impl Slot {
             kill_group(child.id());
             let _ = child.kill().await;
         }
-        let mut st = self.shared.lock();
-        st.generation += 1;
-        self.shared
-            .generation
-            .store(st.generation, Ordering::SeqCst);
-        st.ready_at = None;
-        st.pending = None;
-        st.current = None;
-        st.outcome = None;
-        st.extensions.clear();
-        st.expected_extensions = 0;
-        st.invoked = false;
-        drop(st);
-        self.shared.notify.notify_waiters();
-        self.shared.extension_notify.notify_waiters();
     }
 
-    /// Kills the process groups of the runtime and its external extensions, if any (emulator shutdown). Does not
-    /// wait for an invoke in flight to finish.
-    pub(crate) fn shutdown(&self) {
+    /// The emulator is stopping (SIGINT/SIGTERM): kills the runtime's process group at once, sends SHUTDOWN
+    /// (`SandboxTerminated`) to the extensions, then kills them. Does not wait for an invoke in flight.
+    pub(crate) async fn terminate(&self) {
         kill_group(
             *self
                 .pid
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        for child in self
-            .extension_processes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
-            kill_group(child.id());
-        }
+        self.stop_extensions("SandboxTerminated").await;
     }
 
     /// Starts the external extensions (files in `extensions_dir`, in name order) with the function's environment

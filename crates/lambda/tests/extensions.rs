@@ -261,3 +261,32 @@ async fn an_extension_dying_during_init_fails_the_invoke() {
         reply.body
     );
 }
+
+/// SIGTERM to the emulator: SHUTDOWN (SandboxTerminated) to the extensions, then a clean exit.
+#[tokio::test]
+async fn sigterm_sends_shutdown_to_extensions() {
+    let emulator = idle_runtime(&[]);
+    let id = register(&emulator, r#"["SHUTDOWN"]"#).await;
+    let api = emulator.runtime_api.clone();
+    let waiting = tokio::spawn(async move {
+        client()
+            .get(format!("http://{api}/2020-01-01/extension/event/next"))
+            .header("Lambda-Extension-Identifier", id)
+            .send()
+            .await
+            .expect("event/next answers")
+            .text()
+            .await
+            .expect("body")
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = tokio::task::spawn_blocking(move || emulator.stop())
+        .await
+        .expect("stop task");
+    assert!(stopped.success());
+    let event: serde_json::Value =
+        serde_json::from_str(&waiting.await.expect("task")).expect("JSON event");
+    assert_eq!(event["eventType"], "SHUTDOWN");
+    assert_eq!(event["shutdownReason"], "SandboxTerminated");
+    assert!(event["deadlineMs"].as_u64().is_some());
+}
