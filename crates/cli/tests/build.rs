@@ -321,6 +321,33 @@ fn run_mounts_bind_cache_and_tmpfs() {
 }
 
 #[test]
+fn secrets_are_mounted_but_not_kept() {
+    let fx = Fixture::new();
+    let secret = fx.path("token.txt");
+    fs::write(&secret, "s3cr3t").unwrap();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\n\
+         RUN --mount=type=secret,id=token,target=/run/secrets/token cat /run/secrets/token > /seen\n\
+         RUN --mount=type=secret,id=token,env=TOKEN,target=/t echo $TOKEN > /seen-env\n",
+    );
+    let spec = format!("id=token,src={}", secret.display());
+    let (out, _) = fx.build_local("out", &["--secret", &spec]);
+    assert_eq!(read(&out.join("seen")), "s3cr3t");
+    assert_eq!(read(&out.join("seen-env")), "s3cr3t\n");
+    assert!(
+        !out.join("run/secrets/token").is_file(),
+        "the secret is not in the layer"
+    );
+
+    let missing = fx.hoist(&["build", "--no-cache", "."]);
+    assert_eq!(
+        missing.code, 1,
+        "a required... secret: cat fails without it"
+    );
+}
+
+#[test]
 fn no_cache_filter_reruns_only_the_named_stage() {
     let fx = Fixture::new();
     fx.write(

@@ -22,6 +22,8 @@ pub struct ExecRequest<'a> {
     pub scratch: &'a Path,
     /// `RUN --mount`s, prepared as host directories (see [`RunMount`]).
     pub mounts: &'a [RunMount],
+    /// `NAME=value` of secret mounts with `env=`: in the environment, never in the cache key.
+    pub secret_env: &'a [String],
 }
 
 /// A `RUN --mount` made ready by the solver: a host directory or file to bind at `target`.
@@ -118,6 +120,7 @@ impl Executor for SandboxExecutor {
 
         let mut env = exec.env.clone();
         env.extend(exec.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
+        env.extend(request.secret_env.iter().cloned());
         let container = Container {
             rootfs: snapshot.rootfs(),
             args: exec.args.clone(),
@@ -173,8 +176,17 @@ impl Executor for SandboxExecutor {
                 code: status.code(),
             });
         }
+        // What is mounted over is the mount's, not the step's: the mount points stay out of the layer.
+        let options = request
+            .mounts
+            .iter()
+            .map(|m| m.target.as_str())
+            .chain(exec.inline_files.iter().map(|f| f.path.as_str()))
+            .fold(hoist_layer::WriteOptions::new(), |o, target| {
+                o.with_exclude(target)
+            });
         let summary = snapshot
-            .write_diff(diff, hoist_layer::WriteOptions::new())
+            .write_diff(diff, options)
             .map_err(sandbox_error("failed to write the step's changes"))?;
         Ok(ExecOutcome {
             entries: summary.entries,

@@ -27,6 +27,7 @@
 //!     dockerfile: "FROM busybox\n",
 //!     context_dir: ".".as_ref(),
 //!     ignore_patterns: &[],
+//!     secrets: &Default::default(),
 //! };
 //! let solution = solver.solve(&request)?;
 //! let image = export_image(&store, &plan, &solution, hoist_oci::ManifestFormat::Oci)?;

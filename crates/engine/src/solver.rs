@@ -1,7 +1,7 @@
 //! The solver: cache keys for every op the target needs, cache lookups, and the ops that miss run on a bounded
 //! pool of threads as soon as their inputs are ready (BuildKit's scheduler, without edges merging across builds).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -35,6 +35,8 @@ pub struct SolveRequest<'a> {
     pub context_dir: &'a Path,
     /// The `.dockerignore` patterns that apply.
     pub ignore_patterns: &'a [String],
+    /// `--secret`s by id, for `RUN --mount=type=secret` (never part of a cache key).
+    pub secrets: &'a BTreeMap<String, Vec<u8>>,
 }
 
 /// The solver's collaborators: the store, the executor of RUN steps, the progress reporter.
@@ -97,6 +99,14 @@ impl Solution {
     pub fn get(&self, id: OpId) -> Option<&OpResult> {
         self.results.get(id.0).and_then(Option::as_ref)
     }
+}
+
+/// A step's mounts as host paths, with the temporary directories that hold them (deleted when this is dropped,
+/// after the step).
+struct PreparedMounts {
+    mounts: Vec<RunMount>,
+    secret_env: Vec<String>,
+    _holders: Vec<Option<tempfile::TempDir>>,
 }
 
 struct Schedule {
@@ -391,14 +401,14 @@ impl Solver<'_> {
         let lower = view::unpack(self.store, &base)?;
         match &op.op {
             Op::Exec(exec) => {
-                let holders = self.prepare_mounts(request, exec, inputs)?;
-                let mounts: Vec<RunMount> = holders.iter().map(|(m, _)| m.clone()).collect();
+                let prepared = self.prepare_mounts(request, exec, inputs)?;
                 self.ingest(|out| {
                     let request = ExecRequest {
                         exec,
                         lower: &lower,
                         scratch: &self.scratch,
-                        mounts: &mounts,
+                        mounts: &prepared.mounts,
+                        secret_env: &prepared.secret_env,
                     };
                     let logs = |data: &[u8]| {
                         if let Some(vertex) = vertex {
@@ -461,8 +471,9 @@ impl Solver<'_> {
         request: &SolveRequest<'_>,
         exec: &hoist_plan::op::Exec,
         inputs: &[OpResult],
-    ) -> Result<Vec<(RunMount, Option<tempfile::TempDir>)>> {
+    ) -> Result<PreparedMounts> {
         let mut prepared = Vec::new();
+        let mut secret_env = Vec::new();
         for planned in &exec.mounts {
             let mount = &planned.mount;
             let (source, holder, read_only) = match mount.kind {
@@ -566,9 +577,63 @@ impl Solver<'_> {
                         }
                     }
                 }
-                MountType::Secret | MountType::Ssh => {
+                MountType::Secret => {
+                    // BuildKit: the id is `id`, else `source`, else the target's file name.
+                    let id = [&mount.id, &mount.source]
+                        .into_iter()
+                        .find(|s| !s.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            Path::new(&mount.target)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        });
+                    let Some(value) = request.secrets.get(&id) else {
+                        if mount.required {
+                            return Err(EngineError::invalid(format!("secret {id} not found")));
+                        }
+                        continue;
+                    };
+                    if let Some(name) = &mount.env {
+                        let name = if name.is_empty() { &id } else { name };
+                        secret_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
+                        if mount.target.is_empty() {
+                            continue;
+                        }
+                    }
+                    let dir = self.staging()?;
+                    let path = dir.path().join("secret");
+                    fs::write(&path, value).map_err(|e| EngineError::io("write", &path, e))?;
+                    fs::set_permissions(
+                        &path,
+                        fs::Permissions::from_mode(mount.mode.unwrap_or(0o400)),
+                    )
+                    .map_err(|e| EngineError::io("set the mode of", &path, e))?;
+                    std::os::unix::fs::chown(
+                        &path,
+                        Some(mount.uid.unwrap_or(0)),
+                        Some(mount.gid.unwrap_or(0)),
+                    )
+                    .map_err(|e| EngineError::io("change the owner of", &path, e))?;
+                    let target = if mount.target.is_empty() {
+                        format!("/run/secrets/{id}")
+                    } else {
+                        mount.target.clone()
+                    };
+                    prepared.push((
+                        RunMount {
+                            source: path,
+                            target,
+                            read_only: true,
+                        },
+                        Some(dir),
+                    ));
+                    continue;
+                }
+                MountType::Ssh => {
                     return Err(EngineError::Unsupported {
-                        what: format!("RUN --mount=type={}", mount.kind.as_str()),
+                        what: "RUN --mount=type=ssh".to_owned(),
                     });
                 }
             };
@@ -581,7 +646,12 @@ impl Solver<'_> {
                 holder,
             ));
         }
-        Ok(prepared)
+        let (mounts, holders) = prepared.into_iter().unzip();
+        Ok(PreparedMounts {
+            mounts,
+            secret_env,
+            _holders: holders,
+        })
     }
 
     fn staging(&self) -> Result<tempfile::TempDir> {

@@ -1,5 +1,6 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
+//! [--secret id=ID[,src=FILE|env=VAR]]…
 //! [--progress auto|plain|quiet] [-q] [--check] CONTEXT`: Docker's flags and meanings.
 //!
 //! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
@@ -104,6 +105,11 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "TYPE", default_value = "auto",
           value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
     pub(crate) progress: String,
+
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the
+    /// environment variable `ID`); may be repeated.
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
+    pub(crate) secrets: Vec<String>,
 
     /// Suppress the progress output and print the image ID on success.
     #[arg(short, long)]
@@ -656,6 +662,44 @@ fn build_error(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `--secret` values by id, read from their files or environment variables (buildx's rules).
+fn read_secrets(specs: &[String]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut secrets = BTreeMap::new();
+    for spec in specs {
+        let (mut id, mut file, mut env) = (None, None, None);
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_owned()),
+                Some(("src" | "source", v)) => file = Some(v.to_owned()),
+                Some(("env", v)) => env = Some(v.to_owned()),
+                Some(("type", "file" | "env")) => {}
+                _ => return Err(format!("invalid secret {spec:?}: unexpected {field:?}")),
+            }
+        }
+        let id = match (id, &file, &env) {
+            (Some(id), _, _) => id,
+            (None, Some(path), _) => Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            (None, None, Some(var)) => var.clone(),
+            (None, None, None) => return Err(format!("invalid secret {spec:?}: no id")),
+        };
+        let value = match (file, env) {
+            (Some(path), _) => std::fs::read(&path)
+                .map_err(|e| format!("failed to read secret {id} from {path}: {e}"))?,
+            (None, var) => {
+                let var = var.unwrap_or_else(|| id.clone());
+                std::env::var(&var)
+                    .map_err(|_| format!("secret {id}: environment variable {var} is not set"))?
+                    .into_bytes()
+            }
+        };
+        secrets.insert(id, value);
+    }
+    Ok(secrets)
+}
+
 /// `KEY=VALUE` pairs (`KEY` alone is an empty value, as docker's `--label`).
 fn key_values(items: &[String]) -> BTreeMap<String, String> {
     items
@@ -696,6 +740,10 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         .collect::<Result<Vec<_>, _>>()
     {
         Ok(tags) => tags,
+        Err(message) => return build_error(&message),
+    };
+    let secrets = match read_secrets(&args.secrets) {
+        Ok(secrets) => secrets,
         Err(message) => return build_error(&message),
     };
     let store = match super::images::open_store(root) {
@@ -777,6 +825,7 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         dockerfile: &checked.source.text,
         context_dir: &args.input.context,
         ignore_patterns: &ignore_patterns,
+        secrets: &secrets,
     };
     let solution = match solver.solve(&solve) {
         Ok(solution) => solution,
