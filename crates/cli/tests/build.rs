@@ -348,6 +348,33 @@ fn secrets_are_mounted_but_not_kept() {
 }
 
 #[test]
+fn build_contexts_replace_stages_and_images() {
+    let fx = Fixture::new();
+    let extra = fx.path("extra");
+    fs::create_dir(&extra).unwrap();
+    fs::write(extra.join("e.txt"), "extra context\n").unwrap();
+    fx.write(
+        "Dockerfile",
+        "FROM base\n\
+         COPY --from=assets e.txt /e.txt\n\
+         RUN cat /e.txt > /seen\n",
+    );
+    let assets = format!("assets={}", extra.display());
+    let (out, _) = fx.build_local(
+        "out",
+        &[
+            "--build-context",
+            &assets,
+            "--build-context",
+            "base=docker-image://bb:1",
+        ],
+    );
+    assert_eq!(read(&out.join("e.txt")), "extra context\n");
+    assert_eq!(read(&out.join("seen")), "extra context\n");
+    assert!(out.join("bin/busybox").is_file(), "base is bb:1");
+}
+
+#[test]
 fn no_cache_filter_reruns_only_the_named_stage() {
     let fx = Fixture::new();
     fx.write(

@@ -28,6 +28,7 @@
 //!     context_dir: ".".as_ref(),
 //!     ignore_patterns: &[],
 //!     secrets: &Default::default(),
+//!     named_contexts: &Default::default(),
 //! };
 //! let solution = solver.solve(&request)?;
 //! let image = export_image(&store, &plan, &solution, hoist_oci::ManifestFormat::Oci)?;

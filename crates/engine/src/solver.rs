@@ -13,6 +13,7 @@ use hoist_context::{ContextError, ContextFilter, ContextWalker, EntryKind, WalkO
 use hoist_instructions::MountType;
 use hoist_layer::{CompressOptions, Compression, LayerBlobWriter, WriteOptions};
 use hoist_oci::{Area, Expected, ManifestFormat, Store};
+use hoist_plan::NamedContextKind;
 use hoist_plan::op::{CopySource, Source};
 use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
 use sha2::{Digest as _, Sha256};
@@ -37,6 +38,8 @@ pub struct SolveRequest<'a> {
     pub ignore_patterns: &'a [String],
     /// `--secret`s by id, for `RUN --mount=type=secret` (never part of a cache key).
     pub secrets: &'a BTreeMap<String, Vec<u8>>,
+    /// Local `--build-context NAME=DIR` directories by name.
+    pub named_contexts: &'a BTreeMap<String, PathBuf>,
 }
 
 /// The solver's collaborators: the store, the executor of RUN steps, the progress reporter.
@@ -58,8 +61,13 @@ pub struct Solver<'a> {
 pub enum Output {
     /// A filesystem made of these layers, bottom first.
     Layers(Vec<LayerRef>),
-    /// The build context directory (read straight from the host by COPY).
-    Context,
+    /// A local context directory (read straight from the host by COPY), with its `.dockerignore` patterns.
+    Context {
+        /// The directory.
+        root: PathBuf,
+        /// The ignore patterns that apply to it.
+        ignore: Vec<String>,
+    },
 }
 
 /// The result of one op.
@@ -82,7 +90,7 @@ impl OpResult {
     pub fn layers(&self) -> &[LayerRef] {
         match &self.output {
             Output::Layers(layers) => layers,
-            Output::Context => &[],
+            Output::Context { .. } => &[],
         }
     }
 }
@@ -320,62 +328,34 @@ impl Solver<'_> {
         };
         match source {
             Source::Scratch => Ok(result(b"", Output::Layers(Vec::new()), None)),
-            Source::Image { reference, .. } => {
-                let image = crate::resolver::read_image(self.store, reference).map_err(|e| {
-                    EngineError::ImageNotFound {
-                        reference: reference.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                let diff_ids = image.config.rootfs().diff_ids();
-                let mut layers = Vec::new();
-                for (i, layer) in image.layers.iter().enumerate() {
-                    let digest =
-                        hoist_oci::digest_from_oci(layer.descriptor.digest()).map_err(|e| {
-                            EngineError::Layer {
-                                what: format!("image {reference} has a bad layer digest"),
-                                source: Box::new(e),
-                            }
-                        })?;
-                    let diff_id = match (&layer.info, diff_ids.get(i)) {
-                        (Some(info), _) => info.diff_id,
-                        (None, Some(id)) => id.parse().map_err(|e| EngineError::Layer {
-                            what: format!("bad diffID in image {reference}"),
-                            source: Box::new(e),
-                        })?,
-                        (None, None) => {
-                            return Err(EngineError::invalid(format!(
-                                "image {reference} lists more layers than diffIDs"
-                            )));
-                        }
-                    };
-                    layers.push(LayerRef {
-                        digest,
-                        diff_id,
-                        size: layer.descriptor.size(),
-                        media_type: layer.descriptor.media_type().to_string(),
-                    });
-                }
-                let config: serde_json::Value =
-                    serde_json::from_slice(&image.config_bytes).unwrap_or_default();
-                Ok(result(
-                    image.id.to_string().as_bytes(),
-                    Output::Layers(layers),
-                    Some(config),
-                ))
+            Source::Image { reference, .. }
+            | Source::NamedContext {
+                kind: NamedContextKind::Image(reference),
+                ..
+            } => {
+                let (id, layers, config) = self.image_source(reference)?;
+                Ok(result(id.as_bytes(), Output::Layers(layers), Some(config)))
             }
             Source::Context {
                 name,
                 include,
                 exclude: _,
             } => {
-                if name != "context" {
-                    return Err(EngineError::Unsupported {
-                        what: format!("the build context {name:?}"),
-                    });
-                }
-                let content = hash_context(request, include)?;
-                Ok(result(&content, Output::Context, None))
+                let (root, ignore) = if name == "context" {
+                    (
+                        request.context_dir.to_path_buf(),
+                        request.ignore_patterns.to_vec(),
+                    )
+                } else {
+                    let root = request.named_contexts.get(name).ok_or_else(|| {
+                        EngineError::Unsupported {
+                            what: format!("the build context {name:?}"),
+                        }
+                    })?;
+                    (root.clone(), Vec::new())
+                };
+                let content = hash_context(&root, &ignore, include)?;
+                Ok(result(&content, Output::Context { root, ignore }, None))
             }
             Source::NamedContext { name, .. } => Err(EngineError::Unsupported {
                 what: format!("the build context {name:?}"),
@@ -384,6 +364,46 @@ impl Solver<'_> {
                 what: format!("ADD from {url}"),
             }),
         }
+    }
+
+    /// An image from the store: its ID, its layers and its config.
+    fn image_source(&self, reference: &str) -> Result<(String, Vec<LayerRef>, serde_json::Value)> {
+        let image = crate::resolver::read_image(self.store, reference).map_err(|e| {
+            EngineError::ImageNotFound {
+                reference: reference.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        let diff_ids = image.config.rootfs().diff_ids();
+        let mut layers = Vec::new();
+        for (i, layer) in image.layers.iter().enumerate() {
+            let digest = hoist_oci::digest_from_oci(layer.descriptor.digest()).map_err(|e| {
+                EngineError::Layer {
+                    what: format!("image {reference} has a bad layer digest"),
+                    source: Box::new(e),
+                }
+            })?;
+            let diff_id = match (&layer.info, diff_ids.get(i)) {
+                (Some(info), _) => info.diff_id,
+                (None, Some(id)) => id.parse().map_err(|e| EngineError::Layer {
+                    what: format!("bad diffID in image {reference}"),
+                    source: Box::new(e),
+                })?,
+                (None, None) => {
+                    return Err(EngineError::invalid(format!(
+                        "image {reference} lists more layers than diffIDs"
+                    )));
+                }
+            };
+            layers.push(LayerRef {
+                digest,
+                diff_id,
+                size: layer.descriptor.size(),
+                media_type: layer.descriptor.media_type().to_string(),
+            });
+        }
+        let config = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
+        Ok((image.id.to_string(), layers, config))
     }
 
     /// Runs an op that makes a layer; `None` when it changed nothing.
@@ -424,16 +444,7 @@ impl Solver<'_> {
                 for (i, input) in inputs.iter().enumerate() {
                     let tree = match &input.output {
                         _ if !uses_input(file_copy, i) => None,
-                        Output::Context => {
-                            let filters = vec![
-                                ContextFilter::new(&[] as &[String], request.ignore_patterns)
-                                    .map_err(EngineError::Context)?,
-                            ];
-                            Some(Tree::Context {
-                                root: request.context_dir.to_path_buf(),
-                                filters,
-                            })
-                        }
+                        Output::Context { root, ignore } => Some(context_tree(root, ignore)?),
                         Output::Layers(layers) => Some(Tree::Layers {
                             view: LayerView::new(view::unpack(self.store, layers)?),
                         }),
@@ -526,25 +537,14 @@ impl Solver<'_> {
                         ))
                     })?;
                     match &input.output {
-                        Output::Context if mount.read_only => {
-                            let source = request
-                                .context_dir
-                                .join(view::clean(Path::new(&mount.source)));
+                        Output::Context { root, .. } if mount.read_only => {
+                            let source = root.join(view::clean(Path::new(&mount.source)));
                             (source, None, true)
                         }
                         output => {
                             // A copy: a writable bind's changes are discarded, and a stage's files need merging.
                             let tree = match output {
-                                Output::Context => Tree::Context {
-                                    root: request.context_dir.to_path_buf(),
-                                    filters: vec![
-                                        ContextFilter::new(
-                                            &[] as &[String],
-                                            request.ignore_patterns,
-                                        )
-                                        .map_err(EngineError::Context)?,
-                                    ],
-                                },
+                                Output::Context { root, ignore } => context_tree(root, ignore)?,
                                 Output::Layers(layers) => Tree::Layers {
                                     view: LayerView::new(view::unpack(self.store, layers)?),
                                 },
@@ -706,6 +706,14 @@ impl Solver<'_> {
     }
 }
 
+/// A context directory as COPY reads it: through its ignore patterns.
+fn context_tree(root: &Path, ignore: &[String]) -> Result<Tree> {
+    Ok(Tree::Context {
+        root: root.to_path_buf(),
+        filters: vec![ContextFilter::new(&[] as &[String], ignore).map_err(EngineError::Context)?],
+    })
+}
+
 /// Whether a COPY reads files from its input `index`.
 fn uses_input(copy: &hoist_plan::op::FileCopy, index: usize) -> bool {
     copy.sources.iter().any(|s| match s {
@@ -729,14 +737,14 @@ fn needed_ops(plan: &BuildPlan) -> Vec<bool> {
 
 /// The content of a context source: every selected path with its type, mode, size, link target and the SHA-256
 /// of its bytes (not its time or owner, as BuildKit's content checksums).
-fn hash_context(request: &SolveRequest<'_>, include: &[String]) -> Result<Vec<u8>> {
+fn hash_context(root: &Path, ignore: &[String], include: &[String]) -> Result<Vec<u8>> {
     let options = WalkOptions {
         include_patterns: include.to_vec(),
-        exclude_patterns: request.ignore_patterns.to_vec(),
+        exclude_patterns: ignore.to_vec(),
         follow_paths: Vec::new(),
     };
     // `--exclude` is left out: hashing files a COPY skips only costs an unneeded rerun, never a stale hit.
-    let walker = ContextWalker::new(request.context_dir, &options).map_err(EngineError::Context)?;
+    let walker = ContextWalker::new(root, &options).map_err(EngineError::Context)?;
     let root = walker.root().to_path_buf();
     let mut hasher = Sha256::new();
     walker.walk(|entry| -> Result<()> {

@@ -90,6 +90,7 @@ fn independent_stages_run_in_parallel_and_rebuilds_hit_the_cache() {
         context_dir: &context,
         ignore_patterns: &[],
         secrets: &Default::default(),
+        named_contexts: &Default::default(),
     };
     let solution = solver.solve(&request).unwrap();
     assert_eq!(executor.calls(), 2, "the unused stage's RUN never runs");

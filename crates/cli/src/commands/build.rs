@@ -1,6 +1,6 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
-//! [--secret id=ID[,src=FILE|env=VAR]]…
+//! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF]…
 //! [--progress auto|plain|quiet] [-q] [--check] CONTEXT`: Docker's flags and meanings.
 //!
 //! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
@@ -105,6 +105,11 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "TYPE", default_value = "auto",
           value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
     pub(crate) progress: String,
+
+    /// An additional build context, `NAME=DIR` or `NAME=docker-image://REF`: replaces the stage, image or
+    /// `--from` of that name; may be repeated.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub(crate) build_contexts: Vec<String>,
 
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the
     /// environment variable `ID`); may be repeated.
@@ -763,6 +768,30 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         }
     }
     request.labels = key_values(&args.labels);
+    let mut named_dirs = BTreeMap::new();
+    for spec in &args.build_contexts {
+        let Some((name, value)) = spec.split_once('=') else {
+            return build_error(&format!(
+                "invalid build context {spec:?}: expected NAME=VALUE"
+            ));
+        };
+        let kind = if let Some(reference) = value.strip_prefix("docker-image://") {
+            hoist_plan::NamedContextKind::Image(reference.to_owned())
+        } else if value.starts_with("oci-layout://") {
+            hoist_plan::NamedContextKind::OciLayout
+        } else if value.ends_with(".git") || value.starts_with("git@") || value.contains(".git#") {
+            hoist_plan::NamedContextKind::Git
+        } else if value.starts_with("http://") || value.starts_with("https://") {
+            hoist_plan::NamedContextKind::Url
+        } else {
+            named_dirs.insert(name.to_owned(), PathBuf::from(value));
+            hoist_plan::NamedContextKind::Local
+        };
+        request.named_contexts.push(hoist_plan::NamedContext {
+            name: name.to_owned(),
+            kind,
+        });
+    }
     request.no_cache = if args.no_cache {
         NoCache::All
     } else if args.no_cache_filter.is_empty() {
@@ -826,6 +855,7 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         context_dir: &args.input.context,
         ignore_patterns: &ignore_patterns,
         secrets: &secrets,
+        named_contexts: &named_dirs,
     };
     let solution = match solver.solve(&solve) {
         Ok(solution) => solution,
