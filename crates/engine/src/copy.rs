@@ -120,7 +120,7 @@ struct Copier<'a> {
     /// `--exclude`, matched against paths relative to the source being copied (as BuildKit's copy does).
     exclude: Option<ContextFilter>,
     chown: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     fixups: Vec<DirFixup>,
 }
 
@@ -138,7 +138,7 @@ pub(crate) fn copy(
         .as_deref()
         .map(|spec| resolve_chown(spec, dest_view))
         .transpose()?;
-    let chmod = copy.chmod.as_deref().map(parse_chmod).transpose()?;
+    let chmod = copy.chmod.as_deref().map(Chmod::parse).transpose()?;
     let exclude = if copy.exclude.is_empty() {
         None
     } else {
@@ -356,7 +356,7 @@ impl Copier<'_> {
             },
             (None, Some(m)) => DirFixup {
                 path,
-                mode: self.chmod.unwrap_or(m.mode() & 0o7777),
+                mode: self.mode_for(m.mode() & 0o7777, true),
                 owner: owner.unwrap_or((0, 0)),
                 mtime: Some((m.mtime(), m.mtime_nsec())),
             },
@@ -369,6 +369,13 @@ impl Copier<'_> {
         };
         self.fixups.push(fixup);
         Ok(())
+    }
+
+    fn mode_for(&self, mode: u32, is_dir: bool) -> u32 {
+        match &self.chmod {
+            Some(chmod) => chmod.apply(mode, is_dir),
+            None => mode,
+        }
     }
 
     fn excluded(&self, rel: &Path) -> Result<bool> {
@@ -433,7 +440,7 @@ impl Copier<'_> {
                 .map_err(|e| EngineError::io("create", &dst, e))?;
         } else if file_type.is_file() {
             fs::copy(abs, &dst).map_err(|e| EngineError::io("copy", abs, e))?;
-            let mode = self.chmod.unwrap_or(meta.mode() & 0o7777);
+            let mode = self.mode_for(meta.mode() & 0o7777, false);
             fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
                 .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
         } else {
@@ -450,7 +457,7 @@ impl Copier<'_> {
         self.ensure_parents(target)?;
         let dst = self.staging.join(target);
         fs::write(&dst, file.content.as_bytes()).map_err(|e| EngineError::io("write", &dst, e))?;
-        let mode = self.chmod.unwrap_or(file.mode);
+        let mode = self.mode_for(file.mode, false);
         fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
             .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
         let (uid, gid) = self.chown.unwrap_or((0, 0));
@@ -534,14 +541,92 @@ fn is_tar_archive(path: &Path) -> bool {
     &header[257..262] == b"ustar"
 }
 
-/// `--chmod`: an octal mode.
-fn parse_chmod(spec: &str) -> Result<u32> {
-    u32::from_str_radix(spec, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| EngineError::Unsupported {
-            what: format!("--chmod={spec} (only octal modes are)"),
-        })
+/// `--chmod`: an octal mode, or chmod(1)'s symbolic clauses (`u+x`, `go-w`, `a=rX`), as newer BuildKit accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Chmod {
+    /// Every copied file and directory gets this mode.
+    Octal(u32),
+    /// Applied to each entry's own mode.
+    Symbolic(Vec<Clause>),
+}
+
+/// One symbolic clause: who, how, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Clause {
+    /// Bits of the classes named (`u` 0o4700, `g` 0o2070, `o` 0o1007, none or `a`: all).
+    who: u32,
+    /// `+`, `-` or `=`.
+    op: char,
+    /// The permission letters.
+    perms: String,
+}
+
+impl Chmod {
+    pub(crate) fn parse(spec: &str) -> Result<Chmod> {
+        if let Ok(mode) = u32::from_str_radix(spec, 8) {
+            return if mode <= 0o7777 {
+                Ok(Chmod::Octal(mode))
+            } else {
+                Err(EngineError::invalid(format!("invalid chmod {spec}")))
+            };
+        }
+        let invalid = || EngineError::invalid(format!("invalid chmod {spec}"));
+        let mut clauses = Vec::new();
+        for part in spec.split(',') {
+            let split = part.find(['+', '-', '=']).ok_or_else(invalid)?;
+            let (who_text, rest) = part.split_at(split);
+            let mut who = 0;
+            for c in who_text.chars() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => return Err(invalid()),
+                };
+            }
+            if who == 0 {
+                who = 0o7777;
+            }
+            let mut chars = rest.chars();
+            let op = chars.next().ok_or_else(invalid)?;
+            let perms: String = chars.collect();
+            if perms.chars().any(|c| !"rwxXst".contains(c)) {
+                return Err(invalid());
+            }
+            clauses.push(Clause { who, op, perms });
+        }
+        Ok(Chmod::Symbolic(clauses))
+    }
+
+    pub(crate) fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let clauses = match self {
+            Chmod::Octal(mode) => return *mode,
+            Chmod::Symbolic(clauses) => clauses,
+        };
+        let mut mode = mode & 0o7777;
+        for clause in clauses {
+            let mut bits = 0;
+            for p in clause.perms.chars() {
+                bits |= match p {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => 0,
+                };
+            }
+            let bits = bits & clause.who;
+            mode = match clause.op {
+                '+' => mode | bits,
+                '-' => mode & !bits,
+                _ => (mode & !clause.who) | bits,
+            };
+        }
+        mode
+    }
 }
 
 /// `--chown=user[:group]`: numbers, or names from the destination's `/etc/passwd` and `/etc/group`. Without a
@@ -614,4 +699,25 @@ pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Res
         last.mode = mkdir.mode;
     }
     copier.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chmod;
+
+    #[test]
+    fn chmod_octal_and_symbolic() {
+        let apply = |spec: &str, mode: u32, dir: bool| Chmod::parse(spec).unwrap().apply(mode, dir);
+        assert_eq!(apply("0640", 0o777, false), 0o640);
+        assert_eq!(apply("755", 0o600, true), 0o755);
+        assert_eq!(apply("u+x", 0o644, false), 0o744);
+        assert_eq!(apply("go-w", 0o666, false), 0o644);
+        assert_eq!(apply("a=rX", 0o600, false), 0o444);
+        assert_eq!(apply("a=rX", 0o700, false), 0o555);
+        assert_eq!(apply("a=rX", 0o600, true), 0o555);
+        assert_eq!(apply("+x,o-r", 0o644, false), 0o751);
+        assert!(Chmod::parse("88").is_err());
+        assert!(Chmod::parse("u+q").is_err());
+        assert!(Chmod::parse("17777").is_err());
+    }
 }
