@@ -99,26 +99,42 @@ impl Output {
         }
     }
 
-    pub(crate) fn start(&self, request_id: &str, version: &str) {
-        self.report_line(&format!(
-            "START RequestId: {request_id} Version: {version}\n"
-        ));
+    /// Passes the function's own output on, unchanged.
+    pub(crate) fn function_output(&self, bytes: &[u8]) {
+        if let Ok(mut w) = self.reports.lock() {
+            let _ = w.write_all(bytes).and_then(|()| w.flush());
+        }
     }
 
-    pub(crate) fn end(&self, request_id: &str) {
-        self.report_line(&format!("END RequestId: {request_id}\n"));
+    /// Writes the START line and returns it.
+    pub(crate) fn start(&self, request_id: &str, version: &str) -> String {
+        let line = format!("START RequestId: {request_id} Version: {version}\n");
+        self.report_line(&line);
+        line
     }
 
-    pub(crate) fn report(&self, report: &Report) {
-        self.report_line(&report.line());
+    /// Writes the END line and returns it.
+    pub(crate) fn end(&self, request_id: &str) -> String {
+        let line = format!("END RequestId: {request_id}\n");
+        self.report_line(&line);
+        line
     }
 
-    pub(crate) fn timed_out(&self, request_id: &str, seconds: u64) {
+    /// Writes the REPORT line and returns it.
+    pub(crate) fn report(&self, report: &Report) -> String {
+        let line = report.line();
+        self.report_line(&line);
+        line
+    }
+
+    /// Writes Lambda's `Task timed out` line and returns it.
+    pub(crate) fn timed_out(&self, request_id: &str, seconds: u64) -> String {
         let line = format!(
             "{} {request_id} Task timed out after {seconds}.00 seconds\n",
             iso_timestamp(SystemTime::now())
         );
         self.report_line(&line);
+        line
     }
 }
 

@@ -286,6 +286,7 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
     };
     let tenant_id = header("x-amz-tenant-id");
     let invocation_type = header("x-amz-invocation-type");
+    let wants_tail = header("x-amz-log-type").is_some_and(|t| t.eq_ignore_ascii_case("Tail"));
     let trace_id = header("x-amzn-trace-id").unwrap_or_else(ids::trace_id);
     let timeout_seconds = match std::env::var("AWS_LAMBDA_FUNCTION_TIMEOUT") {
         Ok(v) => match v.trim().parse::<u64>() {
@@ -350,22 +351,23 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
             tenant_id,
             function_arn,
         };
-        output.start(&request_id, &version);
+        let mut log_text = output.start(&request_id, &version);
         output.log(
             LogLevel::Info,
             &format!("INVOKE START(requestId: {request_id}) slot={}", lease.index),
         );
         let (outcome, timing) = slot.invoke(invocation, timeout).await;
+        log_text.push_str(&String::from_utf8_lossy(&timing.function_logs));
         let finish = Finish {
             output: output.clone(),
             request_id: request_id.clone(),
             memory_size_mb,
             timing,
         };
-        let mut response = match outcome {
+        let (response, unhandled) = match outcome {
             Outcome::Response { content_type, body } => {
-                finish.done(None);
-                with_type(StatusCode::OK, content_type, body)
+                log_text.push_str(&finish.done(None));
+                (with_type(StatusCode::OK, content_type, body), false)
             }
             Outcome::Streaming {
                 content_type,
@@ -388,54 +390,46 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
                         .headers_mut()
                         .append(hyper::header::TRAILER, declared);
                 }
+                // The log of a streamed invoke is not complete until the stream is: no Tail here.
                 return with_request_headers(response, &request_id, &version, false);
             }
             Outcome::TooLarge { size } => {
-                finish.done(Some("error"));
+                log_text.push_str(&finish.done(Some("error")));
                 let message = format!(
                     "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
                 );
                 let body = error_json("Function.ResponseSizeTooLarge", &message);
-                return with_request_headers(
-                    plain(StatusCode::OK, "application/json", body),
-                    &request_id,
-                    &version,
-                    true,
-                );
+                (plain(StatusCode::OK, "application/json", body), true)
             }
             Outcome::InvalidResponseMode => {
-                finish.done(Some("error"));
+                log_text.push_str(&finish.done(Some("error")));
                 let body = error_json(
                     "Runtime.InvalidResponseModeHeader",
                     "Invalid response mode header",
                 );
-                return with_request_headers(
-                    plain(StatusCode::OK, "application/json", body),
-                    &request_id,
-                    &version,
-                    true,
-                );
+                (plain(StatusCode::OK, "application/json", body), true)
             }
             Outcome::FunctionError { content_type, body } => {
-                finish.done(Some("error"));
-                let response = with_type(StatusCode::OK, content_type, body);
-                return with_request_headers(response, &request_id, &version, true);
+                log_text.push_str(&finish.done(Some("error")));
+                (with_type(StatusCode::OK, content_type, body), true)
             }
             Outcome::Timeout { seconds } => {
-                output.timed_out(&request_id, seconds);
-                finish.done(Some("timeout"));
+                log_text.push_str(&output.timed_out(&request_id, seconds));
+                log_text.push_str(&finish.done(Some("timeout")));
                 // The official RIE answers 100 ms after the reset; callers tuned to it see the same pacing.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let body = format!("Task timed out after {seconds}.00 seconds");
-                let response = plain(StatusCode::OK, "text/plain; charset=utf-8", body);
-                return with_request_headers(response, &request_id, &version, true);
+                (
+                    plain(StatusCode::OK, "text/plain; charset=utf-8", body),
+                    true,
+                )
             }
             Outcome::InitError { content_type, body } => {
                 output.log(
                     LogLevel::Warn,
                     &format!("INIT REPORT(status: error) requestId={request_id}"),
                 );
-                with_type(StatusCode::BAD_GATEWAY, content_type, body)
+                (with_type(StatusCode::BAD_GATEWAY, content_type, body), true)
             }
             Outcome::Exited { status } => {
                 let reason = match (
@@ -454,7 +448,10 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
                     "Runtime.ExitError",
                     &format!("RequestId: {request_id} Error: {reason}"),
                 );
-                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+                (
+                    plain(StatusCode::BAD_GATEWAY, "application/json", body),
+                    true,
+                )
             }
             Outcome::ExtensionCrash { status } => {
                 let reason = match status.code() {
@@ -466,24 +463,31 @@ async fn invoke(req: Request<Incoming>, pool: Arc<Pool>, output: Arc<Output>) ->
                 );
                 output.log(LogLevel::Warn, &message);
                 let body = error_json("Extension.Crash", &message);
-                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+                (
+                    plain(StatusCode::BAD_GATEWAY, "application/json", body),
+                    true,
+                )
             }
             Outcome::SpawnFailed { message } => {
                 let body = error_json(
                     "Runtime.InvalidEntrypoint",
                     &format!("RequestId: {request_id} Error: {message}"),
                 );
-                plain(StatusCode::BAD_GATEWAY, "application/json", body)
+                (
+                    plain(StatusCode::BAD_GATEWAY, "application/json", body),
+                    true,
+                )
             }
         };
-        if response.status() == StatusCode::BAD_GATEWAY {
+        drop(lease);
+        let mut response = with_request_headers(response, &request_id, &version, unhandled);
+        if wants_tail {
             response.headers_mut().insert(
-                HeaderName::from_static("x-amz-function-error"),
-                HeaderValue::from_static("Unhandled"),
+                HeaderName::from_static("x-amz-log-result"),
+                log_tail(&log_text),
             );
         }
-        drop(lease);
-        with_request_headers(response, &request_id, &version, false)
+        response
     };
     if asynchronous {
         // Lambda's asynchronous invoke: accepted at once, run in the background, the result only logged.
@@ -503,7 +507,8 @@ struct Finish {
 }
 
 impl Finish {
-    fn done(self, status: Option<&'static str>) {
+    /// Writes END and REPORT (and logs RTDONE); returns the two lines.
+    fn done(self, status: Option<&'static str>) -> String {
         let duration = self.timing.invoke_started.elapsed();
         let message = format!(
             "INVOKE RTDONE(status: {}, duration: {:.2}ms) requestId={}",
@@ -512,20 +517,31 @@ impl Finish {
             self.request_id
         );
         self.output.log(LogLevel::Info, &message);
-        self.output.end(&self.request_id);
-        self.output.report(&Report {
-            request_id: self.request_id.clone(),
-            init_duration: self.timing.init_duration,
-            duration,
-            memory_size_mb: self.memory_size_mb,
-            max_memory_used_mb: self
-                .timing
-                .max_memory_used_mb
-                .unwrap_or(self.memory_size_mb)
-                .min(self.memory_size_mb),
-            status,
-        });
+        let mut lines = self.output.end(&self.request_id);
+        lines.push_str(
+            &self.output.report(&Report {
+                request_id: self.request_id.clone(),
+                init_duration: self.timing.init_duration,
+                duration,
+                memory_size_mb: self.memory_size_mb,
+                max_memory_used_mb: self
+                    .timing
+                    .max_memory_used_mb
+                    .unwrap_or(self.memory_size_mb)
+                    .min(self.memory_size_mb),
+                status,
+            }),
+        );
+        lines
     }
+}
+
+/// `X-Amz-Log-Result`: base64 of the last 4 KB of the invoke's log, as Lambda.
+fn log_tail(log: &str) -> HeaderValue {
+    let bytes = log.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(crate::slot::LOG_TAIL_BYTES)..];
+    let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
+    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
 }
 
 fn with_type(status: StatusCode, content_type: Option<HeaderValue>, body: Bytes) -> Response<Body> {

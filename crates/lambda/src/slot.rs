@@ -101,13 +101,21 @@ pub(crate) enum StreamEnd {
     Broken,
 }
 
-/// What the REPORT line needs from an invoke.
-#[derive(Debug, Clone, Copy)]
+/// What the REPORT line (and `X-Amz-Log-Result`) needs from an invoke.
+#[derive(Debug, Clone)]
 pub(crate) struct Timing {
     pub(crate) init_duration: Option<Duration>,
     pub(crate) invoke_started: Instant,
     pub(crate) max_memory_used_mb: Option<u64>,
+    /// The last [`LOG_TAIL_BYTES`] of what the function wrote during the invoke.
+    pub(crate) function_logs: Bytes,
 }
+
+/// How much of an invoke's log `X-Amz-Log-Type: Tail` returns, as Lambda.
+pub(crate) const LOG_TAIL_BYTES: usize = 4096;
+
+/// Asks the log forwarder to pass on everything already written, then answers.
+type DrainRequest = oneshot::Sender<()>;
 
 #[derive(Default)]
 struct RuntimeState {
@@ -191,6 +199,10 @@ pub(crate) struct Slot {
     pid: Mutex<Option<u32>>,
     /// External extension processes of the live runtime.
     extension_processes: Mutex<Vec<Child>>,
+    /// Talks to the task that forwards the live runtime's output (none when its output is not piped).
+    log_drain: Mutex<Option<tokio::sync::mpsc::Sender<DrainRequest>>>,
+    /// The function's output since the current invoke started (its last [`LOG_TAIL_BYTES`]).
+    captured: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Slot {
@@ -218,6 +230,8 @@ impl Slot {
             process: tokio::sync::Mutex::new(None),
             pid: Mutex::new(None),
             extension_processes: Mutex::new(Vec::new()),
+            log_drain: Mutex::new(None),
+            captured: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -232,6 +246,10 @@ impl Slot {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         kill_group(group);
+        *self
+            .log_drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         if let Some(mut child) = process.take() {
             let _ = child.kill().await;
         }
@@ -385,17 +403,67 @@ impl Slot {
             .env_clear()
             .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        command
-            .stdin(null_or_inherit())
-            .stdout(Stdio::inherit())
-            .stderr(stdout_or_inherit());
+        command.stdin(null_or_inherit());
+        // stdout and stderr share one pipe that the emulator reads: the output still reaches the emulator's stdout
+        // (as with the official RIE), and each invoke's part of it can be returned with `X-Amz-Log-Type: Tail`.
+        let pipe = output_pipe();
+        match &pipe {
+            Some((_, out, err)) => {
+                let (out, err) = (out.try_clone(), err.try_clone());
+                if let (Ok(out), Ok(err)) = (out, err) {
+                    command.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+                }
+            }
+            None => {
+                command.stdout(Stdio::inherit()).stderr(stdout_or_inherit());
+            }
+        }
         if let Some(cwd) = &self.launch.cwd {
             command.current_dir(cwd);
         }
         command.kill_on_drop(true);
-        command
+        let child = command
             .spawn()
-            .map_err(|e| format!("exec '{}': {e}", self.launch.argv.join(" ")))
+            .map_err(|e| format!("exec '{}': {e}", self.launch.argv.join(" ")))?;
+        // `command` still holds copies of the write ends; drop them so the pipe ends when the process does.
+        drop(command);
+        let drain = pipe.map(|(receiver, _, _)| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(forward_output(
+                receiver,
+                rx,
+                self.output.clone(),
+                self.captured.clone(),
+            ));
+            tx
+        });
+        *self
+            .log_drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = drain;
+        Ok(child)
+    }
+
+    /// Waits until everything the function wrote so far has been passed on (at most 200 ms), then takes it.
+    async fn take_function_logs(&self) -> Bytes {
+        let drain = self
+            .log_drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(drain) = drain {
+            let (ack, done) = oneshot::channel();
+            if drain.send(ack).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_millis(200), done).await;
+            }
+        }
+        let logs = std::mem::take(
+            &mut *self
+                .captured
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Bytes::from(logs)
     }
 
     /// Runs one invocation to its end (for streaming responses: to the start of the body) and reports timing.
@@ -407,6 +475,10 @@ impl Slot {
         let arrived = Instant::now();
         let deadline = tokio::time::Instant::from_std(arrived + timeout);
         let mut process = self.process.lock().await;
+        self.captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         if let Some(child) = process.as_mut()
             && !matches!(child.try_wait(), Ok(None))
         {
@@ -457,6 +529,7 @@ impl Slot {
                         init_duration: None,
                         invoke_started: arrived,
                         max_memory_used_mb: None,
+                        function_logs: Bytes::new(),
                     };
                     return (Outcome::SpawnFailed { message }, timing);
                 }
@@ -498,6 +571,7 @@ impl Slot {
         });
         let ready_at = self.shared.lock().ready_at;
         let max_memory_used_mb = pid.and_then(peak_rss_mb);
+        let function_logs = self.take_function_logs().await;
         let timing = Timing {
             init_duration: init_started.map(|s| {
                 ready_at
@@ -510,6 +584,7 @@ impl Slot {
                 arrived
             },
             max_memory_used_mb,
+            function_logs,
         };
         match &outcome {
             Outcome::Response { .. }
@@ -586,6 +661,65 @@ fn epoch_ms() -> u64 {
 fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// A pipe for the function's stdout and stderr: the emulator's end and two write ends. None if it cannot be made.
+fn output_pipe() -> Option<(
+    tokio::net::unix::pipe::Receiver,
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+)> {
+    let (sender, receiver) = tokio::net::unix::pipe::pipe().ok()?;
+    let out = sender.into_blocking_fd().ok()?;
+    let err = out.try_clone().ok()?;
+    Some((receiver, out, err))
+}
+
+/// Passes the function's output on to the emulator's stdout and keeps the tail of it for the current invoke. On a
+/// drain request it first reads everything already in the pipe, so an invoke's log is complete when it is taken.
+async fn forward_output(
+    receiver: tokio::net::unix::pipe::Receiver,
+    mut drains: tokio::sync::mpsc::Receiver<DrainRequest>,
+    output: Arc<Output>,
+    captured: Arc<Mutex<Vec<u8>>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let emit = |bytes: &[u8]| {
+        output.function_output(bytes);
+        let mut captured = captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        captured.extend_from_slice(bytes);
+        if captured.len() > LOG_TAIL_BYTES {
+            let excess = captured.len() - LOG_TAIL_BYTES;
+            captured.drain(..excess);
+        }
+    };
+    loop {
+        tokio::select! {
+            ready = receiver.readable() => {
+                if ready.is_err() {
+                    return;
+                }
+                match receiver.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => emit(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            request = drains.recv() => {
+                let Some(ack) = request else { return };
+                while let Ok(n) = receiver.try_read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    emit(&buf[..n]);
+                }
+                let _ = ack.send(());
+            }
+        }
     }
 }
 

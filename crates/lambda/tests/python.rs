@@ -103,3 +103,47 @@ async fn python_concurrency() {
     let Some(f) = python_function() else { return };
     common::concurrency(&f).await;
 }
+
+/// `X-Amz-Log-Type: Tail`: the invoke's own log (START, the handler's output, END, REPORT) comes back base64-encoded.
+#[tokio::test]
+async fn python_log_tail() {
+    let Some(f) = python_function() else { return };
+    let emulator = f.start(&[]);
+    let warm = common::invoke(&emulator.url(), r#"{"log":"from the first invoke"}"#).await;
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    assert_eq!(warm.header("x-amz-log-result"), None, "only when asked for");
+    let request = common::client()
+        .post(emulator.url())
+        .body(r#"{"log":"hello from the handler"}"#)
+        .header("x-amz-log-type", "Tail");
+    let reply = common::invoke_with(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply
+        .header("x-amzn-requestid")
+        .expect("request id header")
+        .to_owned();
+    let encoded = reply.header("x-amz-log-result").expect("a log result");
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    let log = String::from_utf8(decoded).expect("UTF-8 log");
+    assert!(
+        log.starts_with(&format!("START RequestId: {id} Version: $LATEST\n")),
+        "{log}"
+    );
+    assert!(log.contains("hello from the handler\n"), "{log}");
+    assert!(
+        !log.contains("from the first invoke"),
+        "only this invoke's output: {log}"
+    );
+    assert!(log.contains(&format!("END RequestId: {id}\n")), "{log}");
+    assert!(log.contains(&format!("REPORT RequestId: {id}\t")), "{log}");
+    // The output still reaches the emulator's stdout, in order: handler output before END.
+    let out = emulator.wait_stdout(&format!("REPORT RequestId: {id}"));
+    let said = out
+        .find("hello from the handler")
+        .expect("handler output on stdout");
+    let ended = out.find(&format!("END RequestId: {id}")).expect("END line");
+    assert!(said < ended, "{out}");
+}
