@@ -97,6 +97,18 @@ fn independent_stages_run_in_parallel_and_rebuilds_hit_the_cache() {
     assert_eq!(executor.max_concurrent(), 2, "stages a and b overlap");
     let image = export_image(&store, &plan, &solution, ManifestFormat::Oci).unwrap();
     assert_eq!(image.layers.len(), 2);
+    // The layer info recorded in the one-pass ingest is what the store measures from the blob itself.
+    let other = Store::open(dir.path().join("other")).unwrap();
+    for layer in &image.layers {
+        let recorded = store.layer_info(&layer.digest).unwrap().unwrap();
+        let blob = store.open_blob(&layer.digest).unwrap();
+        let measured = other
+            .ingest_layer(blob, &hoist_oci::Expected::unknown())
+            .unwrap();
+        assert_eq!(measured.info, recorded);
+        assert_eq!(measured.blob.digest, layer.digest);
+        assert_eq!(measured.info.diff_id, layer.diff_id);
+    }
     let out = dir.path().join("out");
     export_local(&store, &image.layers, &out).unwrap();
     assert_eq!(std::fs::read_to_string(out.join("one")).unwrap(), "one");
