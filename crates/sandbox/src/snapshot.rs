@@ -159,6 +159,9 @@ impl SnapshotKind {
 pub struct Snapshot {
     kind: SnapshotKind,
     lower: Vec<PathBuf>,
+    /// Holds an exclusive `flock` on the scratch directory while the snapshot lives, so that
+    /// [`Snapshot::remove_stale`] in another process knows it is in use.
+    _lock: File,
     scratch: tempfile::TempDir,
 }
 
@@ -182,9 +185,16 @@ impl Snapshot {
             .prefix("snapshot-")
             .tempdir_in(scratch_parent)
             .map_err(|e| prepare_error("create a directory in", scratch_parent, e))?;
+        let lock = File::open(scratch.path())
+            .and_then(|dir| {
+                rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+                Ok(dir)
+            })
+            .map_err(|e| prepare_error("lock", scratch.path(), e))?;
         let mut snapshot = Snapshot {
             kind,
             lower,
+            _lock: lock,
             scratch,
         };
         for dir in ["upper", "work", "rootfs"] {
@@ -201,6 +211,41 @@ impl Snapshot {
             crate::copy::materialize(&snapshot.lower, &snapshot.copied_root())?;
         }
         Ok(snapshot)
+    }
+
+    /// Removes the scratch directories under `scratch_parent` that no live snapshot holds (and that are at least a
+    /// minute old): those left behind by a process that was killed (`SIGKILL` gives it no chance to clean up).
+    /// Returns how many were removed.
+    pub fn remove_stale(scratch_parent: &Path) -> usize {
+        let Ok(entries) = fs::read_dir(scratch_parent) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // A directory younger than a minute may be one another process has just created and not locked yet.
+            let settled = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age.as_secs() >= 60));
+            let is_scratch = entry.file_name().to_string_lossy().starts_with("snapshot-")
+                && entry.file_type().is_ok_and(|kind| kind.is_dir())
+                && settled;
+            if !is_scratch {
+                continue;
+            }
+            let unused = File::open(&path).is_ok_and(|dir| {
+                rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    .is_ok()
+            });
+            if unused {
+                allow_removal(&path);
+                if fs::remove_dir_all(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Which kind this snapshot is.

@@ -533,3 +533,35 @@ fn symlinks_in_the_image_cannot_make_the_sandbox_write_on_the_host() {
         );
     }
 }
+
+#[test]
+fn stale_scratch_directories_are_removed_and_live_ones_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    let scratch = fixture.dir.path().join("scratch");
+    let live = fixture.snapshot();
+    // What a killed hoist leaves: an unlocked scratch directory, with overlayfs's mode-000 work/work in it.
+    let stale = scratch.join("snapshot-killed");
+    fs::create_dir_all(stale.join("work/work")).unwrap();
+    fs::set_permissions(stale.join("work/work"), fs::Permissions::from_mode(0o000)).unwrap();
+    let young = scratch.join("snapshot-just-made");
+    fs::create_dir_all(&young).unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    File::open(&stale)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    File::open(scratch.join(live.upper().parent().unwrap()))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    assert_eq!(Snapshot::remove_stale(&scratch), 1);
+    assert!(!stale.exists());
+    assert!(
+        young.exists(),
+        "a directory another process may have just created is kept"
+    );
+    assert!(live.upper().exists());
+    let (status, _) = run(&fixture.container(&live, "true"));
+    assert_eq!(status, ExitStatus::Exited(0));
+}

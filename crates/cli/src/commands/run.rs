@@ -120,6 +120,7 @@ pub(crate) fn run(root: Option<&Path>, args: &RunArgs) -> ExitCode {
         Err(error) => return hoist_failed(&error),
     };
     let scratch = std::env::temp_dir().join("hoist-run");
+    Snapshot::remove_stale(&scratch);
     let snapshot = match Snapshot::new(&store, &image, &scratch) {
         Ok(snapshot) => snapshot,
         Err(error) => return hoist_failed(&error),
