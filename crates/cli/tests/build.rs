@@ -188,6 +188,13 @@ fn multi_stage_copy_from_builds_only_the_target_stages() {
         "{}",
         failed.stderr
     );
+    assert!(
+        failed
+            .stderr
+            .contains("   4 | >>> RUN touch /ran-broken && exit 3"),
+        "the failing instruction is shown: {}",
+        failed.stderr
+    );
 }
 
 #[test]

@@ -95,6 +95,8 @@ pub enum EngineError {
     /// A step failed; wraps the cause with the step's name, as BuildKit prints it.
     #[error("{vertex}")]
     Step {
+        /// The op's index in the plan (its span locates the instruction).
+        op: usize,
         /// The vertex name (`[builder 2/4] RUN make`).
         vertex: String,
         /// The cause.

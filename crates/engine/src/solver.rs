@@ -234,6 +234,7 @@ impl Solver<'_> {
                         Some(vertex) => {
                             self.reporter.on_vertex_error(&vertex, &error.to_string());
                             EngineError::Step {
+                                op: id,
                                 vertex: vertex.name,
                                 source: Box::new(error),
                             }

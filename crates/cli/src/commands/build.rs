@@ -861,7 +861,23 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         Ok(solution) => solution,
         Err(error) => {
             let cause = match &error {
-                EngineError::Step { source, .. } => super::images::error_chain(source.as_ref()),
+                EngineError::Step { op, vertex, source } => {
+                    let cause = super::images::error_chain(source.as_ref());
+                    // BuildKit's failure summary: the step, then where it is in the Dockerfile.
+                    let mut text = format!("------\n > {vertex}:\n------\n");
+                    if let Some(span) = plan.ops.get(*op).and_then(|o| o.span) {
+                        text.push_str(&source_excerpt(
+                            &checked.source.name,
+                            &checked.source.text,
+                            span.start_line,
+                            span.end_line,
+                        ));
+                    }
+                    if !quiet {
+                        let _ = io::stderr().lock().write_all(text.as_bytes());
+                    }
+                    cause
+                }
                 other => super::images::error_chain(other),
             };
             return build_error(&format!("failed to solve: {cause}"));
