@@ -464,6 +464,13 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .unwrap();
     assert_eq!(output.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&output.stderr).contains("switch to user 1000"));
+    // Published ports are not available rootless: a clear error, before anything starts.
+    let output = as_nobody(&home)
+        .args(["run", "--rm", "-p", "18080:80", "rootless:1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("publishing ports needs root"));
     // The scratch directories are gone, overlayfs's mode-000 work directory included.
     let scratch: Vec<PathBuf> = fs::read_dir(home.join("tmp/hoist-run"))
         .unwrap()
