@@ -11,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const APPLETS: &[&str] = &["sh", "echo", "cat", "mkdir", "ls", "touch", "id", "wc"];
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "mkdir", "ls", "touch", "id", "wc", "ln", "readlink",
+];
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -379,6 +381,61 @@ fn build_contexts_replace_stages_and_images() {
     assert_eq!(read(&out.join("e.txt")), "extra context\n");
     assert_eq!(read(&out.join("seen")), "extra context\n");
     assert!(out.join("bin/busybox").is_file(), "base is bb:1");
+}
+
+#[test]
+fn symlinks_resolve_inside_the_image_and_the_context() {
+    let fx = Fixture::new();
+    fx.write("one.txt", "1\n");
+    fx.write("real/inner.txt", "inner\n");
+    symlink("one.txt", fx.path("ctx/alias.txt")).unwrap();
+    symlink("/etc/passwd", fx.path("ctx/escape")).unwrap();
+    let linked = fx.path("ctx/linked.txt");
+    fs::write(&linked, "linked\n").unwrap();
+    fs::hard_link(&linked, fx.path("ctx/second-link.txt")).unwrap();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS base\n\
+         RUN mkdir -p /usr/local/real && ln -s /usr/local/real /link && echo data > /usr/local/real/d\n\
+         FROM base\n\
+         COPY one.txt /link/\n\
+         COPY alias.txt /aliased\n\
+         COPY --from=base /link /through-link/\n\
+         COPY linked.txt second-link.txt /hard/\n\
+         RUN readlink /link > /link-target\n",
+    );
+    let (out, _) = fx.build_local("out", &[]);
+    // The layer wrote through the link; the link itself is intact.
+    assert_eq!(read(&out.join("link-target")), "/usr/local/real\n");
+    assert_eq!(read(&out.join("usr/local/real/one.txt")), "1\n");
+    assert!(
+        fs::symlink_metadata(out.join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A symlink source is followed, and keeps its own name.
+    assert_eq!(read(&out.join("aliased")), "1\n");
+    assert!(
+        !fs::symlink_metadata(out.join("aliased"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(read(&out.join("through-link/d")), "data\n");
+    // Hard links stay linked.
+    let a = fs::metadata(out.join("hard/linked.txt")).unwrap();
+    let b = fs::metadata(out.join("hard/second-link.txt")).unwrap();
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+
+    // A link out of the context does not read the host's files.
+    fx.write("Dockerfile", "FROM scratch\nCOPY escape /escaped\n");
+    let (out, _) = fx.build_local("escape-out", &[]);
+    let escaped = fs::symlink_metadata(out.join("escaped"));
+    assert!(
+        escaped.is_err() || escaped.unwrap().file_type().is_symlink(),
+        "the host's /etc/passwd must not be copied"
+    );
 }
 
 #[test]

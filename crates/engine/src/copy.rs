@@ -40,11 +40,11 @@ impl Tree {
     fn lookup(&self, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
         match self {
             Tree::Context { root, .. } => {
-                let path = root.join(clean(rel));
+                let path = root.join(self.resolve(rel, false));
                 let meta = fs::symlink_metadata(&path).ok()?;
                 Some((path, meta))
             }
-            Tree::Layers { view, .. } => view.lookup(rel),
+            Tree::Layers { view, .. } => view.lookup(&view.resolve(rel, false)),
         }
     }
 
@@ -66,6 +66,16 @@ impl Tree {
         Ok(true)
     }
 
+    /// `rel` with symlinks resolved inside the tree (a context's links never lead out of the context).
+    fn resolve(&self, rel: &Path, follow_last: bool) -> PathBuf {
+        match self {
+            Tree::Context { root, .. } => {
+                LayerView::new(vec![root.clone()]).resolve(rel, follow_last)
+            }
+            Tree::Layers { view } => view.resolve(rel, follow_last),
+        }
+    }
+
     /// Whether an excluded directory may still hold `!` exceptions (else it is not entered at all).
     fn may_hold_exceptions(&self, rel: &Path) -> bool {
         match self {
@@ -81,7 +91,7 @@ impl Tree {
     fn list(&self, rel: &Path) -> Result<Vec<OsString>> {
         match self {
             Tree::Context { root, .. } => {
-                let path = root.join(clean(rel));
+                let path = root.join(self.resolve(rel, true));
                 let mut names = fs::read_dir(&path)
                     .and_then(|entries| {
                         entries
@@ -92,7 +102,7 @@ impl Tree {
                 names.sort();
                 Ok(names)
             }
-            Tree::Layers { view, .. } => view.list(rel),
+            Tree::Layers { view, .. } => view.list(&view.resolve(rel, true)),
         }
     }
 
@@ -122,6 +132,8 @@ struct Copier<'a> {
     chown: Option<(u32, u32)>,
     chmod: Option<Chmod>,
     fixups: Vec<DirFixup>,
+    /// Files with several links already copied, by (device, inode): later links become hard links again.
+    linked: std::collections::HashMap<(u64, u64), PathBuf>,
 }
 
 /// Copies what `copy` selects from `trees` (indexed like the op's inputs) into `staging`. Returns whether
@@ -151,6 +163,7 @@ pub(crate) fn copy(
         chown,
         chmod,
         fixups: Vec::new(),
+        linked: std::collections::HashMap::new(),
     };
 
     // Expand every source first: the destination is a directory when several files are copied.
@@ -186,11 +199,19 @@ pub(crate) fn copy(
         }
     }
 
-    let dest = clean(Path::new(&copy.dest));
+    // Symlinks in the destination resolve inside the destination filesystem (`/bin` -> `usr/bin`), so the layer
+    // writes where the link points instead of replacing the link with a directory.
+    let unresolved = clean(Path::new(&copy.dest));
+    let followed = dest_view.resolve(&unresolved, true);
     let dest_is_dir = copy.dest.ends_with('/')
         || copy.dest.ends_with("/.")
         || items.len() > 1
-        || dest_view.lookup(&dest).is_some_and(|(_, m)| m.is_dir());
+        || dest_view.lookup(&followed).is_some_and(|(_, m)| m.is_dir());
+    let dest = if dest_is_dir {
+        followed
+    } else {
+        dest_view.resolve(&unresolved, false)
+    };
     for item in items {
         match item {
             Item::Inline(file) => {
@@ -210,14 +231,17 @@ pub(crate) fn copy(
                         path: rel.display().to_string(),
                     });
                 };
-                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks).
-                let (abs, meta) = if meta.file_type().is_symlink() {
-                    match fs::metadata(&abs) {
-                        Ok(m) if matches!(tree, Tree::Context { .. }) => (abs, m),
-                        _ => (abs, meta),
+                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
+                // its tree; a dangling link is copied as a link.
+                let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                let (rel, abs, meta) = if meta.file_type().is_symlink() {
+                    let followed = tree.resolve(&rel, true);
+                    match tree.lookup(&followed) {
+                        Some((a, m)) if !m.file_type().is_symlink() => (followed, a, m),
+                        _ => (rel, abs, meta),
                     }
                 } else {
-                    (abs, meta)
+                    (rel, abs, meta)
                 };
                 if meta.is_dir() {
                     let target = if copy.parents {
@@ -228,7 +252,6 @@ pub(crate) fn copy(
                     copier.ensure_dir(&target, Some(&meta), tree)?;
                     copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
-                    let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
                     if copier.excluded(Path::new(&name))? {
                         continue;
                     }
@@ -439,6 +462,13 @@ impl Copier<'_> {
             std::os::unix::fs::symlink(&link, &dst)
                 .map_err(|e| EngineError::io("create", &dst, e))?;
         } else if file_type.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = self.linked.get(&(meta.dev(), meta.ino())) {
+                    return fs::hard_link(first, &dst)
+                        .map_err(|e| EngineError::io("link", &dst, e));
+                }
+                self.linked.insert((meta.dev(), meta.ino()), dst.clone());
+            }
             fs::copy(abs, &dst).map_err(|e| EngineError::io("copy", abs, e))?;
             let mode = self.mode_for(meta.mode() & 0o7777, false);
             fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
@@ -667,7 +697,7 @@ fn resolve_chown(spec: &str, view: &LayerView) -> Result<(u32, u32)> {
 /// WORKDIR's directory: created (with its parents) unless it already is a directory. Returns whether anything
 /// was written.
 pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Result<bool> {
-    let target = clean(Path::new(&mkdir.path));
+    let target = dest_view.resolve(&clean(Path::new(&mkdir.path)), true);
     if target.as_os_str().is_empty() || dest_view.lookup(&target).is_some_and(|(_, m)| m.is_dir()) {
         return Ok(false);
     }
@@ -692,6 +722,7 @@ pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Res
         chown: Some(owner),
         chmod: None,
         fixups: Vec::new(),
+        linked: std::collections::HashMap::new(),
     };
     copier.ensure_parents(&target)?;
     copier.make_dir(&target, None, None)?;

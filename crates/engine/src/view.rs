@@ -139,6 +139,47 @@ impl LayerView {
         None
     }
 
+    /// `path` with symlinks in its parents (and in its last element when `follow_last`) resolved inside the root,
+    /// as the container would see it: absolute targets start again at the root, `..` stops at the root.
+    pub(crate) fn resolve(&self, path: &Path, follow_last: bool) -> PathBuf {
+        fn parts(path: &Path) -> std::collections::VecDeque<OsString> {
+            path.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_owned()),
+                    Component::ParentDir => Some(OsString::from("..")),
+                    _ => None,
+                })
+                .collect()
+        }
+        let mut pending = parts(path);
+        let mut resolved = PathBuf::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop_front() {
+            if part == ".." {
+                resolved.pop();
+                continue;
+            }
+            let candidate = resolved.join(&part);
+            if (follow_last || !pending.is_empty())
+                && hops < 40
+                && let Some((abs, meta)) = self.lookup(&candidate)
+                && meta.file_type().is_symlink()
+                && let Ok(target) = fs::read_link(&abs)
+            {
+                hops += 1;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next = parts(&target);
+                next.extend(pending);
+                pending = next;
+                continue;
+            }
+            resolved = candidate;
+        }
+        resolved
+    }
+
     /// The names in directory `rel`, merged across layers, sorted.
     pub(crate) fn list(&self, rel: &Path) -> Result<Vec<OsString>> {
         let rel = clean(rel);
