@@ -164,7 +164,7 @@ fn multi_stage_copy_from_builds_only_the_target_stages() {
         "FROM bb:1 AS build\n\
          RUN echo built > /artifact && mkdir /out && echo two > /out/second\n\
          FROM bb:1 AS broken\n\
-         RUN touch /ran-broken && exit 3\n\
+         RUN touch /ran-broken && echo about to fail && exit 3\n\
          FROM bb:1\n\
          COPY --from=build /artifact /app/artifact\n\
          COPY --from=build /out/ /app/out/\n",
@@ -193,8 +193,14 @@ fn multi_stage_copy_from_builds_only_the_target_stages() {
     assert!(
         failed
             .stderr
-            .contains("   4 | >>> RUN touch /ran-broken && exit 3"),
+            .contains("   4 | >>> RUN touch /ran-broken && echo about to fail && exit 3"),
         "the failing instruction is shown: {}",
+        failed.stderr
+    );
+    let summary = failed.stderr.split("\n------\n").nth(1).unwrap_or_default();
+    assert!(
+        summary.contains("about to fail"),
+        "the summary repeats the step's output: {}",
         failed.stderr
     );
 }

@@ -519,9 +519,24 @@ struct ProgressState {
     next: usize,
     started: std::collections::HashMap<usize, std::time::Instant>,
     partial: std::collections::HashMap<usize, Vec<u8>>,
+    /// The last log lines of each vertex, for the failure summary.
+    tail: std::collections::HashMap<usize, std::collections::VecDeque<String>>,
 }
 
+/// How many log lines of a failed step the summary repeats (BuildKit shows the last few).
+const FAILURE_LOG_LINES: usize = 10;
+
 impl PlainProgress {
+    /// The last log lines of vertex `op`.
+    fn tail(&self, op: usize) -> Vec<String> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .tail
+            .get(&op)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn new(quiet: bool) -> Self {
         Self {
             quiet,
@@ -617,11 +632,16 @@ impl Reporter for PlainProgress {
             buffer.extend_from_slice(data);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
-                let _ = writeln!(
-                    out,
-                    "#{n} {since:.3} {}",
+                let line = format!(
+                    "{since:.3} {}",
                     String::from_utf8_lossy(&line[..line.len() - 1])
                 );
+                let _ = writeln!(out, "#{n} {line}");
+                let tail = state.tail.entry(vertex.op).or_default();
+                if tail.len() == FAILURE_LOG_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
             }
         });
     }
@@ -864,7 +884,11 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
                 EngineError::Step { op, vertex, source } => {
                     let cause = super::images::error_chain(source.as_ref());
                     // BuildKit's failure summary: the step, then where it is in the Dockerfile.
-                    let mut text = format!("------\n > {vertex}:\n------\n");
+                    let mut text = format!("------\n > {vertex}:\n");
+                    for line in progress.tail(*op) {
+                        let _ = writeln!(text, "{line}");
+                    }
+                    text.push_str("------\n");
                     if let Some(span) = plan.ops.get(*op).and_then(|o| o.span) {
                         text.push_str(&source_excerpt(
                             &checked.source.name,
