@@ -481,6 +481,13 @@ fn dockerignore_keeps_files_out_of_copy() {
     assert!(!out.join("ctx/logs/a.log").exists());
     assert!(out.join("ctx/Dockerfile").exists());
 
+    // `<Dockerfile>.dockerignore` beside a Dockerfile given with -f wins over `.dockerignore`.
+    fx.write("custom.Dockerfile", "FROM scratch\nCOPY . /ctx/\n");
+    fx.write("custom.Dockerfile.dockerignore", "keep.txt\n");
+    let (custom, _) = fx.build_local("custom-out", &["-f", "custom.Dockerfile"]);
+    assert!(!custom.join("ctx/keep.txt").exists());
+    assert!(custom.join("ctx/secret.key").exists());
+
     // Naming an ignored file is an error, as in BuildKit.
     fx.write("Dockerfile", "FROM scratch\nCOPY secret.key /\n");
     let run = fx.hoist(&["build", "."]);
