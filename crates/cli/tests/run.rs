@@ -464,13 +464,25 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .unwrap();
     assert_eq!(output.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&output.stderr).contains("switch to user 1000"));
-    // Published ports are not available rootless: a clear error, before anything starts.
-    let output = as_nobody(&home)
-        .args(["run", "--rm", "-p", "18080:80", "rootless:1"])
-        .output()
+    // Published ports work rootless too: the proxy's helper joins the container's user and network namespaces.
+    let port = free_port();
+    let mut server = as_nobody(&home)
+        .args([
+            "run",
+            "--rm",
+            "--stop-timeout",
+            "1",
+            "-p",
+            &format!("127.0.0.1:{port}:8080"),
+        ])
+        .args(["rootless:1", "httpd", "-f", "-p", "8080", "-h", "/www"])
+        .stdout(Stdio::null())
+        .spawn()
         .unwrap();
-    assert_eq!(output.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("publishing ports needs root"));
+    let response = http_get(port, Instant::now() + Duration::from_secs(10));
+    assert!(response.contains("hello from the container"), "{response}");
+    terminate(&server);
+    wait_with_deadline(&mut server, Instant::now() + Duration::from_secs(10));
     // The scratch directories are gone, overlayfs's mode-000 work directory included.
     let scratch: Vec<PathBuf> = fs::read_dir(home.join("tmp/hoist-run"))
         .unwrap()

@@ -204,16 +204,6 @@ impl Container {
                 source: io::Error::other("published ports need a network namespace (network none)"),
             });
         }
-        if !self.ports.is_empty() && !rustix::process::geteuid().is_root() {
-            // The proxy's dialing thread would have to join the container's network namespace, which is owned by
-            // the container's user namespace: that needs CAP_SYS_ADMIN in hoist's own namespace too.
-            return Err(Error::Publish {
-                host: self.ports[0].to_string(),
-                source: io::Error::other(
-                    "publishing ports needs root (not available rootless yet)",
-                ),
-            });
-        }
         let state = tempfile::Builder::new()
             .prefix("hoist-sandbox-")
             .tempdir()

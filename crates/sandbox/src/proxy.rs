@@ -2,9 +2,11 @@
 //! namespace, like Docker's `docker-proxy`, but with no veth pair, bridge or NAT to set up and tear down.
 //!
 //! The listener is bound on the host before the container starts (so "port already in use" is reported at once).
-//! An accepting thread hands each connection to a dialing thread that has `setns`'d into the container's network
-//! namespace: a socket belongs to the namespace of the thread that creates it, so that thread can `connect` to the
-//! container's `127.0.0.1:PORT`. Two copying threads then shuttle bytes each way.
+//! An accepting thread hands each connection to a dialing thread, which asks a small helper process for a socket
+//! connected to the container's `127.0.0.1:PORT`: the helper has joined the container's network namespace (and,
+//! rootless, its user namespace first), and a socket belongs to the namespace it was created in, so the connected
+//! socket it passes back (`SCM_RIGHTS`) reaches into the container. Two copying threads then shuttle bytes each
+//! way. (A thread cannot do the joining itself: a multi-threaded process may not enter a user namespace.)
 
 use std::fmt;
 use std::fs::File;
@@ -92,29 +94,37 @@ impl PortMapping {
 pub(crate) struct Proxy {
     stop: Arc<AtomicBool>,
     listeners: Vec<(SocketAddr, JoinHandle<()>)>,
+    dialer: JoinHandle<()>,
+    helper: libc::pid_t,
 }
 
 impl Proxy {
     /// Starts proxying each listener to the container `pid`'s loopback.
     pub(crate) fn start(pid: Pid, listeners: Vec<(PortMapping, TcpListener)>) -> Result<Proxy> {
-        let path = format!("/proc/{}/ns/net", pid.as_raw_nonzero());
-        let namespace: OwnedFd = File::open(&path)
-            .map_err(|source| Error::Prepare {
-                action: "open",
-                path: path.into(),
-                source,
-            })?
-            .into();
-        let (dial_tx, dial_rx) = mpsc::channel::<(TcpStream, u16)>();
-        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-        thread::spawn(move || dialer(&namespace, &dial_rx, &ready_tx));
-        ready_rx
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the dialing thread ended")))
-            .map_err(|source| Error::System {
+        let open = |kind: &str| -> Result<OwnedFd> {
+            let path = format!("/proc/{}/ns/{kind}", pid.as_raw_nonzero());
+            File::open(&path)
+                .map(OwnedFd::from)
+                .map_err(|source| Error::Prepare {
+                    action: "open",
+                    path: path.into(),
+                    source,
+                })
+        };
+        let network = open("net")?;
+        // Rootless: the container has a user namespace of its own, which the helper joins first.
+        let user = if rustix::process::geteuid().is_root() {
+            None
+        } else {
+            Some(open("user")?)
+        };
+        let (helper, socket) =
+            sys::spawn_dialer(user.as_ref(), &network).map_err(|source| Error::System {
                 action: "enter the container's network namespace",
                 source,
             })?;
+        let (dial_tx, dial_rx) = mpsc::channel::<(TcpStream, u16)>();
+        let dialer = thread::spawn(move || dialer(&socket, &dial_rx));
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -145,6 +155,8 @@ impl Proxy {
         Ok(Proxy {
             stop,
             listeners: handles,
+            dialer,
+            helper,
         })
     }
 
@@ -166,24 +178,19 @@ impl Proxy {
                 let _ = handle.join();
             }
         }
+        // With every accepting thread gone, the dialing thread's queue ends, it closes the helper's socket and the
+        // helper exits.
+        if self.dialer.join().is_ok() {
+            sys::reap_helper(self.helper);
+        }
     }
 }
 
-/// Runs in the container's network namespace: connects to its loopback for each accepted host connection.
-fn dialer(
-    namespace: &OwnedFd,
-    requests: &mpsc::Receiver<(TcpStream, u16)>,
-    ready: &mpsc::Sender<io::Result<()>>,
-) {
-    let entered = sys::enter_network_namespace(namespace);
-    let ok = entered.is_ok();
-    let _ = ready.send(entered);
-    if !ok {
-        return;
-    }
+/// Connects each accepted host connection to the container's loopback, through the helper in its namespaces.
+fn dialer(helper: &OwnedFd, requests: &mpsc::Receiver<(TcpStream, u16)>) {
     for (client, port) in requests {
-        match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
-            Ok(upstream) => splice(client, upstream),
+        match sys::dial(helper, port) {
+            Ok(upstream) => splice(client, TcpStream::from(upstream)),
             Err(error) => {
                 tracing::debug!(%error, port, "container port refused the connection");
                 let _ = client.shutdown(Shutdown::Both);

@@ -613,17 +613,6 @@ pub(crate) fn read_signal(fd: &OwnedFd) -> Option<c_int> {
     (usize::try_from(read).ok() == Some(size)).then(|| c_int::try_from(info.ssi_signo).unwrap_or(0))
 }
 
-/// Joins the network namespace of `pid` in the calling thread only (the port proxy's dialing thread).
-pub(crate) fn enter_network_namespace(namespace: &OwnedFd) -> io::Result<()> {
-    // SAFETY: `namespace` is an open /proc/<pid>/ns/net descriptor; setns affects only the calling thread.
-    let rc = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// Makes `command` start in a private mount namespace of its own, with `overlay` (target, options) mounted there:
 /// how an external OCI runtime gets an overlay root that never appears in the host's mount table.
 pub(crate) fn in_private_mount_namespace(
@@ -644,4 +633,198 @@ pub(crate) fn in_private_mount_namespace(
     // SAFETY: the hook runs between fork and exec and only makes raw system calls on strings prepared before the
     // fork (no allocation: the error path builds an io::Error from a raw errno, which does not allocate).
     unsafe { command.pre_exec(hook) };
+}
+
+/// Starts a helper process that joins the container's user namespace (rootless) and network namespace, then, for
+/// each port number it receives on the returned socket, connects to the container's `127.0.0.1:PORT` and sends the
+/// connected socket back (`SCM_RIGHTS`). A process of its own because joining a user namespace is refused to a
+/// multi-threaded process, and joining a network namespace owned by another user namespace needs `CAP_SYS_ADMIN`
+/// in the caller's namespace as well; a single-threaded child in the parent user namespace with hoist's uid has
+/// every capability in the container's. Returns the helper's pid and hoist's end of the socket pair.
+pub(crate) fn spawn_dialer(
+    user: Option<&OwnedFd>,
+    network: &OwnedFd,
+) -> io::Result<(libc::pid_t, OwnedFd)> {
+    let mut pair = [0 as c_int; 2];
+    // SAFETY: `pair` is a writable array of two descriptors.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let user = user.map_or(-1, AsRawFd::as_raw_fd);
+    let network = network.as_raw_fd();
+    let theirs_fd = theirs.as_raw_fd();
+    // SAFETY: a fork-like clone (see `clone_container`); the child only runs `dialer_main`, which never returns and
+    // makes raw system calls on integers and stack buffers, so no lock of another thread is ever needed.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => dialer_main(user, network, theirs_fd, ours.as_raw_fd()),
+        pid => {
+            drop(theirs);
+            let pid = libc::pid_t::try_from(pid).expect("clone returns a pid_t");
+            // The helper reports one byte once it is in the namespaces (0 if it could not join them).
+            let mut ready = 0u8;
+            // SAFETY: `ready` is a writable one-byte buffer.
+            let read = unsafe { libc::recv(ours.as_raw_fd(), (&raw mut ready).cast(), 1, 0) };
+            if read != 1 || ready != 1 {
+                // SAFETY: reaping our own child; a null status pointer is allowed.
+                unsafe { libc::waitpid(pid, ptr::null_mut(), 0) };
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            Ok((pid, ours))
+        }
+    }
+}
+
+fn dialer_main(user: RawFd, network: RawFd, socket: RawFd, parent_end: RawFd) -> ! {
+    // Keep only our end of the pair: with hoist's end closed here, hoist closing its own means end of file for us.
+    // SAFETY: `parent_end` is this process's inherited copy of hoist's end, closed once.
+    unsafe { libc::close(parent_end) };
+    // SAFETY: plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: `user` and `network` are namespace descriptors inherited from the parent; this process has one thread.
+    let joined = (user < 0 || unsafe { libc::setns(user, libc::CLONE_NEWUSER) } == 0)
+        // SAFETY: as above.
+        && unsafe { libc::setns(network, libc::CLONE_NEWNET) } == 0;
+    if !joined {
+        send_byte(socket, 0);
+        // SAFETY: ends this helper without running the parent's handlers.
+        unsafe { libc::_exit(1) };
+    }
+    // Nothing else of hoist's stays open here (listening sockets, pipes): our socket becomes descriptor 3.
+    // SAFETY: plain descriptor numbers; dup2 onto 3 then closing everything above it.
+    let socket = unsafe {
+        if socket != 3 {
+            libc::dup2(socket, 3);
+        }
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        3
+    };
+    send_byte(socket, 1);
+    loop {
+        let mut port = [0u8; 2];
+        // SAFETY: `port` is a writable two-byte buffer.
+        let read = unsafe { libc::recv(socket, port.as_mut_ptr().cast(), 2, 0) };
+        if read != 2 {
+            // SAFETY: the parent closed its end: done.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: plain arguments; the descriptor is closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        // SAFETY: `sockaddr_in` is plain data; zeroed is valid.
+        let mut address: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        address.sin_family = libc::AF_INET as libc::sa_family_t;
+        address.sin_port = u16::from_ne_bytes(port).to_be();
+        address.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `address` is a valid sockaddr_in of `size` bytes.
+        let connected =
+            fd >= 0 && unsafe { libc::connect(fd, (&raw const address).cast(), size) } == 0;
+        if connected {
+            send_fd(socket, fd);
+        } else {
+            send_byte(socket, 0);
+        }
+        if fd >= 0 {
+            // SAFETY: `fd` was opened above and is closed once; the parent has its own copy if it was sent.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn send_byte(socket: RawFd, byte: u8) {
+    // SAFETY: a one-byte buffer on the stack.
+    unsafe { libc::send(socket, (&raw const byte).cast(), 1, 0) };
+}
+
+/// Room for one `cmsghdr` carrying one descriptor, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct FdControl([u8; 24]);
+
+/// Sends the byte 1 with `fd` attached.
+fn send_fd(socket: RawFd, fd: RawFd) {
+    let mut byte = 1u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = FdControl([0; 24]);
+    // SAFETY: `msghdr` is plain data; zeroed is valid.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    message.msg_controllen =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    // SAFETY: `message` has a control buffer large enough for one header carrying one int.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&raw const message);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as usize;
+        ptr::write_unaligned(libc::CMSG_DATA(header).cast::<c_int>(), fd);
+        libc::sendmsg(socket, &raw const message, 0);
+    }
+}
+
+/// Asks the dialing helper for a connection to the container's `127.0.0.1:port`.
+pub(crate) fn dial(helper: &OwnedFd, port: u16) -> io::Result<OwnedFd> {
+    let request = port.to_ne_bytes();
+    // SAFETY: `request` is a two-byte buffer.
+    if unsafe { libc::send(helper.as_raw_fd(), request.as_ptr().cast(), 2, 0) } != 2 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = FdControl([0; 24]);
+    // SAFETY: `msghdr` is plain data; zeroed is valid.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    message.msg_controllen = control.0.len();
+    // SAFETY: `message` points at live buffers of the sizes it states.
+    let read =
+        unsafe { libc::recvmsg(helper.as_raw_fd(), &raw mut message, libc::MSG_CMSG_CLOEXEC) };
+    if read != 1 || byte != 1 {
+        return Err(io::Error::from(io::ErrorKind::ConnectionRefused));
+    }
+    // SAFETY: the helper attached exactly one descriptor to a successful reply.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&raw const message);
+        if header.is_null() || (*header).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        let fd = ptr::read_unaligned(libc::CMSG_DATA(header).cast::<c_int>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Reaps a helper started by [`spawn_dialer`].
+pub(crate) fn reap_helper(pid: libc::pid_t) {
+    // SAFETY: reaping our own child; a null status pointer is allowed.
+    unsafe { libc::waitpid(pid, ptr::null_mut(), 0) };
 }
