@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use hoist_context::{ContextError, ContextFilter, ContextWalker, EntryKind, WalkOptions};
@@ -117,6 +117,60 @@ struct PreparedMounts {
     _holders: Vec<Option<tempfile::TempDir>>,
 }
 
+/// Steps running now, by cache key, so that a duplicate waits for the first instead of running again.
+#[derive(Default)]
+struct InFlight {
+    slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+}
+
+/// The outcome of a running step: `None` while it runs, then its record (`None` inside when it failed).
+#[derive(Default)]
+struct Slot {
+    outcome: Mutex<Option<Option<OpRecord>>>,
+    finished: Condvar,
+}
+
+enum Claim {
+    /// Run it, then [`Slot::finish`].
+    Leader(Arc<Slot>),
+    /// Someone else runs it: [`Slot::wait`].
+    Follower(Arc<Slot>),
+}
+
+impl InFlight {
+    fn claim(&self, key: CacheKey) -> Claim {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match slots.get(&key) {
+            Some(slot) => Claim::Follower(Arc::clone(slot)),
+            None => {
+                let slot = Arc::new(Slot::default());
+                slots.insert(key, Arc::clone(&slot));
+                Claim::Leader(slot)
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn finish(&self, record: Option<OpRecord>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
+        self.finished.notify_all();
+    }
+
+    fn wait(&self) -> Option<OpRecord> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(record) = outcome.as_ref() {
+                return record.clone();
+            }
+            outcome = self
+                .finished
+                .wait(outcome)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 struct Schedule {
     ready: VecDeque<usize>,
     waiting_on: Vec<usize>,
@@ -156,11 +210,12 @@ impl Solver<'_> {
             error: None,
         });
         let wake = Condvar::new();
+        let in_flight = InFlight::default();
         let workers = self.parallelism.max(1);
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
-                    self.work(request, &names, &dependents, &schedule, &wake);
+                    self.work(request, &names, &dependents, &schedule, &wake, &in_flight);
                 });
             }
         });
@@ -182,6 +237,7 @@ impl Solver<'_> {
         dependents: &[Vec<usize>],
         schedule: &Mutex<Schedule>,
         wake: &Condvar,
+        in_flight: &InFlight,
     ) {
         loop {
             let (id, inputs) = {
@@ -214,7 +270,7 @@ impl Solver<'_> {
                 op: id,
                 name: name.clone(),
             });
-            let result = self.solve_op(request, op, &inputs, vertex.as_ref());
+            let result = self.solve_op(request, op, &inputs, vertex.as_ref(), in_flight);
             let mut guard = schedule
                 .lock()
                 .expect("a worker never panics while holding the schedule");
@@ -254,6 +310,7 @@ impl Solver<'_> {
         op: &PlannedOp,
         inputs: &[OpResult],
         vertex: Option<&Vertex>,
+        in_flight: &InFlight,
     ) -> Result<OpResult> {
         let material = op.op.cache_key_material();
         let input_keys: Vec<CacheKey> = inputs.iter().map(|i| i.key).collect();
@@ -292,15 +349,38 @@ impl Solver<'_> {
                 cached: true,
             });
         }
+        // The same step in two stages (same key) runs once; the second waits for it (BuildKit merges edges).
+        let slot = match in_flight.claim(key) {
+            Claim::Leader(slot) => slot,
+            Claim::Follower(slot) => {
+                let record = slot
+                    .wait()
+                    .ok_or_else(|| EngineError::invalid("the same step failed in another stage"))?;
+                if let Some(vertex) = vertex {
+                    self.reporter.on_vertex_cached(vertex);
+                }
+                return Ok(OpResult {
+                    key,
+                    output: Output::Layers(with_layer(&record)),
+                    record: Some(record),
+                    base_config: None,
+                    cached: true,
+                });
+            }
+        };
         if let Some(vertex) = vertex {
             self.reporter.on_vertex_start(vertex);
         }
-        let layer = self.run_op(request, op, inputs, vertex)?;
-        let record = OpRecord {
-            layer,
-            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        };
-        cache::record(self.store, &key, &record)?;
+        let ran = self.run_op(request, op, inputs, vertex).and_then(|layer| {
+            let record = OpRecord {
+                layer,
+                created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            };
+            cache::record(self.store, &key, &record)?;
+            Ok(record)
+        });
+        slot.finish(ran.as_ref().ok().cloned());
+        let record = ran?;
         if let Some(vertex) = vertex {
             self.reporter.on_vertex_done(vertex, started.elapsed());
         }

@@ -17,6 +17,8 @@ use hoist_plan::{PlanRequest, plan};
 struct Recording {
     state: Mutex<(usize, usize, usize)>,
     changed: Condvar,
+    /// Hold each step until a second one runs (to observe parallelism).
+    wait_for_pair: bool,
 }
 
 impl Recording {
@@ -42,10 +44,12 @@ impl Executor for Recording {
             state.2 = state.2.max(state.1);
             self.changed.notify_all();
             // Wait (briefly) for a second step to start: independent steps must overlap.
-            let _ = self
-                .changed
-                .wait_timeout_while(state, Duration::from_secs(2), |s| s.1 < 2 && s.2 < 2)
-                .unwrap();
+            if self.wait_for_pair {
+                let _ = self
+                    .changed
+                    .wait_timeout_while(state, Duration::from_secs(2), |s| s.1 < 2 && s.2 < 2)
+                    .unwrap();
+            }
         }
         let dir = tempfile::tempdir().unwrap();
         let name = request.exec.args.last().unwrap().replace(' ', "_");
@@ -76,7 +80,10 @@ fn independent_stages_run_in_parallel_and_rebuilds_hit_the_cache() {
     let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
     let context = dir.path().join("ctx");
     std::fs::create_dir(&context).unwrap();
-    let executor = Recording::default();
+    let executor = Recording {
+        wait_for_pair: true,
+        ..Recording::default()
+    };
     let solver = Solver {
         store: &store,
         executor: &executor,
@@ -137,4 +144,52 @@ fn a_missing_base_image_is_a_clear_error() {
         message.contains("image docker.io/library/nothere:1 not found in the local store"),
         "{message}"
     );
+}
+
+#[test]
+fn the_same_step_in_two_stages_runs_once() {
+    let dockerfile = "FROM scratch AS a\nRUN same\nFROM scratch AS b\nRUN same\n\
+FROM scratch\nCOPY --from=a /same /a\nCOPY --from=b /same /b\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let resolver = StoreResolver {
+        store: &store,
+        puller: None,
+    };
+    let plan = plan(
+        &PlanRequest::new(hoist_dockerfile::parse(dockerfile).unwrap()),
+        &resolver,
+    )
+    .unwrap();
+    let runs = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op.op, hoist_plan::Op::Exec(_)))
+        .count();
+    assert_eq!(runs, 2, "the plan keeps both steps; the solver merges them");
+    let context = dir.path().join("ctx");
+    std::fs::create_dir(&context).unwrap();
+    let executor = Recording::default();
+    let solver = Solver {
+        store: &store,
+        executor: &executor,
+        reporter: &Silent,
+        parallelism: 2,
+        scratch: dir.path().join("scratch"),
+    };
+    let request = SolveRequest {
+        plan: &plan,
+        dockerfile,
+        context_dir: &context,
+        ignore_patterns: &[],
+        secrets: &Default::default(),
+        named_contexts: &Default::default(),
+    };
+    let solution = solver.solve(&request).unwrap();
+    assert_eq!(executor.calls(), 1);
+    let image = export_image(&store, &plan, &solution, ManifestFormat::Oci).unwrap();
+    let out = dir.path().join("out");
+    export_local(&store, &image.layers, &out).unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "same");
+    assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "same");
 }
