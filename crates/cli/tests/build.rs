@@ -11,6 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
+
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "mkdir", "ls", "touch", "id", "wc", "ln", "readlink",
 ];
@@ -87,10 +90,21 @@ impl Fixture {
     }
 
     fn hoist(&self, args: &[&str]) -> Run {
+        self.hoist_in("store", args)
+    }
+
+    /// hoist with the store `store` (under the fixture's directory) and an empty registries configuration.
+    fn hoist_in(&self, store: &str, args: &[&str]) -> Run {
+        let conf = self.path("registries.conf");
+        if !conf.exists() {
+            fs::write(&conf, "").unwrap();
+        }
         let output: Output = Command::new(env!("CARGO_BIN_EXE_hoist"))
             .arg("--root")
-            .arg(self.path("store"))
+            .arg(self.path(store))
             .args(args)
+            .env("HOIST_REGISTRIES_CONF", &conf)
+            .env("DOCKER_CONFIG", self.path("docker-config"))
             .current_dir(self.path("ctx"))
             .env("TMPDIR", self.path("tmp"))
             .stdin(Stdio::null())
@@ -800,5 +814,42 @@ fn docker_load_flag_puts_the_image_in_docker() {
         String::from_utf8_lossy(&inspect.stdout).trim(),
         id,
         "docker sees the same image ID"
+    );
+}
+
+#[test]
+fn a_base_image_missing_from_the_store_is_pulled() {
+    let Some(registry) = support::TestRegistry::start() else {
+        return;
+    };
+    let fx = Fixture::new();
+    let remote = format!("{}/base/bb:1", registry.addr);
+    let pushed = fx.hoist(&["push", "bb:1", "--tag", &remote]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    fx.write(
+        "Dockerfile",
+        &format!("FROM {remote}\nRUN echo pulled > /pulled\n"),
+    );
+    // A fresh store: the base comes from the registry.
+    let out = fx.path("out");
+    let spec = format!("type=local,dest={}", out.display());
+    let run = fx.hoist_in("fresh-store", &["build", "-o", &spec, "."]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(read(&out.join("pulled")), "pulled\n");
+    assert!(out.join("bin/busybox").is_file());
+
+    // An image nobody has is a clear error.
+    fx.write(
+        "Dockerfile",
+        &format!("FROM {}/nobody/here:1\n", registry.addr),
+    );
+    let missing = fx.hoist_in("fresh-store", &["build", "."]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("not found in the local store (pull failed:"),
+        "{}",
+        missing.stderr
     );
 }
