@@ -11,10 +11,13 @@
 //! empty directory, and each op that changes something yields one gzip layer in the store.
 //!
 //! ```no_run
-//! use hoist_engine::{SandboxExecutor, Silent, SolveRequest, Solver, export_image};
+//! use hoist_engine::{SandboxExecutor, Silent, SolveRequest, Solver, StoreResolver, export_image};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let plan: hoist_plan::BuildPlan = unimplemented!();
 //! let store = hoist_oci::Store::open("/var/lib/hoist")?;
+//! let dockerfile = "FROM busybox\nRUN echo hi > /greeting\n";
+//! let request = hoist_plan::PlanRequest::new(hoist_dockerfile::parse(dockerfile)?);
+//! let resolver = StoreResolver { store: &store, puller: None };
+//! let plan = hoist_plan::plan(&request, &resolver)?;
 //! let solver = Solver {
 //!     store: &store,
 //!     executor: &SandboxExecutor,
@@ -24,7 +27,7 @@
 //! };
 //! let request = SolveRequest {
 //!     plan: &plan,
-//!     dockerfile: "FROM busybox\n",
+//!     dockerfile,
 //!     context_dir: ".".as_ref(),
 //!     ignore_patterns: &[],
 //!     secrets: &Default::default(),
@@ -36,9 +39,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Contents: [`Solver`] and [`SolveRequest`] (solving), [`CacheKey`] and [`OpRecord`] (the cache), [`Executor`]
-//! and [`SandboxExecutor`] (RUN), [`Reporter`] and [`Vertex`] (progress), [`StoreResolver`] (base images for the
-//! planner), [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs), [`EngineError`].
+//! Contents: [`Solver`], [`SolveRequest`] and [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
+//! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
+//! [`Reporter`] and [`Vertex`] (progress), [`StoreResolver`] and [`ImagePuller`] (base images for the planner),
+//! [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs), [`EngineError`]. How it all
+//! works, and what is missing: `docs/engine.md`.
 
 mod cache;
 mod copy;
