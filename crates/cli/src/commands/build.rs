@@ -862,6 +862,28 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
             Err(error) => return super::images::fail(&error),
         };
     let progress = PlainProgress::new(quiet);
+    // BuildKit's first two vertices: the Dockerfile and the ignore file as the builder received them.
+    let definition = match &checked.source.path {
+        Some(path) => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        None => "<stdin>".to_owned(),
+    };
+    progress.step(
+        &format!("[internal] load build definition from {definition}"),
+        &[format!(
+            "transferring dockerfile: {}B done",
+            checked.source.text.len()
+        )],
+    );
+    progress.step(
+        "[internal] load .dockerignore",
+        &[format!(
+            "transferring context: {}B done",
+            ignore_patterns.iter().map(|p| p.len() + 1).sum::<usize>()
+        )],
+    );
     let solver = Solver {
         store: &store,
         executor: &SandboxExecutor,
