@@ -459,6 +459,42 @@ fn symlinks_resolve_inside_the_image_and_the_context() {
 }
 
 #[test]
+fn copy_link_layers_survive_a_new_base() {
+    let fx = Fixture::new();
+    fx.write("one.txt", "1\n");
+    fx.write("two.txt", "2\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1 AS base\n\
+         ARG V\n\
+         RUN echo $V > /version\n\
+         FROM base\n\
+         COPY --link one.txt /linked/one.txt\n\
+         COPY two.txt /plain/two.txt\n",
+    );
+    fx.build(&["--build-arg", "V=1"]);
+    let (out, run) = fx.build_local("out", &["--build-arg", "V=2"]);
+    assert!(
+        !cached(&run.stderr, "RUN echo $V > /version"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        cached(&run.stderr, "COPY --link one.txt /linked/one.txt"),
+        "the linked layer is reused on the new base: {}",
+        run.stderr
+    );
+    assert!(
+        !cached(&run.stderr, "COPY two.txt /plain/two.txt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(read(&out.join("version")), "2\n");
+    assert_eq!(read(&out.join("linked/one.txt")), "1\n");
+    assert_eq!(read(&out.join("plain/two.txt")), "2\n");
+}
+
+#[test]
 fn no_cache_filter_reruns_only_the_named_stage() {
     let fx = Fixture::new();
     fx.write(

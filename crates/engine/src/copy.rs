@@ -136,19 +136,21 @@ struct Copier<'a> {
     linked: std::collections::HashMap<(u64, u64), PathBuf>,
 }
 
-/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into `staging`. Returns whether
-/// anything was written.
+/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into `staging`. `dest_view` is the
+/// filesystem the files land on (empty for `--link`); `users` is where `--chown` names are looked up. Returns
+/// whether anything was written.
 pub(crate) fn copy(
     copy: &FileCopy,
     is_add: bool,
     trees: &[Option<Tree>],
     dest_view: &LayerView,
+    users: &LayerView,
     staging: &Path,
 ) -> Result<bool> {
     let chown = copy
         .chown
         .as_deref()
-        .map(|spec| resolve_chown(spec, dest_view))
+        .map(|spec| resolve_chown(spec, users))
         .transpose()?;
     let chmod = copy.chmod.as_deref().map(Chmod::parse).transpose()?;
     let exclude = if copy.exclude.is_empty() {

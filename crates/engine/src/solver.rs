@@ -325,7 +325,26 @@ impl Solver<'_> {
             }
             return Ok(result);
         }
-        let key = CacheKey::compute(&material, &input_keys, None);
+        // `COPY --link` does not read its destination: its key leaves the base out, so a new base reuses the
+        // layer (BuildKit's rebase).
+        // What depends on the op still sees the base in its key: its result is the base plus the layer.
+        let mut layer_inputs = input_keys.clone();
+        let mut linked = false;
+        if let Op::Copy(c) | Op::Add(c) = &op.op
+            && c.link
+            && c.chown
+                .as_deref()
+                .is_none_or(|spec| spec.split(':').all(|id| id.parse::<u32>().is_ok()))
+            && let Some(first) = layer_inputs.first_mut()
+        {
+            *first = CacheKey::compute(b"link", &[], None);
+            linked = true;
+        }
+        let layer_key = CacheKey::compute(&material, &layer_inputs, None);
+        let key = match input_keys.first() {
+            Some(base) if linked => CacheKey::compute(b"link-merge", &[layer_key, *base], None),
+            _ => layer_key,
+        };
         let base = inputs
             .first()
             .map(|i| i.layers().to_vec())
@@ -336,7 +355,7 @@ impl Solver<'_> {
             layers
         };
         if !op.ignore_cache
-            && let Some(record) = cache::lookup(self.store, &key)?
+            && let Some(record) = cache::lookup(self.store, &layer_key)?
         {
             if let Some(vertex) = vertex {
                 self.reporter.on_vertex_cached(vertex);
@@ -350,7 +369,7 @@ impl Solver<'_> {
             });
         }
         // The same step in two stages (same key) runs once; the second waits for it (BuildKit merges edges).
-        let slot = match in_flight.claim(key) {
+        let slot = match in_flight.claim(layer_key) {
             Claim::Leader(slot) => slot,
             Claim::Follower(slot) => {
                 let record = slot
@@ -376,7 +395,7 @@ impl Solver<'_> {
                 layer,
                 created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             };
-            cache::record(self.store, &key, &record)?;
+            cache::record(self.store, &layer_key, &record)?;
             Ok(record)
         });
         slot.finish(ran.as_ref().ok().cloned());
@@ -536,10 +555,13 @@ impl Solver<'_> {
                     trees.push(tree);
                 }
                 let staging = self.staging()?;
+                // `--link`: the files land on an empty filesystem, so the layer does not depend on the base.
+                let linked = LayerView::default();
                 if !copy::copy(
                     file_copy,
                     matches!(op.op, Op::Add(_)),
                     &trees,
+                    if file_copy.link { &linked } else { &dest_view },
                     &dest_view,
                     staging.path(),
                 )? {
@@ -654,6 +676,7 @@ impl Solver<'_> {
                                 &selection,
                                 false,
                                 &[Some(tree)],
+                                &LayerView::default(),
                                 &LayerView::default(),
                                 dir.path(),
                             )?;
