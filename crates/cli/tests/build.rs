@@ -220,6 +220,43 @@ fn multi_stage_copy_from_builds_only_the_target_stages() {
 }
 
 #[test]
+fn build_checks_are_reported_after_the_build_and_can_fail_it() {
+    let fx = Fixture::new();
+    fx.write("Dockerfile", "FROM bb:1 as base\nCMD echo hi\n");
+    let run = fx.build(&[]);
+    assert!(
+        run.stderr
+            .contains(" 2 warnings found (use docker --debug to expand):"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(" - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"),
+        "{}",
+        run.stderr
+    );
+    fx.write(
+        "Dockerfile",
+        "# check=error=true\nFROM bb:1 as base\nRUN touch /should-not-run\n",
+    );
+    let failed = fx.hoist(&["build", "--progress", "plain", "."]);
+    assert_eq!(failed.code, 1);
+    assert!(
+        failed
+            .stderr
+            .contains("lint violation found for rules: FromAsCasing"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        !failed.stderr.contains("should-not-run"),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[test]
 fn a_run_steps_files_are_in_the_image() {
     let fx = Fixture::new();
     fx.write(

@@ -855,6 +855,24 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     for warning in &plan.warnings {
         let _ = writeln!(io::stderr().lock(), "{}", warning.message);
     }
+    // The build checks run with every build, as with `docker build`: reported at the end, or fatal with
+    // `# check=error=true`.
+    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::BuildKit);
+    if checked.config.error && !findings.is_empty() {
+        let _ = io::stderr()
+            .lock()
+            .write_all(check_summary(&findings).as_bytes());
+        let mut rules: Vec<&str> = Vec::new();
+        for finding in &findings {
+            if !rules.contains(&finding.rule.name()) {
+                rules.push(finding.rule.name());
+            }
+        }
+        return build_error(&format!(
+            "failed to solve: lint violation found for rules: {}",
+            rules.join(", ")
+        ));
+    }
 
     let ignore_patterns =
         match find_ignore_file(&args.input.context, checked.source.path.as_deref()) {
@@ -1002,10 +1020,34 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
             return build_error(&format!("failed to write {}: {error}", path.display()));
         }
     }
+    if !findings.is_empty() && !quiet {
+        let _ = io::stderr()
+            .lock()
+            .write_all(check_summary(&findings).as_bytes());
+    }
     if args.quiet {
         let _ = writeln!(io::stdout().lock(), "{}", image.id);
     }
     ExitCode::SUCCESS
+}
+
+/// buildx's end-of-build summary of the checks: ` N warnings found …:` and ` - Rule: message (line N)`.
+fn check_summary(findings: &[Finding]) -> String {
+    let count = match findings.len() {
+        1 => "1 warning".to_owned(),
+        n => format!("{n} warnings"),
+    };
+    let mut out = format!(" {count} found (use docker --debug to expand):\n");
+    for finding in findings {
+        let _ = writeln!(
+            out,
+            " - {}: {} (line {})",
+            finding.rule.name(),
+            finding.message,
+            finding.span.start_line
+        );
+    }
+    out
 }
 
 /// Writes every `--output`, then `--load`s.
