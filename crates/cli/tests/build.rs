@@ -532,6 +532,38 @@ fn copy_link_layers_survive_a_new_base() {
 }
 
 #[test]
+fn a_locked_cache_mount_is_used_by_one_step_at_a_time() {
+    let fx = Fixture::new();
+    let step = |name: &str| {
+        format!(
+            "RUN --mount=type=cache,id=shared,target=/c,sharing=locked \\\n\
+             if [ -e /c/busy ]; then echo overlap > /overlap-{name}; fi; \\\n\
+             touch /c/busy; sleep 1; rm /c/busy; echo {name} > /done-{name}\n"
+        )
+    };
+    fx.write(
+        "Dockerfile",
+        &format!(
+            "FROM bb:1 AS a\n{}FROM bb:1 AS b\n{}FROM scratch\n\
+             COPY --from=a / /a/\nCOPY --from=b / /b/\n",
+            step("a"),
+            step("b")
+        ),
+    );
+    let (out, _) = fx.build_local("out", &[]);
+    assert_eq!(read(&out.join("a/done-a")), "a\n");
+    assert_eq!(read(&out.join("b/done-b")), "b\n");
+    assert!(
+        !out.join("a/overlap-a").exists(),
+        "b held the cache while a ran"
+    );
+    assert!(
+        !out.join("b/overlap-b").exists(),
+        "a held the cache while b ran"
+    );
+}
+
+#[test]
 fn no_cache_filter_reruns_only_the_named_stage() {
     let fx = Fixture::new();
     fx.write(

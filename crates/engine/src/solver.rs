@@ -10,12 +10,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use hoist_context::{ContextError, ContextFilter, ContextWalker, EntryKind, WalkOptions};
-use hoist_instructions::MountType;
+use hoist_instructions::{MountType, Sharing};
 use hoist_layer::{CompressOptions, Compression, LayerBlobWriter, WriteOptions};
 use hoist_oci::{Area, Expected, LayerInfo, ManifestFormat, Store};
 use hoist_plan::NamedContextKind;
 use hoist_plan::op::{CopySource, Source};
 use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
+use rustix::fs::FlockOperation;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::{self, CacheKey, LayerRef, OpRecord};
@@ -115,6 +116,8 @@ struct PreparedMounts {
     mounts: Vec<RunMount>,
     secret_env: Vec<String>,
     _holders: Vec<Option<tempfile::TempDir>>,
+    /// `sharing=locked|private` cache locks, released after the step.
+    _locks: Vec<fs::File>,
 }
 
 /// Steps running now, by cache key, so that a duplicate waits for the first instead of running again.
@@ -591,6 +594,7 @@ impl Solver<'_> {
     ) -> Result<PreparedMounts> {
         let mut prepared = Vec::new();
         let mut secret_env = Vec::new();
+        let mut held = Vec::new();
         for planned in &exec.mounts {
             let mount = &planned.mount;
             let (source, holder, read_only) = match mount.kind {
@@ -629,7 +633,35 @@ impl Solver<'_> {
                             })?
                         }
                     };
-                    (dir, None, mount.read_only)
+                    // `sharing=locked` waits for other users of the cache; `private` takes a fresh directory
+                    // when it is in use. The lock files live in the scratch directory, beside no store data.
+                    let sharing = mount.sharing.unwrap_or(Sharing::Shared);
+                    if sharing == Sharing::Shared {
+                        (dir, None, mount.read_only)
+                    } else {
+                        let locks = self.scratch.join("cache-locks");
+                        fs::create_dir_all(&locks)
+                            .map_err(|e| EngineError::io("create", &locks, e))?;
+                        let path = locks.join(format!("{key}.lock"));
+                        let file = fs::File::create(&path)
+                            .map_err(|e| EngineError::io("create", &path, e))?;
+                        let operation = if sharing == Sharing::Locked {
+                            FlockOperation::LockExclusive
+                        } else {
+                            FlockOperation::NonBlockingLockExclusive
+                        };
+                        match rustix::fs::flock(&file, operation) {
+                            Ok(()) => {
+                                held.push(file);
+                                (dir, None, mount.read_only)
+                            }
+                            Err(_) if sharing == Sharing::Private => {
+                                let fresh = self.staging()?;
+                                (fresh.path().to_path_buf(), Some(fresh), mount.read_only)
+                            }
+                            Err(e) => return Err(EngineError::io("lock", &path, e.into())),
+                        }
+                    }
                 }
                 MountType::Tmpfs => {
                     let dir = self.staging()?;
@@ -758,6 +790,7 @@ impl Solver<'_> {
             mounts,
             secret_env,
             _holders: holders,
+            _locks: held,
         })
     }
 
