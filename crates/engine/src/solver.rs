@@ -188,6 +188,8 @@ impl Solver<'_> {
         let plan = request.plan;
         fs::create_dir_all(&self.scratch)
             .map_err(|e| EngineError::io("create", &self.scratch, e))?;
+        // Snapshots a killed build left behind (the sandbox knows which ones nobody holds).
+        hoist_sandbox::Snapshot::remove_stale(&self.scratch);
         let needed = needed_ops(plan);
         let names = vertex_names(plan, request.dockerfile);
         let mut dependents = vec![Vec::new(); plan.ops.len()];
