@@ -46,10 +46,15 @@
 //! works, and what is missing: `docs/engine.md`.
 
 mod cache;
+mod checksum;
 mod copy;
 mod error;
 mod exec;
 mod export;
+mod inflight;
+mod ingest;
+mod mounts;
+mod names;
 mod reporter;
 mod resolver;
 mod solver;
