@@ -564,6 +564,60 @@ fn a_locked_cache_mount_is_used_by_one_step_at_a_time() {
 }
 
 #[test]
+fn a_dockerfile_or_a_context_tar_on_standard_input() {
+    let fx = Fixture::new();
+    let run_with_stdin = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("--root")
+            .arg(fx.path("store"))
+            .args(args)
+            .current_dir(fx.path("ctx"))
+            .env("TMPDIR", fx.path("tmp"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // `hoist build - < Dockerfile`: no context.
+    let out = fx.path("out-dockerfile");
+    let spec = format!("type=local,dest={}", out.display());
+    run_with_stdin(
+        &["build", "-o", &spec, "-"],
+        b"FROM scratch\nCOPY <<EOF /from-stdin\nhello\nEOF\n",
+    );
+    assert_eq!(read(&out.join("from-stdin")), "hello\n");
+
+    // `hoist build - < context.tar`: the archive is the context, with its Dockerfile.
+    let staged = fx.path("tar-context");
+    fs::create_dir(&staged).unwrap();
+    fs::write(
+        staged.join("Dockerfile"),
+        "FROM scratch\nCOPY file.txt /file.txt\n",
+    )
+    .unwrap();
+    fs::write(staged.join("file.txt"), "from the tar\n").unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&staged)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let out = fx.path("out-tar");
+    let spec = format!("type=local,dest={}", out.display());
+    run_with_stdin(&["build", "-o", &spec, "-"], &tar.stdout);
+    assert_eq!(read(&out.join("file.txt")), "from the tar\n");
+}
+
+#[test]
 fn no_cache_filter_reruns_only_the_named_stage() {
     let fx = Fixture::new();
     fx.write(

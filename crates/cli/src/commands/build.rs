@@ -1,7 +1,8 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
 //! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF]…
-//! [--progress auto|plain|quiet] [-q] [--check] CONTEXT`: Docker's flags and meanings.
+//! [--progress auto|plain|quiet] [-q] [--check] CONTEXT|-`: Docker's flags and meanings (`-` reads a Dockerfile or a
+//! context tar from standard input).
 //!
 //! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
 //! through `hoist-registry` when missing), solves the plan (`hoist-engine`: cache, RUN in `hoist-sandbox`),
@@ -738,7 +739,59 @@ fn key_values(items: &[String]) -> BTreeMap<String, String> {
 
 /// The full build: plan, solve, export, tag, outputs.
 fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
-    let checked = match prepare(&args.input) {
+    if args.input.context != Path::new("-") {
+        return build_with(root, args, &args.input);
+    }
+    // `hoist build - < Dockerfile` or `hoist build - < context.tar`, as docker reads standard input.
+    if args.input.file.as_deref() == Some(Path::new("-")) {
+        return build_error("-f - and a context on standard input cannot both read standard input");
+    }
+    let dir = std::env::temp_dir().join(format!("hoist-build-stdin-{}", std::process::id()));
+    let prepared = stdin_context(&dir);
+    let code = match prepared {
+        Ok((context, dockerfile)) => {
+            let input = DockerfileArgs {
+                file: dockerfile.or_else(|| args.input.file.as_ref().map(|f| context.join(f))),
+                target: args.input.target.clone(),
+                build_args: args.input.build_args.clone(),
+                context,
+            };
+            build_with(root, args, &input)
+        }
+        Err(error) => build_error(&format!(
+            "failed to read the context from standard input: {error}"
+        )),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+/// Fills `dir` from standard input: a tar archive (plain, gzip or zstd) is the context; anything else is the
+/// Dockerfile, with an empty context. Returns the context directory and the Dockerfile when it is not in it.
+fn stdin_context(dir: &Path) -> io::Result<(PathBuf, Option<PathBuf>)> {
+    let mut bytes = Vec::new();
+    io::stdin().read_to_end(&mut bytes)?;
+    std::fs::create_dir_all(dir)?;
+    let mut header = Vec::new();
+    if let Ok(reader) = hoist_layer::Decompressor::new(&bytes[..]) {
+        let _ = reader.take(512).read_to_end(&mut header);
+    }
+    let context = dir.join("context");
+    std::fs::create_dir_all(&context)?;
+    if header.len() >= 262 && &header[257..262] == b"ustar" {
+        let reader = hoist_layer::Decompressor::new(&bytes[..])?;
+        hoist_layer::apply_layer(reader, &context, &hoist_layer::ApplyOptions::new())
+            .map_err(io::Error::other)?;
+        return Ok((context, None));
+    }
+    let dockerfile = dir.join("Dockerfile");
+    std::fs::write(&dockerfile, &bytes)?;
+    Ok((context, Some(dockerfile)))
+}
+
+/// The build of `input` (the Dockerfile and context, maybe prepared from standard input).
+fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> ExitCode {
+    let checked = match prepare(input) {
         Ok(checked) => checked,
         Err(failure) => {
             failure.report();
@@ -777,7 +830,7 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     };
 
     let mut request = PlanRequest::new(checked.file.clone());
-    request.target = args.input.target.clone();
+    request.target = input.target.clone();
     request.build_args = checked.build_args.clone();
     if let Some(platform) = &args.platform {
         match hoist_plan::Platform::parse(platform) {
@@ -857,7 +910,7 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     }
     // The build checks run with every build, as with `docker build`: reported at the end, or fatal with
     // `# check=error=true`.
-    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::BuildKit);
+    let findings = checked.lint(root, input.target.as_deref(), RuleSet::BuildKit);
     if checked.config.error && !findings.is_empty() {
         let _ = io::stderr()
             .lock()
@@ -874,11 +927,10 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         ));
     }
 
-    let ignore_patterns =
-        match find_ignore_file(&args.input.context, checked.source.path.as_deref()) {
-            Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
-            Err(error) => return super::images::fail(&error),
-        };
+    let ignore_patterns = match find_ignore_file(&input.context, checked.source.path.as_deref()) {
+        Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
+        Err(error) => return super::images::fail(&error),
+    };
     let progress = PlainProgress::new(quiet);
     // BuildKit's first two vertices: the Dockerfile and the ignore file as the builder received them.
     let definition = match &checked.source.path {
@@ -912,7 +964,7 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     let solve = SolveRequest {
         plan: &plan,
         dockerfile: &checked.source.text,
-        context_dir: &args.input.context,
+        context_dir: &input.context,
         ignore_patterns: &ignore_patterns,
         secrets: &secrets,
         named_contexts: &named_dirs,
