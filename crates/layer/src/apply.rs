@@ -1,37 +1,4 @@
-//! Safe extraction of a layer tar into a root file system.
-//!
-//! # Confinement
-//!
-//! Nothing is ever written outside the target directory:
-//!
-//! - entry paths and hard-link targets that are absolute or contain `..` are rejected;
-//! - every parent directory is reached from the root's descriptor one component at a time
-//!   (`openat` with `O_NOFOLLOW`). A symlinked parent (say `lib -> usr/lib`, common in merged-usr
-//!   images) is followed the way `chroot` would: its target is resolved again from the root,
-//!   absolute targets start at the root and `..` stops at the root, so `a -> /tmp` makes
-//!   `a/file` land in `<root>/tmp/file`. [`ParentSymlinks::Reject`] refuses such entries instead;
-//! - the last component is never followed: whatever exists there (file, symlink, device) is
-//!   removed and replaced, and files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`;
-//! - hard links are made with `linkat` between descriptors inside the root, so a link can only
-//!   point at a file already in the root;
-//! - symlink entries are stored as given (an image's `/usr/bin/python -> /etc/alternatives/..`
-//!   is normal); they are data, never followed while extracting.
-//!
-//! # Whiteouts (OCI image spec, "Applying changesets")
-//!
-//! `.wh.<name>` removes `<name>` and `.wh..wh..opq` empties its directory, but only of what the
-//! layers below put there: entries of this layer survive, whatever their order in the stream.
-//! So a layer may both delete a directory and recreate it with new content.
-//!
-//! # Failure: the incomplete marker
-//!
-//! The target is modified in place (a layer applies *onto* the layers below; staging would mean
-//! copying the whole root file system). Before the first change, [`apply_layer`] creates
-//! [`INCOMPLETE_MARKER`] in the root; it removes it only after the whole stream, the
-//! end-of-archive block and the compressed stream's own checksum have been read and every
-//! entry applied. If applying fails at any point the marker stays: [`is_incomplete`] then
-//! reports the directory as untrustworthy, and a later [`apply_layer`] into it refuses to run
-//! ([`ApplyError::AlreadyIncomplete`]). Callers discard such a directory and start again.
+//! Safe extraction of a layer tar into a root file system; see [`apply_layer`].
 
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CStr, CString};
@@ -47,7 +14,7 @@ use crate::tarstream::{ArchiveError, EntryHeader, EntryKind};
 use crate::writer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 
 /// File created in the target root while a layer is being applied; present afterwards only if
-/// applying failed. See the [module docs](self).
+/// applying failed. See [`apply_layer`].
 pub const INCOMPLETE_MARKER: &str = ".hoist-incomplete";
 
 /// Symlinks followed per path before giving up, as the kernel's `ELOOP` limit.
@@ -266,7 +233,39 @@ pub fn is_incomplete(root: &Path) -> bool {
 /// xattrs and mtimes are applied (owners and device nodes only when privileged, see
 /// [`Ownership`]); directory mtimes are set after their content. Memory stays bounded: data is
 /// streamed, and per entry only its path is remembered (for whiteouts and directory times).
-/// See the [module docs](self) for confinement and for what happens on failure.
+///
+/// # Confinement
+///
+/// Nothing is ever written outside the target directory:
+///
+/// - entry paths and hard-link targets that are absolute or contain `..` are rejected;
+/// - every parent directory is reached from the root's descriptor one component at a time
+///   (`openat` with `O_NOFOLLOW`). A symlinked parent (say `lib -> usr/lib`, common in merged-usr
+///   images) is followed the way `chroot` would: its target is resolved again from the root,
+///   absolute targets start at the root and `..` stops at the root, so `a -> /tmp` makes
+///   `a/file` land in `<root>/tmp/file`. [`ParentSymlinks::Reject`] refuses such entries instead;
+/// - the last component is never followed: whatever exists there (file, symlink, device) is
+///   removed and replaced, and files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`;
+/// - hard links are made with `linkat` between descriptors inside the root, so a link can only
+///   point at a file already in the root;
+/// - symlink entries are stored as given (an image's `/usr/bin/python -> /etc/alternatives/..`
+///   is normal); they are data, never followed while extracting.
+///
+/// # Whiteouts (OCI image spec, "Applying changesets")
+///
+/// `.wh.<name>` removes `<name>` and `.wh..wh..opq` empties its directory, but only of what the
+/// layers below put there: entries of this layer survive, whatever their order in the stream.
+/// So a layer may both delete a directory and recreate it with new content.
+///
+/// # Failure: the incomplete marker
+///
+/// The target is modified in place (a layer applies *onto* the layers below; staging would mean
+/// copying the whole root file system). Before the first change, `apply_layer` creates
+/// [`INCOMPLETE_MARKER`] in the root; it removes it only after the whole stream, the
+/// end-of-archive block and the compressed stream's own checksum have been read and every
+/// entry applied. If applying fails at any point the marker stays: [`is_incomplete`] then
+/// reports the directory as untrustworthy, and a later `apply_layer` into it refuses to run
+/// ([`ApplyError::AlreadyIncomplete`]). Callers discard such a directory and start again.
 pub fn apply_layer<R: Read + Send>(
     reader: R,
     root: &Path,

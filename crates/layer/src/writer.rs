@@ -193,6 +193,17 @@ pub enum WriteError {
 /// Sockets are skipped, as in Docker and BuildKit. Hard links (any non-directory with more than
 /// one link, by device and inode) are written once as content and then as link entries to the
 /// first path in walk order.
+///
+/// # Format
+///
+/// Entries are sorted by name bytes within each directory, depth-first. Headers are ustar, with
+/// a PAX header before an entry only when needed: `path`/`linkpath` over 100 bytes, `uid`/`gid`
+/// over 2 097 151, `size` over 8 GiB, and xattrs as `SCHILY.xattr.<name>` (all except
+/// `security.selinux`, the build host's label). Like BuildKit's differ: no `./` prefix,
+/// directories end in `/`, mode holds only permission bits, mtime in whole seconds, no
+/// atime/ctime. Unlike it, uname/gname are empty (BuildKit looks the ids up in the build
+/// host's `/etc/passwd`, typically writing `root`): the layer must not depend on the machine,
+/// and every consumer uses the numeric ids.
 pub fn write_layer<W: Write + Send>(
     root: &Path,
     out: W,

@@ -49,7 +49,7 @@ pub enum ArchiveError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// An extension header is larger than [`MAX_EXTENSION`].
+    /// An extension header is larger than the limit (1 MiB).
     #[error("extension header of {size} bytes exceeds the limit of {limit} bytes")]
     ExtensionTooLarge {
         /// Its declared size.
