@@ -43,6 +43,8 @@ enum Command {
     Lint(commands::lint::LintArgs),
     /// Build an image from a Dockerfile.
     Build(commands::build::BuildArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
     /// Download an image from a registry.
     Pull(commands::pull::PullArgs),
     /// Upload an image to a registry.
@@ -53,8 +55,6 @@ enum Command {
     Logout(commands::logout::LogoutArgs),
     /// Run a Lambda function locally behind the Runtime Interface Emulator (like aws-lambda-rie).
     Lambda(commands::lambda::LambdaArgs),
-    /// Run a command in a new container from an image.
-    Run(commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {

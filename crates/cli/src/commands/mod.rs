@@ -34,11 +34,11 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
         Command::Lint(args) => lint::run(cli.root.as_deref(), &args),
         Command::Build(args) => build::run(cli.root.as_deref(), &args),
+        Command::Run(args) => run::run(cli.root.as_deref(), &args),
         Command::Pull(args) => pull::run(cli.root.as_deref(), &args),
         Command::Push(args) => push::run(cli.root.as_deref(), &args),
         Command::Login(args) => login::run(cli.root.as_deref(), &args),
         Command::Logout(args) => logout::run(cli.root.as_deref(), &args),
         Command::Lambda(args) => lambda::run(&args),
-        Command::Run(args) => run::run(cli.root.as_deref(), &args),
     }
 }
