@@ -24,6 +24,11 @@ use crate::{Error, Result};
 
 /// How many times a request is retried on a connection fault.
 const RETRIES: u32 = 3;
+/// How many times a request answered `429 Too Many Requests` is sent again.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// The longest `Retry-After` hoist waits out itself; longer waits (Docker Hub's are hours) fail at once, naming
+/// the time, rather than hang a build.
+pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
 /// Largest manifest hoist accepts (distribution's limit is 4 MiB).
 pub(crate) const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
@@ -176,6 +181,7 @@ impl Client {
         let http = self.http(&endpoint.host)?;
         let key = (endpoint.host.clone(), scopes.join(" "));
         let mut authorised_once = false;
+        let mut rate_limited = 0;
         loop {
             let mut request = build(&http);
             if let Some(header) = lock(&self.inner.tokens).get(&key).cloned() {
@@ -184,10 +190,19 @@ impl Client {
             let response = self.execute_with_retries(endpoint, request).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 if response.status() == StatusCode::TOO_MANY_REQUESTS {
-                    return Err(Error::RateLimited {
-                        registry: endpoint.host.clone(),
-                        retry_after: retry_after(response.headers()),
-                    });
+                    match rate_limit_wait(response.headers(), rate_limited) {
+                        Some(wait) if rate_limited < RATE_LIMIT_RETRIES => {
+                            rate_limited += 1;
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        _ => {
+                            return Err(Error::RateLimited {
+                                registry: endpoint.host.clone(),
+                                retry_after: retry_after(response.headers()),
+                            });
+                        }
+                    }
                 }
                 return Ok(response);
             }
@@ -877,6 +892,20 @@ fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
         roots.add(cert).map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
+}
+
+/// How long to wait before sending a rate-limited request again: `Retry-After` in seconds when it is at most
+/// [`MAX_RATE_LIMIT_WAIT`], the usual backoff when the header is absent; `None` (give up) for longer waits and for
+/// HTTP dates, which registries use for long bans.
+fn rate_limit_wait(headers: &HeaderMap, attempt: u32) -> Option<Duration> {
+    match headers.get(RETRY_AFTER) {
+        None => Some(backoff(attempt + 1)),
+        Some(value) => {
+            let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
+            let wait = Duration::from_secs(seconds);
+            (wait <= MAX_RATE_LIMIT_WAIT).then_some(wait)
+        }
+    }
 }
 
 /// `Retry-After` as a phrase: `30 seconds`, or the HTTP date as sent.

@@ -321,6 +321,159 @@ fn cutting_proxy_first(upstream: String, limit: usize, cut: usize) -> String {
     addr
 }
 
+/// An HTTP proxy in front of a real registry that answers `429 Too Many Requests` with `Retry-After: {seconds}` to
+/// the first `limit` requests whose path contains `path` and forwards everything else (one request per connection;
+/// enough for pulls, whose requests have no body). Returns its address and the count of 429s sent.
+fn rate_limiting_proxy(
+    upstream: String,
+    path: &'static str,
+    limit: usize,
+    seconds: u64,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let limited = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&limited);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let upstream = upstream.clone();
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0; 1];
+                if client.peek(&mut byte).is_ok() && !byte[0].is_ascii_uppercase() {
+                    // Not HTTP (the client's HTTPS probe): refuse, as a plain-HTTP registry does.
+                    let _ = client.shutdown(Shutdown::Both);
+                    return;
+                }
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let target = text.split(' ').nth(1).unwrap_or_default();
+                if target.contains(path)
+                    && counter
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            (n < limit).then_some(n + 1)
+                        })
+                        .is_ok()
+                {
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {seconds}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    return;
+                }
+                let Ok(mut server) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let request = format!("{}Connection: close\r\n\r\n", &text[..text.len() - 2]);
+                if server.write_all(request.as_bytes()).is_ok() {
+                    let _ = std::io::copy(&mut server, &mut client);
+                }
+                let _ = client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (addr, limited)
+}
+
+/// Pushes a one-layer image to `registry` as `name`; returns the store it came from and the manifest descriptor.
+fn push_small_image(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    dir: &Path,
+    registry: &TestRegistry,
+    name: &str,
+) -> (ImageReference, Descriptor) {
+    let store = Arc::new(Store::open(dir.join("source")).unwrap());
+    let manifest = write_image(&store, dir, "rate limited\n", "amd64");
+    store
+        .tag(&name.parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    let target: ImageReference = format!("{}/{name}", registry.addr).parse().unwrap();
+    rt.block_on(client.push(
+        store,
+        name,
+        std::slice::from_ref(&target),
+        &PushOptions::default(),
+        Arc::new(hoist_registry::Silent),
+    ))
+    .unwrap();
+    (target, manifest)
+}
+
+#[test]
+fn short_rate_limits_are_waited_out() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(dir.path());
+    let rt = runtime();
+    let (target, manifest) = push_small_image(&rt, &client, dir.path(), &registry, "limited:1");
+    let (proxy, limited) = rate_limiting_proxy(registry.addr.clone(), "/manifests/", 2, 1);
+    let fresh = Arc::new(Store::open(dir.path().join("fresh")).unwrap());
+    let started = std::time::Instant::now();
+    let pulled = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &target.on_registry(&proxy),
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+    assert_eq!(limited.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "each 429 was waited out for its Retry-After: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn long_rate_limits_fail_naming_the_registry_and_the_wait() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(dir.path());
+    let rt = runtime();
+    let (target, _) = push_small_image(&rt, &client, dir.path(), &registry, "banned:1");
+    let (proxy, limited) =
+        rate_limiting_proxy(registry.addr.clone(), "/manifests/", usize::MAX, 3600);
+    let fresh = Arc::new(Store::open(dir.path().join("fresh")).unwrap());
+    let started = std::time::Instant::now();
+    let error = rt
+        .block_on(client.pull(
+            Arc::clone(&fresh),
+            &target.on_registry(&proxy),
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "a long Retry-After fails at once"
+    );
+    assert!(matches!(error, Error::RateLimited { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "rate limited by {proxy} (429 Too Many Requests), retry after 3600 seconds; \
+             try again later, or log in for a higher limit"
+        )
+    );
+    assert_eq!(limited.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[test]
 fn downloads_resume_after_connection_cuts() {
     let Some(registry) = TestRegistry::start() else {
