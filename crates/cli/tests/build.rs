@@ -992,10 +992,31 @@ fn a_base_image_missing_from_the_store_is_pulled() {
     // A fresh store: the base comes from the registry.
     let out = fx.path("out");
     let spec = format!("type=local,dest={}", out.display());
-    let run = fx.hoist_in("fresh-store", &["build", "-o", &spec, "."]);
+    let run = fx.hoist_in(
+        "fresh-store",
+        &["build", "--progress", "plain", "-o", &spec, "."],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(read(&out.join("pulled")), "pulled\n");
     assert!(out.join("bin/busybox").is_file());
+    // The pull is a vertex of the build, with BuildKit's per-layer lines: `#1 sha256:… 1.20MB / 1.20MB 0.1s done`.
+    assert!(
+        run.stderr
+            .contains(&format!("#1 [internal] pull {remote}\n")),
+        "{}",
+        run.stderr
+    );
+    let layer_done = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("#1 sha256:") && l.contains("MB / ") && l.ends_with(" done"))
+        .unwrap_or_else(|| panic!("no finished line for the busybox layer:\n{}", run.stderr));
+    let fields: Vec<&str> = layer_done.split(' ').collect();
+    assert_eq!(fields.len(), 7, "{layer_done}");
+    assert_eq!(fields[1].len(), "sha256:".len() + 64, "{layer_done}");
+    assert_eq!((fields[2], fields[3]), (fields[4], "/"), "{layer_done}");
+    assert!(fields[5].ends_with('s'), "{layer_done}");
+    assert!(run.stderr.contains("#1 DONE "), "{}", run.stderr);
 
     // An image nobody has is a clear error.
     fx.write(

@@ -488,3 +488,63 @@ fn login_against_a_token_auth_registry() {
         hoist.image_id("b", &target)
     );
 }
+
+#[test]
+fn copy_from_an_image_in_the_registry_pulls_it_with_layer_progress() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    hoist.import("a", "donor:1", "copied out of a pulled image\n");
+    let remote = format!("{}/tools/donor:1", registry.addr);
+    hoist.ok("a", &["push", "donor:1", "--tag", &remote]);
+
+    let context = hoist.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM scratch\nCOPY --from={remote} /hello.txt /copied.txt\n"),
+    )
+    .unwrap();
+    let out = hoist.dir.path().join("out");
+    let spec = format!("type=local,dest={}", out.display());
+    // A fresh store: the COPY --from image is pulled by the build, through the same path as FROM.
+    let build = hoist.run(
+        "b",
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &spec,
+            context.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(build.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("copied.txt")).unwrap(),
+        "copied out of a pulled image\n"
+    );
+    assert!(
+        stderr.contains(&format!("#1 [internal] pull {remote}\n")),
+        "{stderr}"
+    );
+    assert_eq!(
+        hoist.image_id("b", &remote),
+        hoist.image_id("a", "donor:1"),
+        "the pulled image is in the build's store"
+    );
+    // One finished status line per blob: `#1 sha256:… 1.20MB / 1.20MB 0.1s done`.
+    let finished: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("#1 sha256:") && l.ends_with(" done"))
+        .collect();
+    assert!(
+        finished
+            .iter()
+            .any(|l| l.contains("MB / ") && l.split(' ').nth(2) == l.split(' ').nth(4)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("#1 DONE "), "{stderr}");
+}

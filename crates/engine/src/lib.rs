@@ -41,9 +41,9 @@
 //!
 //! Contents: [`Solver`], [`SolveRequest`] and [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
 //! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
-//! [`Reporter`] and [`Vertex`] (progress), [`StoreResolver`] and [`ImagePuller`] (base images for the planner),
-//! [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs), [`EngineError`]. How it all
-//! works, and what is missing: `docs/engine.md`.
+//! [`Reporter`], [`Vertex`] and [`VertexStatus`] (progress), [`StoreResolver`] and [`ImagePuller`] (base images
+//! for the planner), [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs),
+//! [`EngineError`]. How it all works, and what is missing: `docs/engine.md`.
 
 mod cache;
 mod checksum;
@@ -64,6 +64,6 @@ pub use cache::{CacheKey, LayerRef, OpRecord};
 pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
-pub use reporter::{Reporter, Silent, Vertex};
+pub use reporter::{Reporter, Silent, Vertex, VertexStatus};
 pub use resolver::{ImagePuller, StoreResolver};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};

@@ -24,6 +24,24 @@ pub trait Reporter: Sync {
     fn on_vertex_error(&self, vertex: &Vertex, message: &str);
     /// Output of a RUN step (stdout and stderr, in chunks as they come).
     fn on_log(&self, vertex: &Vertex, data: &[u8]);
+    /// Progress of one part of the vertex's work, such as a layer of a base image being pulled (BuildKit's vertex
+    /// status). Reporters that do not show it keep this default.
+    fn on_vertex_status(&self, _vertex: &Vertex, _status: &VertexStatus) {}
+}
+
+/// How far one part of a vertex's work has come: BuildKit's `#3 sha256:abc… 1.20MB / 3.40MB 0.5s` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexStatus {
+    /// What is being worked on (a layer's digest).
+    pub id: String,
+    /// Bytes done so far.
+    pub current: u64,
+    /// Bytes in all (0 when unknown).
+    pub total: u64,
+    /// Time since this part started.
+    pub elapsed: Duration,
+    /// Whether it has finished.
+    pub done: bool,
 }
 
 /// A reporter that drops every event (`--progress=quiet`, tests).

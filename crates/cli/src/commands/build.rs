@@ -26,7 +26,7 @@ use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
 use hoist_engine::{
     Destination, EngineError, ImagePuller, OutputSpec, Reporter, SandboxExecutor, SolveRequest,
-    Solver, StoreResolver, Vertex, export_image,
+    Solver, StoreResolver, Vertex, VertexStatus, export_image,
 };
 use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
 use hoist_oci::{ManifestFormat, Reference, Store};
@@ -646,13 +646,97 @@ impl Reporter for PlainProgress {
             }
         });
     }
+
+    fn on_vertex_status(&self, vertex: &Vertex, status: &VertexStatus) {
+        self.emit(vertex, |n, _, out| {
+            let total = match status.total {
+                0 => String::new(),
+                total => format!(" / {}", decimal_bytes(total)),
+            };
+            let done = if status.done { " done" } else { "" };
+            let _ = writeln!(
+                out,
+                "#{n} {} {}{total} {:.1}s{done}",
+                status.id,
+                decimal_bytes(status.current),
+                status.elapsed.as_secs_f64()
+            );
+        });
+    }
+}
+
+/// Sizes as BuildKit prints them: decimal units, two decimals (`1.20MB`, `512B`).
+fn decimal_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+/// Forwards a pull's per-layer events (hoist-registry's reporter) into the build's progress as vertex statuses;
+/// progress lines for a layer come at most every [`STATUS_INTERVAL`].
+struct PullStatus {
+    progress: std::sync::Arc<PlainProgress>,
+    vertex: Vertex,
+    /// When each layer started, and when its last line was printed.
+    layers: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, std::time::Instant)>,
+    >,
+}
+
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl hoist_registry::Reporter for PullStatus {
+    fn report(&self, event: hoist_registry::Event) {
+        use hoist_registry::Event;
+        let (digest, current, total, done) = match event {
+            Event::BlobStarted { digest, size } => (digest, 0, size, false),
+            Event::BlobProgress {
+                digest,
+                transferred,
+                size,
+            } => (digest, transferred, size, false),
+            Event::BlobDone { digest, size, .. } => (digest, size, size, true),
+            _ => return,
+        };
+        let id = digest.to_string();
+        let now = std::time::Instant::now();
+        let elapsed = {
+            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+            let (started, printed) = layers.entry(id.clone()).or_insert((now, now));
+            if current != 0 && !done && now.duration_since(*printed) < STATUS_INTERVAL {
+                return;
+            }
+            *printed = now;
+            now.duration_since(*started)
+        };
+        self.progress.on_vertex_status(
+            &self.vertex,
+            &VertexStatus {
+                id,
+                current,
+                total,
+                elapsed,
+                done,
+            },
+        );
+    }
 }
 
 /// Pulls missing base images through hoist-registry (the engine only reads the store).
 struct RegistryPuller<'a> {
     root: Option<&'a Path>,
     registry: &'a super::pull::RegistryArgs,
-    quiet: bool,
+    progress: std::sync::Arc<PlainProgress>,
+    /// Pulls so far: each is a vertex of its own, numbered down from `usize::MAX` (plan ops count up from 0).
+    pulls: std::sync::atomic::AtomicUsize,
 }
 
 impl ImagePuller for RegistryPuller<'_> {
@@ -668,18 +752,34 @@ impl ImagePuller for RegistryPuller<'_> {
             platform,
             ..hoist_registry::PullOptions::default()
         };
-        if !self.quiet {
-            let _ = writeln!(io::stderr().lock(), "pulling {reference}");
-        }
-        runtime
+        let pulls = self
+            .pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let vertex = Vertex {
+            op: usize::MAX - pulls,
+            name: format!("[internal] pull {reference}"),
+        };
+        let started = std::time::Instant::now();
+        self.progress.on_vertex_start(&vertex);
+        let status = PullStatus {
+            progress: std::sync::Arc::clone(&self.progress),
+            vertex: vertex.clone(),
+            layers: std::sync::Mutex::default(),
+        };
+        let pulled = runtime
             .block_on(client.pull(
                 std::sync::Arc::new(store),
                 &parsed,
                 &options,
-                std::sync::Arc::new(hoist_registry::Silent),
+                std::sync::Arc::new(status),
             ))
             .map(|_| ())
-            .map_err(|e| super::images::error_chain(&e))
+            .map_err(|e| super::images::error_chain(&e));
+        match &pulled {
+            Ok(()) => self.progress.on_vertex_done(&vertex, started.elapsed()),
+            Err(error) => self.progress.on_vertex_error(&vertex, error),
+        }
+        pulled
     }
 }
 
@@ -872,10 +972,13 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     } else {
         NoCache::Stages(args.no_cache_filter.clone())
     };
+    // Made before planning: pulls of missing base images are the first vertices.
+    let progress = std::sync::Arc::new(PlainProgress::new(quiet));
     let puller = RegistryPuller {
         root,
         registry: &args.registry,
-        quiet,
+        progress: std::sync::Arc::clone(&progress),
+        pulls: std::sync::atomic::AtomicUsize::new(0),
     };
     let resolver = StoreResolver {
         store: &store,
@@ -931,7 +1034,6 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
         Err(error) => return super::images::fail(&error),
     };
-    let progress = PlainProgress::new(quiet);
     // BuildKit's first two vertices: the Dockerfile and the ignore file as the builder received them.
     let definition = match &checked.source.path {
         Some(path) => path.file_name().map_or_else(
@@ -957,7 +1059,7 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     let solver = Solver {
         store: &store,
         executor: &SandboxExecutor,
-        reporter: &progress,
+        reporter: &*progress,
         parallelism: std::thread::available_parallelism().map_or(1, usize::from),
         scratch: std::env::temp_dir().join("hoist-build"),
     };
