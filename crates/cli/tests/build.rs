@@ -261,12 +261,16 @@ fn a_run_steps_files_are_in_the_image() {
     let fx = Fixture::new();
     fx.write(
         "Dockerfile",
-        "FROM bb:1\nRUN echo hello from run > /greeting && id -u > /uid\nUSER app\nRUN id -u > /tmp/as-app\n",
+        "FROM bb:1\nRUN echo hello from run > /greeting && id -u > /uid && echo $HOME > /home-root\n\
+         USER app\nRUN id -u > /tmp/as-app && echo $HOME > /tmp/home-app\n",
     );
     let (out, run) = fx.build_local("out", &[]);
     assert_eq!(read(&out.join("greeting")), "hello from run\n");
     assert_eq!(read(&out.join("uid")), "0\n");
     assert_eq!(read(&out.join("tmp/as-app")), "1000\n");
+    // As under runc (BuildKit's steps): HOME comes from the user's passwd entry when the image does not set it.
+    assert_eq!(read(&out.join("home-root")), "/root\n");
+    assert_eq!(read(&out.join("tmp/home-app")), "/home/app\n");
     assert_eq!(fs::metadata(out.join("tmp/as-app")).unwrap().uid(), 1000);
     assert!(
         run.stderr.contains("RUN echo hello from run"),

@@ -121,6 +121,7 @@ impl Executor for SandboxExecutor {
         let mut env = exec.env.clone();
         env.extend(exec.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
         env.extend(request.secret_env.iter().cloned());
+        user.set_home_if_unset(&mut env);
         let container = Container {
             rootfs: snapshot.rootfs(),
             args: exec.args.clone(),

@@ -14,6 +14,16 @@ pub struct ResolvedUser {
     pub home: String,
 }
 
+impl ResolvedUser {
+    /// Adds `HOME=<passwd home>` to `env` unless it sets `HOME` already: runc does this for every process it starts,
+    /// so `RUN` steps and containers see the home of the user they run as (Go, pip and npm need it for their caches).
+    pub fn set_home_if_unset(&self, env: &mut Vec<String>) {
+        if !env.iter().any(|entry| entry.starts_with("HOME=")) {
+            env.push(format!("HOME={}", self.home));
+        }
+    }
+}
+
 struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
@@ -109,6 +119,17 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_is_added_only_when_unset() {
+        let user = resolve_user("app", PASSWD, "").unwrap();
+        let mut env = vec!["PATH=/bin".to_owned()];
+        user.set_home_if_unset(&mut env);
+        assert_eq!(env, ["PATH=/bin", "HOME=/home/app"]);
+        let mut env = vec!["HOME=/custom".to_owned()];
+        user.set_home_if_unset(&mut env);
+        assert_eq!(env, ["HOME=/custom"]);
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\nstaff:x:50:app\n";

@@ -237,9 +237,7 @@ fn container_for(
     if !has(&env, "HOSTNAME") {
         env.insert(1, format!("HOSTNAME={hostname}"));
     }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", resolved.home));
-    }
+    resolved.set_home_if_unset(&mut env);
 
     let network = match (args.network, args.publish.is_empty()) {
         (NetworkMode::Host, false) => {
