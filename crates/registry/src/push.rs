@@ -32,8 +32,10 @@ impl Default for PushOptions {
         Self {
             // dockerd's max-concurrent-uploads default.
             concurrency: 5,
-            monolithic_limit: 32 * 1024 * 1024,
-            chunk_size: 16 * 1024 * 1024,
+            // Each upload holds one chunk in memory: 5 × 8 MiB keeps a push's peak RSS well under 100 MB, and on
+            // loopback 8 MiB chunks are as fast as 16 MiB ones (bench/registry-vs-skopeo.sh).
+            monolithic_limit: 8 * 1024 * 1024,
+            chunk_size: 8 * 1024 * 1024,
         }
     }
 }
