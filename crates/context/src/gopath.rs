@@ -65,8 +65,10 @@ pub(crate) fn clean_bytes(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `filepath.Clean` on a string (cleaning only removes ASCII bytes, so UTF-8 survives).
-pub(crate) fn clean(path: &str) -> String {
+/// Go's `filepath.Clean` (= `path.Clean` on Unix) on a string: the shortest equivalent `/`-separated path. Shared by
+/// every layer that must clean paths exactly as BuildKit does (patterns here, COPY sources in the planner and the
+/// linter). Cleaning only removes ASCII bytes, so UTF-8 survives.
+pub fn clean(path: &str) -> String {
     String::from_utf8(clean_bytes(path.as_bytes()))
         .expect("cleaning only removes ASCII '/' and '.' bytes, so valid UTF-8 stays valid")
 }

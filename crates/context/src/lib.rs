@@ -40,6 +40,7 @@ mod walk;
 
 pub use error::ContextError;
 pub use fnmatch::{BadPattern, filepath_match};
+pub use gopath::clean as clean_path;
 pub use ignorefile::{
     DOCKERIGNORE_NAME, IgnoreFile, dockerfile_ignore_path, find_ignore_file, read_ignore_file,
 };

@@ -59,39 +59,14 @@ fn fraction(value: u128, div: u128) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// Go's `path.Clean` for `/`-separated paths.
-pub(crate) fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 /// BuildKit's `system.NormalizePath(cwd, p, keepSlash=true)` for Linux: `p` joined to `cwd`
 /// unless absolute, cleaned, with a trailing `/` kept when `p` has one (or is `.`).
 pub(crate) fn path_relative_to(cwd: &str, p: &str) -> String {
     let p = if p.is_empty() || p == "." { "./" } else { p };
     let joined = if p.starts_with('/') {
-        clean_path(p)
+        hoist_context::clean_path(p)
     } else {
-        clean_path(&format!("{}/{p}", if cwd.is_empty() { "/" } else { cwd }))
+        hoist_context::clean_path(&format!("{}/{p}", if cwd.is_empty() { "/" } else { cwd }))
     };
     let keep = p.ends_with('/') || p.ends_with("/.");
     if keep && !joined.ends_with('/') {
@@ -107,10 +82,10 @@ pub(crate) fn normalize_workdir(current: &str, requested: &str) -> Option<String
         return None;
     }
     if requested.starts_with('/') {
-        return Some(clean_path(requested));
+        return Some(hoist_context::clean_path(requested));
     }
     let base = if current.is_empty() { "/" } else { current };
-    Some(clean_path(&format!("{base}/{requested}")))
+    Some(hoist_context::clean_path(&format!("{base}/{requested}")))
 }
 
 /// `reference.ParseNormalizedNamed` + `TagNameOnly` for the common forms: `alpine` →
@@ -326,8 +301,8 @@ mod tests {
 
     #[test]
     fn paths_clean_and_join_like_buildkit() {
-        assert_eq!(clean_path("/a/../b/./c/"), "/b/c");
-        assert_eq!(clean_path("/.."), "/");
+        assert_eq!(hoist_context::clean_path("/a/../b/./c/"), "/b/c");
+        assert_eq!(hoist_context::clean_path("/.."), "/");
         assert_eq!(path_relative_to("/src", "."), "/src/");
         assert_eq!(path_relative_to("/src", "./"), "/src/");
         assert_eq!(path_relative_to("/src", "a/b"), "/src/a/b");

@@ -1161,7 +1161,7 @@ impl Planner<'_> {
                 }
                 // A bind mount without `from` reads the build context.
                 None if mount.kind == MountType::Bind => {
-                    let source = go::clean_path(&format!("/{}", mount.source));
+                    let source = hoist_context::clean_path(&format!("/{}", mount.source));
                     let include = match source.trim_start_matches('/') {
                         "" => Vec::new(),
                         path => vec![path.to_owned()],
@@ -1181,9 +1181,9 @@ impl Planner<'_> {
             };
             // BuildKit: a relative target is under the working directory; `/` is refused.
             mount.target = if mount.target.starts_with('/') {
-                go::clean_path(&mount.target)
+                hoist_context::clean_path(&mount.target)
             } else {
-                go::clean_path(&format!("{}/{}", d.cwd, mount.target))
+                hoist_context::clean_path(&format!("{}/{}", d.cwd, mount.target))
             };
             if mount.target == "/" {
                 return Err(PlanError::new(
@@ -1330,15 +1330,15 @@ impl Planner<'_> {
                 });
                 continue;
             }
-            let plain = go::clean_path(&format!("/{path}"));
+            let plain = hoist_context::clean_path(&format!("/{path}"));
             if from_input.is_none() {
                 context_paths.push(plain.trim_start_matches('/').to_owned());
             }
             // `COPY --parents a/./b/c`: the `/./` pivot says where the kept parents start.
             let normalized = match path.split_once("/./") {
                 Some((parent, rest)) => {
-                    let parent = go::clean_path(&format!("/{parent}"));
-                    let rest = go::clean_path(&format!("/{rest}"));
+                    let parent = hoist_context::clean_path(&format!("/{parent}"));
+                    let rest = hoist_context::clean_path(&format!("/{rest}"));
                     format!("{}/.{rest}", parent.trim_end_matches('/'))
                 }
                 None => plain,

@@ -380,7 +380,7 @@ impl Walker<'_, '_, '_> {
             if is_add && is_remote_source(&source) {
                 continue;
             }
-            let cleaned = clean_source(&source);
+            let cleaned = hoist_context::clean_path(&source);
             let ignored = if cleaned == "." || cleaned == "/" {
                 // The context root is ignored only by a pattern that excludes everything
                 // at the top (`*`, `**`, `**/*`), not by one for dotfiles (`.*`).
@@ -596,31 +596,6 @@ fn is_remote_source(source: &str) -> bool {
         || source.contains(".git#")
 }
 
-/// Go's `filepath.Clean` for a slash-separated source path.
-fn clean_source(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|last| *last != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,10 +647,10 @@ mod tests {
             split_port("[::1]:80:80"),
             ("[::1]".into(), "80".into(), "80".into())
         );
-        assert_eq!(clean_source("./a/../b/"), "b");
-        assert_eq!(clean_source("."), ".");
-        assert_eq!(clean_source("./"), ".");
-        assert_eq!(clean_source("/"), "/");
-        assert_eq!(clean_source("/x/./y"), "/x/y");
+        assert_eq!(hoist_context::clean_path("./a/../b/"), "b");
+        assert_eq!(hoist_context::clean_path("."), ".");
+        assert_eq!(hoist_context::clean_path("./"), ".");
+        assert_eq!(hoist_context::clean_path("/"), "/");
+        assert_eq!(hoist_context::clean_path("/x/./y"), "/x/y");
     }
 }
