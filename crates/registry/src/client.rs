@@ -916,3 +916,26 @@ fn retry_after(headers: &HeaderMap) -> Option<String> {
         Err(_) => value.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(retry_after: Option<&str>) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        }
+        rate_limit_wait(&headers, 0)
+    }
+
+    #[test]
+    fn short_retry_after_is_waited_long_or_dated_is_not() {
+        assert_eq!(wait(Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(wait(Some(" 10 ")), Some(MAX_RATE_LIMIT_WAIT));
+        assert_eq!(wait(Some("11")), None);
+        assert_eq!(wait(Some("3600")), None);
+        assert_eq!(wait(Some("Wed, 21 Oct 2026 07:28:00 GMT")), None);
+        assert_eq!(wait(None), Some(backoff(1)));
+    }
+}
