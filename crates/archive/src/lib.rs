@@ -32,6 +32,7 @@ pub use change::{Empty, RunConfig};
 pub use error::Error;
 pub use import::{ImportOptions, ImportedImage, import};
 pub use load::{ArchiveFormat, LoadReport, LoadedImage, load, load_path};
+pub use output::OutputFile;
 pub use save::{SaveFormat, SaveReport, SavedImage, save_archive, save_archive_file, save_oci_dir};
 
 mod change;
@@ -42,6 +43,7 @@ mod import;
 mod load;
 mod names;
 mod oci_layout;
+mod output;
 mod path;
 mod save;
 #[cfg(test)]

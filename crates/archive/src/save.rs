@@ -3,6 +3,7 @@
 //! Output is deterministic: entries in a fixed order, owner 0:0, mtime 0, JSON encoded canonically, so saving the
 //! same images twice gives byte-identical archives.
 
+use crate::output::OutputFile;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -71,7 +72,8 @@ pub fn save_archive(
 }
 
 /// Writes a tar archive to `path` atomically: to a temp file beside it, renamed into place once complete, so a
-/// failed save never leaves a truncated archive behind.
+/// failed save never leaves a truncated archive behind. A destination that is a device or fifo (`-o /dev/null`) is
+/// written in place instead (see [`OutputFile`]).
 pub fn save_archive_file(
     store: &Store,
     specs: &[String],
@@ -79,13 +81,14 @@ pub fn save_archive_file(
     path: &Path,
 ) -> Result<SaveReport, Error> {
     let selected = select(store, specs)?;
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "archive".into(), |n| n.to_string_lossy().into_owned());
-    let temp = path.with_file_name(format!(".{file_name}.hoist-tmp-{}", std::process::id()));
+    let wrap = |source| Error::WriteOutput {
+        path: path.to_owned(),
+        source,
+    };
+    let output = OutputFile::for_path(path).map_err(wrap)?;
     let write = || -> Result<(), Error> {
-        let file = File::create(&temp).map_err(|source| Error::WriteOutput {
-            path: temp.clone(),
+        let file = output.create().map_err(|source| Error::WriteOutput {
+            path: output.write_path().to_owned(),
             source,
         })?;
         let mut out = TarOut::new(BufWriter::with_capacity(IO_BUFFER, file), path.to_owned());
@@ -96,22 +99,10 @@ pub fn save_archive_file(
         let file = out
             .finish()?
             .into_inner()
-            .map_err(|error| Error::WriteOutput {
-                path: path.to_owned(),
-                source: error.into_error(),
-            })?;
-        file.sync_all().map_err(|source| Error::WriteOutput {
-            path: path.to_owned(),
-            source,
-        })?;
-        fs::rename(&temp, path).map_err(|source| Error::WriteOutput {
-            path: path.to_owned(),
-            source,
-        })
+            .map_err(|error| wrap(error.into_error()))?;
+        output.commit(file).map_err(wrap)
     };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&temp);
-    })?;
+    write().inspect_err(|_| output.abandon())?;
     Ok(report(&selected))
 }
 

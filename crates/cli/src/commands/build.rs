@@ -1259,23 +1259,21 @@ fn with_destination(
     match dest {
         Destination::Stdout => write(&mut io::stdout()).map_err(fail),
         Destination::File(path) => {
-            let mut partial = path.clone().into_os_string();
-            partial.push(".partial");
-            let partial = PathBuf::from(partial);
-            let file = std::fs::File::create(&partial)
-                .map_err(|e| fail(format!("{}: {e}", partial.display())))?;
+            // Atomic for regular files; a device or fifo (`dest=/dev/null`) is written in place, never replaced.
+            let output = hoist_archive::OutputFile::for_path(path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            let file = output
+                .create()
+                .map_err(|e| fail(format!("{}: {e}", output.write_path().display())))?;
             let mut out = io::BufWriter::new(file);
             let written = write(&mut out).and_then(|()| {
-                out.into_inner()
-                    .map_err(|e| e.into_error().to_string())?
-                    .sync_all()
-                    .map_err(|e| e.to_string())
+                let file = out.into_inner().map_err(|e| e.into_error().to_string())?;
+                output.commit(file).map_err(|e| e.to_string())
             });
-            if let Err(message) = written {
-                let _ = std::fs::remove_file(&partial);
-                return Err(fail(message));
-            }
-            std::fs::rename(&partial, path).map_err(|e| fail(format!("{}: {e}", path.display())))
+            written.map_err(|message| {
+                output.abandon();
+                fail(format!("{}: {message}", path.display()))
+            })
         }
     }
 }
