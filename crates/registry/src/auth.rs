@@ -160,7 +160,15 @@ impl DockerConfig {
 
     fn write(&self, config: &Map<String, Value>) -> Result<()> {
         let write = || -> std::io::Result<()> {
-            let dir = self.path.parent().unwrap_or(Path::new("."));
+            // A config.json that is a symlink (dotfile managers keep it elsewhere) is written where it points, as
+            // Docker's CLI does; renaming over the link would replace it with a plain file.
+            let target = match std::fs::symlink_metadata(&self.path) {
+                Ok(metadata) if metadata.file_type().is_symlink() => {
+                    std::fs::canonicalize(&self.path)?
+                }
+                _ => self.path.clone(),
+            };
+            let dir = target.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
             let tmp = dir.join(format!(".config.json.{}", std::process::id()));
             let mut file = std::fs::OpenOptions::new()
@@ -173,7 +181,7 @@ impl DockerConfig {
             file.write_all(text.as_bytes())?;
             file.write_all(b"\n")?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &target)
         };
         write().map_err(|e| self.error(e.to_string()))
     }
@@ -448,6 +456,35 @@ mod tests {
         assert!(!config.erase("localhost:5000").unwrap());
         assert_eq!(config.credentials("localhost:5000").unwrap(), None);
         assert!(config.credentials("docker.io").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_symlinked_config_is_written_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles/docker-config.json");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "{\"credsStore\": \"\", \"proxies\": {}}\n").unwrap();
+        let link = dir.path().join("docker/config.json");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let config = DockerConfig::at(link.clone());
+        let creds = Credentials {
+            username: "u".to_owned(),
+            password: "p".to_owned(),
+        };
+        config.store("localhost:5000", &creds).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let text = std::fs::read_to_string(&real).unwrap();
+        assert!(
+            text.contains("localhost:5000") && text.contains("proxies"),
+            "{text}"
+        );
+        assert_eq!(config.credentials("localhost:5000").unwrap(), Some(creds));
     }
 
     #[test]
