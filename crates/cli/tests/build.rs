@@ -1037,3 +1037,61 @@ fn a_base_image_missing_from_the_store_is_pulled() {
         missing.stderr
     );
 }
+
+/// `examples/lifecycle`: builder → release and builder → ci → dev, each target built with `--target`, all sharing
+/// the builder's cache.
+#[test]
+fn the_lifecycle_example_builds_each_target_from_a_shared_cache() {
+    let fx = Fixture::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lifecycle");
+    for name in ["Dockerfile", "greet.sh", "test.sh", "VERSION"] {
+        fx.write(name, &read(&example.join(name)));
+    }
+    let base = ["--build-arg", "BASE=bb:1"];
+    let compile = "RUN mkdir -p /out && sed \"s/@VERSION@/$(cat VERSION)/\" greet.sh > /out/greet && chmod 755 /out/greet";
+    let ci_step = "RUN sh test.sh /out/greet";
+
+    let (out, release) = fx.build_local("release", &[&base[..], &["--target", "release"]].concat());
+    assert!(
+        !release.stderr.contains(ci_step),
+        "release must not build ci:\n{}",
+        release.stderr
+    );
+    assert!(!cached(&release.stderr, compile), "{}", release.stderr);
+    assert_eq!(
+        read(&out.join("usr/bin/greet")).lines().last(),
+        Some("echo \"hello from the lifecycle example, version 1.0.0${1:+, $1}\"")
+    );
+
+    let ci = fx.build(&[&base[..], &["--target", "ci"]].concat());
+    assert!(
+        cached(&ci.stderr, compile),
+        "ci reuses the builder:\n{}",
+        ci.stderr
+    );
+    assert!(!cached(&ci.stderr, ci_step), "{}", ci.stderr);
+    assert!(ci.stderr.contains("ci: ok"), "{}", ci.stderr);
+
+    let dev = fx.build(&[&base[..], &["--target", "dev", "-t", "greet:dev"]].concat());
+    assert!(
+        cached(&dev.stderr, compile) && cached(&dev.stderr, ci_step),
+        "{}",
+        dev.stderr
+    );
+    assert_eq!(
+        fx.inspect("greet:dev")["Config"]["Cmd"],
+        serde_json::json!(["/bin/sh"])
+    );
+
+    // A new version reruns the builder's steps from the COPY that reads it, and nothing before.
+    fx.write("VERSION", "1.1.0\n");
+    let (out, rebuilt) =
+        fx.build_local("release2", &[&base[..], &["--target", "release"]].concat());
+    assert!(
+        cached(&rebuilt.stderr, "WORKDIR /src"),
+        "{}",
+        rebuilt.stderr
+    );
+    assert!(!cached(&rebuilt.stderr, compile), "{}", rebuilt.stderr);
+    assert!(read(&out.join("usr/bin/greet")).contains("version 1.1.0"));
+}
