@@ -44,6 +44,11 @@ pub use layer_info::{LayerBlob, LayerInfo, tar_content_size};
 pub use media_type::{ManifestFormat, MediaKind, classify};
 pub use prune::{PruneOptions, PruneReport};
 pub use reference::{DEFAULT_TAG, Reference};
+
+/// Docker's reference grammar, piece by piece, for crates that parse references their own way (`hoist-registry`).
+pub mod reference_grammar {
+    pub use crate::reference::{validate_path_component, validate_registry, validate_tag};
+}
 pub use references::{ImagePlatform, ImageRecord, Target};
 pub use store::Store;
 

@@ -84,7 +84,7 @@ impl FromStr for Reference {
 fn validate_name(name: &str) -> Result<(), &'static str> {
     let mut components: Vec<&str> = name.split('/').collect();
     if components.len() > 1 && is_domain_like(components[0]) {
-        validate_domain(components.remove(0))?;
+        validate_registry(components.remove(0))?;
     }
     for component in components {
         validate_path_component(component)?;
@@ -97,34 +97,54 @@ fn is_domain_like(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
 }
 
-fn validate_domain(domain: &str) -> Result<(), &'static str> {
-    let (host, port) = match domain.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (domain, None),
+/// Docker's rule for the registry part of a reference: a host name (or `[IPv6]`) with an optional port.
+pub fn validate_registry(registry: &str) -> Result<(), &'static str> {
+    // IPv6 literals are written in brackets: `[::1]:5000`.
+    let (host, port) = if let Some(after) = registry.strip_prefix('[') {
+        let Some((address, rest)) = after.split_once(']') else {
+            return Err("invalid registry host");
+        };
+        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err("invalid registry host");
+        }
+        match rest {
+            "" => return Ok(()),
+            _ => match rest.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return Err("invalid registry host"),
+            },
+        }
+    } else {
+        match registry.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(registry), None),
+        }
     };
-    if host.is_empty()
-        || host.split('.').any(|label| {
-            label.is_empty()
-                || label.starts_with('-')
-                || label.ends_with('-')
-                || !label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    if let Some(host) = host
+        && (host.is_empty()
+            || host.split('.').any(|label| {
+                label.is_empty()
+                    || label.starts_with('-')
+                    || label.ends_with('-')
+                    || !label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
     {
         return Err("invalid registry host");
     }
     if let Some(port) = port
-        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err("invalid registry port");
     }
     Ok(())
 }
 
-fn validate_path_component(component: &str) -> Result<(), &'static str> {
-    const INVALID: &str =
-        "repository name must be lowercase letters, digits and separators (., _, __, -)";
+/// Docker's rule for one `/`-separated component of a repository path: lowercase letters and digits joined by
+/// `.`, `_`, `__` or runs of `-`.
+pub fn validate_path_component(component: &str) -> Result<(), &'static str> {
+    const INVALID: &str = "repository name components must be lowercase letters and digits joined by '.', '_', '__' or '-'";
     let bytes = component.as_bytes();
     if bytes.is_empty() {
         return Err("empty path component in repository name");
@@ -139,7 +159,6 @@ fn validate_path_component(component: &str) -> Result<(), &'static str> {
             i += 1;
             continue;
         }
-        // A separator run: '.', '_', '__', or one or more '-'.
         let start = i;
         while i < bytes.len() && !alnum(bytes[i]) {
             i += 1;
@@ -153,9 +172,8 @@ fn validate_path_component(component: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn validate_tag(tag: &str) -> Result<(), &'static str> {
-    const INVALID: &str =
-        "tag must be 1-128 of letters, digits, '_', '.', '-', not starting with '.' or '-'";
+/// Docker's rule for a tag: 1-128 of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`.
+pub fn validate_tag(tag: &str) -> Result<(), &'static str> {
     let bytes = tag.as_bytes();
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     if bytes.is_empty()
@@ -163,7 +181,9 @@ fn validate_tag(tag: &str) -> Result<(), &'static str> {
         || !word(bytes[0])
         || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
     {
-        return Err(INVALID);
+        return Err(
+            "tag must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+        );
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! [`ImageReference::familiar`] gives the short form Docker shows (`golang:1.24`), which is also the name the
 //! local store keeps.
 
+use hoist_oci::reference_grammar::{validate_path_component, validate_registry, validate_tag};
 use std::fmt;
 use std::str::FromStr;
 
@@ -271,93 +272,6 @@ fn parse_digest(text: &str) -> Result<Digest, &'static str> {
         return Err("invalid checksum digest length or characters");
     }
     text.parse().map_err(|_| "invalid digest format")
-}
-
-fn validate_registry(registry: &str) -> Result<(), &'static str> {
-    // IPv6 literals are written in brackets: `[::1]:5000`.
-    let (host, port) = if let Some(after) = registry.strip_prefix('[') {
-        let Some((address, rest)) = after.split_once(']') else {
-            return Err("invalid registry host");
-        };
-        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return Err("invalid registry host");
-        }
-        match rest {
-            "" => return Ok(()),
-            _ => match rest.strip_prefix(':') {
-                Some(port) => (None, Some(port)),
-                None => return Err("invalid registry host"),
-            },
-        }
-    } else {
-        match registry.split_once(':') {
-            Some((host, port)) => (Some(host), Some(port)),
-            None => (Some(registry), None),
-        }
-    };
-    if let Some(host) = host
-        && (host.is_empty()
-            || host.split('.').any(|label| {
-                label.is_empty()
-                    || label.starts_with('-')
-                    || label.ends_with('-')
-                    || !label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            }))
-    {
-        return Err("invalid registry host");
-    }
-    if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err("invalid registry port");
-    }
-    Ok(())
-}
-
-fn validate_path_component(component: &str) -> Result<(), &'static str> {
-    const INVALID: &str = "repository name components must be lowercase letters and digits joined by '.', '_', '__' or '-'";
-    let bytes = component.as_bytes();
-    if bytes.is_empty() {
-        return Err("empty path component in repository name");
-    }
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return Err(INVALID);
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        if alnum(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
-        }
-        match &component[start..i] {
-            "." | "_" | "__" => {}
-            run if run.bytes().all(|b| b == b'-') => {}
-            _ => return Err(INVALID),
-        }
-    }
-    Ok(())
-}
-
-fn validate_tag(tag: &str) -> Result<(), &'static str> {
-    let bytes = tag.as_bytes();
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    if bytes.is_empty()
-        || bytes.len() > 128
-        || !word(bytes[0])
-        || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
-    {
-        return Err(
-            "tag must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
