@@ -25,7 +25,7 @@ use clap::Args;
 use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file};
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
 use hoist_engine::{
-    Destination, EngineError, ImagePuller, OutputSpec, Reporter, SandboxExecutor, SolveRequest,
+    Destination, EngineError, OutputSpec, RegistryPuller, Reporter, SandboxExecutor, SolveRequest,
     Solver, StoreResolver, Vertex, VertexStatus, export_image,
 };
 use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
@@ -680,109 +680,6 @@ fn decimal_bytes(bytes: u64) -> String {
     format!("{value:.2}{}", UNITS[unit])
 }
 
-/// Forwards a pull's per-layer events (hoist-registry's reporter) into the build's progress as vertex statuses;
-/// progress lines for a layer come at most every [`STATUS_INTERVAL`].
-struct PullStatus {
-    progress: std::sync::Arc<PlainProgress>,
-    vertex: Vertex,
-    /// When each layer started, and when its last line was printed.
-    layers: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, std::time::Instant)>,
-    >,
-}
-
-const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl hoist_registry::Reporter for PullStatus {
-    fn report(&self, event: hoist_registry::Event) {
-        use hoist_registry::Event;
-        let (digest, current, total, done) = match event {
-            Event::BlobStarted { digest, size } => (digest, 0, size, false),
-            Event::BlobProgress {
-                digest,
-                transferred,
-                size,
-            } => (digest, transferred, size, false),
-            Event::BlobDone { digest, size, .. } => (digest, size, size, true),
-            _ => return,
-        };
-        let id = digest.to_string();
-        let now = std::time::Instant::now();
-        let elapsed = {
-            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-            let (started, printed) = layers.entry(id.clone()).or_insert((now, now));
-            if current != 0 && !done && now.duration_since(*printed) < STATUS_INTERVAL {
-                return;
-            }
-            *printed = now;
-            now.duration_since(*started)
-        };
-        self.progress.on_vertex_status(
-            &self.vertex,
-            &VertexStatus {
-                id,
-                current,
-                total,
-                elapsed,
-                done,
-            },
-        );
-    }
-}
-
-/// Pulls missing base images through hoist-registry (the engine only reads the store).
-struct RegistryPuller<'a> {
-    root: Option<&'a Path>,
-    registry: &'a super::pull::RegistryArgs,
-    progress: std::sync::Arc<PlainProgress>,
-    /// Pulls so far: each is a vertex of its own, numbered down from `usize::MAX` (plan ops count up from 0).
-    pulls: std::sync::atomic::AtomicUsize,
-}
-
-impl ImagePuller for RegistryPuller<'_> {
-    fn pull(&self, reference: &str, platform: &hoist_plan::Platform) -> Result<(), String> {
-        let parsed: hoist_registry::ImageReference =
-            reference.parse().map_err(|e| format!("{e}"))?;
-        let store = super::images::open_store(self.root).map_err(|e| e.to_string())?;
-        let client = self.registry.client().map_err(|e| e.to_string())?;
-        let runtime = super::pull::runtime().map_err(|e| e.to_string())?;
-        let platform: hoist_registry::Platform =
-            platform.to_string().parse().map_err(|e| format!("{e}"))?;
-        let options = hoist_registry::PullOptions {
-            platform,
-            ..hoist_registry::PullOptions::default()
-        };
-        let pulls = self
-            .pulls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let vertex = Vertex {
-            op: usize::MAX - pulls,
-            name: format!("[internal] pull {reference}"),
-        };
-        let started = std::time::Instant::now();
-        self.progress.on_vertex_start(&vertex);
-        let status = PullStatus {
-            progress: std::sync::Arc::clone(&self.progress),
-            vertex: vertex.clone(),
-            layers: std::sync::Mutex::default(),
-        };
-        let pulled = runtime
-            .block_on(client.pull(
-                std::sync::Arc::new(store),
-                &parsed,
-                &options,
-                std::sync::Arc::new(status),
-            ))
-            .map(|_| ())
-            .map_err(|e| super::images::error_chain(&e));
-        match &pulled {
-            Ok(()) => self.progress.on_vertex_done(&vertex, started.elapsed()),
-            Err(error) => self.progress.on_vertex_error(&vertex, error),
-        }
-        pulled
-    }
-}
-
 fn build_error(message: &str) -> ExitCode {
     let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
     ExitCode::FAILURE
@@ -974,12 +871,12 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     };
     // Made before planning: pulls of missing base images are the first vertices.
     let progress = std::sync::Arc::new(PlainProgress::new(quiet));
-    let puller = RegistryPuller {
-        root,
-        registry: &args.registry,
-        progress: std::sync::Arc::clone(&progress),
-        pulls: std::sync::atomic::AtomicUsize::new(0),
-    };
+    let make_client = || args.registry.client();
+    let puller = RegistryPuller::new(
+        store.root().to_owned(),
+        &make_client,
+        std::sync::Arc::clone(&progress) as std::sync::Arc<dyn Reporter + Send>,
+    );
     let resolver = StoreResolver {
         store: &store,
         puller: Some(&puller),

@@ -1,0 +1,137 @@
+//! Pulling base images that are missing from the store, through `hoist-registry`, with per-layer progress reported
+//! as statuses of a vertex of the build (BuildKit shows a pull the same way).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hoist_oci::Store;
+use hoist_plan::Platform;
+use hoist_registry::{Client, Event, ImageReference, PullOptions};
+
+use crate::reporter::{Reporter, Vertex, VertexStatus};
+use crate::resolver::ImagePuller;
+
+/// Progress lines for one layer come at most this often.
+const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An [`ImagePuller`] over a registry client: each pull is a vertex of its own (`[internal] pull REF`), numbered
+/// down from `usize::MAX` so it never collides with the plan's ops, which count up from 0.
+pub struct RegistryPuller<'a> {
+    store_root: PathBuf,
+    /// Makes the client on the first pull, so a registry configuration error only fails builds that pull.
+    client: &'a (dyn Fn() -> hoist_registry::Result<Client> + Sync),
+    reporter: Arc<dyn Reporter + Send>,
+    pulls: AtomicUsize,
+}
+
+impl<'a> RegistryPuller<'a> {
+    /// A puller into the store at `store_root`, reporting to `reporter`.
+    pub fn new(
+        store_root: PathBuf,
+        client: &'a (dyn Fn() -> hoist_registry::Result<Client> + Sync),
+        reporter: Arc<dyn Reporter + Send>,
+    ) -> Self {
+        Self {
+            store_root,
+            client,
+            reporter,
+            pulls: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl ImagePuller for RegistryPuller<'_> {
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), String> {
+        let parsed: ImageReference = reference.parse().map_err(|e| format!("{e}"))?;
+        let store = Store::open(&self.store_root).map_err(|e| error_chain(&e))?;
+        let client = (self.client)().map_err(|e| error_chain(&e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("failed to start the registry client's runtime: {e}"))?;
+        let options = PullOptions {
+            platform: platform.to_string().parse().map_err(|e| format!("{e}"))?,
+            ..PullOptions::default()
+        };
+        let vertex = Vertex {
+            op: usize::MAX - self.pulls.fetch_add(1, Ordering::Relaxed),
+            name: format!("[internal] pull {reference}"),
+        };
+        let started = Instant::now();
+        self.reporter.on_vertex_start(&vertex);
+        let status = PullStatus {
+            reporter: Arc::clone(&self.reporter),
+            vertex: vertex.clone(),
+            layers: Mutex::default(),
+        };
+        let pulled = runtime
+            .block_on(client.pull(Arc::new(store), &parsed, &options, Arc::new(status)))
+            .map(|_| ())
+            .map_err(|e| error_chain(&e));
+        match &pulled {
+            Ok(()) => self.reporter.on_vertex_done(&vertex, started.elapsed()),
+            Err(error) => self.reporter.on_vertex_error(&vertex, error),
+        }
+        pulled
+    }
+}
+
+/// Forwards a pull's per-layer events (hoist-registry's reporter) into the build's progress as vertex statuses.
+struct PullStatus {
+    reporter: Arc<dyn Reporter + Send>,
+    vertex: Vertex,
+    /// When each layer started, and when its last line was reported.
+    layers: Mutex<HashMap<String, (Instant, Instant)>>,
+}
+
+impl hoist_registry::Reporter for PullStatus {
+    fn report(&self, event: Event) {
+        let (digest, current, total, done) = match event {
+            Event::BlobStarted { digest, size } => (digest, 0, size, false),
+            Event::BlobProgress {
+                digest,
+                transferred,
+                size,
+            } => (digest, transferred, size, false),
+            Event::BlobDone { digest, size, .. } => (digest, size, size, true),
+            _ => return,
+        };
+        let id = digest.to_string();
+        let now = Instant::now();
+        let elapsed = {
+            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+            let (started, printed) = layers.entry(id.clone()).or_insert((now, now));
+            if current != 0 && !done && now.duration_since(*printed) < STATUS_INTERVAL {
+                return;
+            }
+            *printed = now;
+            now.duration_since(*started)
+        };
+        self.reporter.on_vertex_status(
+            &self.vertex,
+            &VertexStatus {
+                id,
+                current,
+                total,
+                elapsed,
+                done,
+            },
+        );
+    }
+}
+
+/// `error: cause: cause…`, the whole chain, for a message that crosses the [`ImagePuller`] boundary as text.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
