@@ -200,6 +200,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Listing a store directory during `check` failed.
+    #[error("failed to list {path}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// A size like `10GB` did not parse.
     #[error(
         "invalid size {input:?}: expected a number with an optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"

@@ -424,7 +424,7 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
 
 /// The index entry for `platform`: same OS and architecture, and the same variant when both name one. Entries
 /// without a platform (attestations) never match.
-fn choose_platform(index: &ImageIndex, platform: &ImagePlatform) -> Option<Descriptor> {
+pub(crate) fn choose_platform(index: &ImageIndex, platform: &ImagePlatform) -> Option<Descriptor> {
     let candidates = index.manifests().iter().filter(|d| {
         classify(d.media_type()) == MediaKind::Manifest
             && d.platform().as_ref().is_some_and(|p| {
