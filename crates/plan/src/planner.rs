@@ -1179,6 +1179,23 @@ impl Planner<'_> {
                 }
                 None => None,
             };
+            // BuildKit's `dispatchSecret`: a secret without a target is a file in
+            // `/run/secrets` named after its id (the source, the id, else the target's base
+            // name); one exposed only as an environment variable (`env=`) gets no file.
+            if mount.kind == MountType::Secret && mount.target.is_empty() {
+                if mount.env.is_some() {
+                    mounts.push(ExecMount { mount, input });
+                    continue;
+                }
+                let id = if mount.source.is_empty() {
+                    &mount.id
+                } else {
+                    &mount.source
+                };
+                // (hoist-instructions has refused a secret with neither id nor target.)
+                let name = id.rsplit('/').find(|p| !p.is_empty()).unwrap_or(id);
+                mount.target = format!("/run/secrets/{name}");
+            }
             // BuildKit: a relative target is under the working directory; `/` is refused.
             mount.target = if mount.target.starts_with('/') {
                 hoist_context::clean_path(&mount.target)

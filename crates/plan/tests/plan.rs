@@ -767,6 +767,10 @@ RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go
     assert_eq!(exec.mounts[1].input, Some(1));
     assert_eq!(run.inputs[1], plan.stage(0).unwrap().root);
     assert_eq!(exec.mounts[2].mount.id, "tok");
+    assert_eq!(
+        exec.mounts[2].mount.target, "/run/secrets/tok",
+        "a secret without target= is a file in /run/secrets named after its id"
+    );
     // A bind mount without from= reads the context; a relative target is under WORKDIR.
     assert_eq!(exec.mounts[3].mount.target, "/go/go.sum");
     assert_eq!(exec.mounts[3].input, Some(2));
@@ -776,6 +780,36 @@ RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go
     assert_eq!(exec.network, hoist_instructions::Network::None);
     assert_eq!(exec.cwd, "/go", "the base image's WORKDIR");
     assert!(run.ignore_cache);
+}
+
+#[test]
+fn secret_mount_targets_default_as_in_buildkit() {
+    let text = "\
+FROM busybox
+WORKDIR /w
+RUN --mount=type=secret,id=tok --mount=type=secret,source=a/b/npmrc --mount=type=secret,id=env,env=TOKEN --mount=type=secret,id=t,target=rel true
+";
+    let planned = plan_with(text, |_| {});
+    let run = planned
+        .ops
+        .iter()
+        .find(|o| matches!(o.op, Op::Exec(_)))
+        .unwrap();
+    let targets: Vec<&str> = exec_of(&planned, run.id)
+        .mounts
+        .iter()
+        .map(|m| m.mount.target.as_str())
+        .collect();
+    assert_eq!(
+        targets,
+        ["/run/secrets/tok", "/run/secrets/npmrc", "", "/w/rel"],
+        "the source names the file; an env-only secret has no file"
+    );
+    let error = plan(&request("FROM busybox\nRUN --mount=type=secret true\n")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid secret mount. one of source, target required"
+    );
 }
 
 #[test]
