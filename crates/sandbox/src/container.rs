@@ -11,7 +11,7 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, kill_process, pidfd_
 
 use crate::error::{Error, Result};
 use crate::plan::{EtcFiles, Op, Plan, StartOptions};
-use crate::proxy::{PortMapping, Proxy};
+use crate::proxy::{Listener, PortMapping, Proxy};
 use crate::sys;
 
 /// The root file system of a container.
@@ -198,6 +198,12 @@ impl Container {
     /// When the command (PID 1 of the container's PID namespace) ends, the kernel kills every other process in the
     /// container, and its mount namespace, with every mount made for it, disappears.
     pub fn run(&self, stdio: Stdio) -> Result<ExitStatus> {
+        self.run_and_notify(stdio, &mut |_| {})
+    }
+
+    /// [`run`](Container::run), calling `started` with the host pid of the container's PID 1 once its command has
+    /// been executed and its ports are published (`hoist run -d` records it then, for `hoist stop`).
+    pub fn run_and_notify(&self, stdio: Stdio, started: &mut dyn FnMut(u32)) -> Result<ExitStatus> {
         if !self.ports.is_empty() && self.network == Network::Host {
             return Err(Error::Publish {
                 host: self.ports[0].to_string(),
@@ -243,7 +249,7 @@ impl Container {
             sync,
             id_maps,
         };
-        let result = self.start_and_wait(&plan, child, &signals, listeners);
+        let result = self.start_and_wait(&plan, child, &signals, listeners, started);
         sys::restore_signal_mask(&old_mask);
         drop(stdio);
         result
@@ -254,7 +260,8 @@ impl Container {
         plan: &Plan,
         child: ChildPipes,
         signals: &OwnedFd,
-        listeners: Vec<(PortMapping, std::net::TcpListener)>,
+        listeners: Vec<(PortMapping, Listener)>,
+        started: &mut dyn FnMut(u32),
     ) -> Result<ExitStatus> {
         let ChildPipes {
             report_read,
@@ -329,6 +336,7 @@ impl Container {
                 }
             }
         };
+        started(pid.as_raw_nonzero().get().unsigned_abs());
         let kill = |pidfd: &OwnedFd| {
             let _ = rustix::process::pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
         };

@@ -45,7 +45,7 @@
 pub use container::{BindMount, Capabilities, Container, ExitStatus, Network, RootFs, Stdio, User};
 pub use error::{Error, Result};
 pub use plan::{DEFAULT_CAPABILITIES, DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
-pub use proxy::PortMapping;
+pub use proxy::{PortMapping, Protocol, UDP_IDLE_TIMEOUT};
 pub use snapshot::{
     EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, layer_key, overlay_supported, unpack_layers,
 };

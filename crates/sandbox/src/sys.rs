@@ -721,15 +721,22 @@ fn dialer_main(user: RawFd, network: RawFd, socket: RawFd, parent_end: RawFd) ->
     };
     send_byte(socket, 1);
     loop {
-        let mut port = [0u8; 2];
-        // SAFETY: `port` is a writable two-byte buffer.
-        let read = unsafe { libc::recv(socket, port.as_mut_ptr().cast(), 2, 0) };
-        if read != 2 {
+        // The port (native byte order), then 0 for TCP or 1 for UDP.
+        let mut request = [0u8; 3];
+        // SAFETY: `request` is a writable three-byte buffer.
+        let read = unsafe { libc::recv(socket, request.as_mut_ptr().cast(), 3, 0) };
+        if read != 3 {
             // SAFETY: the parent closed its end: done.
             unsafe { libc::_exit(0) };
         }
+        let port = [request[0], request[1]];
+        let kind = if request[2] == 1 {
+            libc::SOCK_DGRAM
+        } else {
+            libc::SOCK_STREAM
+        };
         // SAFETY: plain arguments; the descriptor is closed below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };
         // SAFETY: `sockaddr_in` is plain data; zeroed is valid.
         let mut address: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         address.sin_family = libc::AF_INET as libc::sa_family_t;
@@ -787,11 +794,12 @@ fn send_fd(socket: RawFd, fd: RawFd) {
     }
 }
 
-/// Asks the dialing helper for a connection to the container's `127.0.0.1:port`.
-pub(crate) fn dial(helper: &OwnedFd, port: u16) -> io::Result<OwnedFd> {
-    let request = port.to_ne_bytes();
-    // SAFETY: `request` is a two-byte buffer.
-    if unsafe { libc::send(helper.as_raw_fd(), request.as_ptr().cast(), 2, 0) } != 2 {
+/// Asks the dialing helper for a socket connected to the container's `127.0.0.1:port` (TCP, or UDP with `udp`).
+pub(crate) fn dial(helper: &OwnedFd, port: u16, udp: bool) -> io::Result<OwnedFd> {
+    let [low, high] = port.to_ne_bytes();
+    let request = [low, high, u8::from(udp)];
+    // SAFETY: `request` is a three-byte buffer.
+    if unsafe { libc::send(helper.as_raw_fd(), request.as_ptr().cast(), 3, 0) } != 3 {
         return Err(io::Error::last_os_error());
     }
     let mut byte = 0u8;
