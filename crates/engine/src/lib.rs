@@ -42,7 +42,8 @@
 //! Contents: [`Solver`], [`SolveRequest`] and [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
 //! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
 //! [`Reporter`], [`Vertex`] and [`VertexStatus`] (progress), [`StoreResolver`] and [`ImagePuller`] (base images
-//! for the planner), [`export_image`], [`OutputSpec`], [`export_local`], [`export_tar`] (outputs),
+//! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
+//! [`export_local`], [`export_tar`] (outputs),
 //! [`EngineError`]. How it all works, and what is missing: `docs/engine.md`.
 
 mod cache;
@@ -58,6 +59,7 @@ mod names;
 mod pull;
 mod reporter;
 mod resolver;
+mod rie;
 mod solver;
 mod view;
 
@@ -68,4 +70,5 @@ pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local
 pub use pull::RegistryPuller;
 pub use reporter::{Reporter, Silent, Vertex, VertexStatus};
 pub use resolver::{ImagePuller, StoreResolver};
+pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};

@@ -23,6 +23,10 @@ pub struct StoreResolver<'a> {
 
 impl BaseImageResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<BaseImage, String> {
+        // hoist's own `hoist/rie` is made locally, never pulled.
+        if crate::rie::is_rie_reference(reference) {
+            crate::rie::provide(self.store, reference).map_err(|e| crate::rie::error_chain(&e))?;
+        }
         let image = match read_image(self.store, reference) {
             Ok(image) => image,
             Err(first) => match self.puller {
