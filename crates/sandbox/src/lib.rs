@@ -43,9 +43,14 @@
 //! ```
 
 pub use container::{BindMount, Capabilities, Container, ExitStatus, Network, RootFs, Stdio, User};
+pub use containers::{
+    CONTAINERS_DIR, ContainerError, ContainerRecord, ContainerState, ContainerStore,
+    EXIT_SUPERVISOR_DIED, LogEntry, LogReader, LogStream, LogWriter, NewContainer, SupervisorLock,
+};
 pub use error::{Error, Result};
 pub use plan::{DEFAULT_CAPABILITIES, DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
 pub use proxy::{PortMapping, Protocol, UDP_IDLE_TIMEOUT};
+pub use run_options::{OptionError, parse_env_file, parse_signal, parse_volume, read_env_file};
 pub use snapshot::{
     EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, layer_key, overlay_supported, unpack_layers,
 };
@@ -53,10 +58,12 @@ pub use terminal::{Attached, Terminal};
 pub use user::{ResolvedUser, resolve_user};
 
 mod container;
+mod containers;
 mod copy;
 mod error;
 mod plan;
 mod proxy;
+mod run_options;
 mod runc;
 mod snapshot;
 mod sys;
