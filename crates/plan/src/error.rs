@@ -165,6 +165,14 @@ pub enum PlanErrorKind {
         /// The target, made absolute.
         target: String,
     },
+    /// `# syntax=` or `BUILDKIT_SYNTAX` names a frontend image other than `docker/dockerfile`.
+    #[error(
+        "hoist has no external frontends: `{written}` cannot be used; remove it or use docker/dockerfile:1 (hoist's own frontend)"
+    )]
+    ExternalFrontend {
+        /// The directive or build arg as written.
+        written: String,
+    },
     /// A RUN heredoc command line that is not what the parser produces.
     #[error("parsing produced an invalid run command: {args}")]
     InvalidRunCommand {

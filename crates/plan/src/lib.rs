@@ -36,6 +36,7 @@ pub mod op;
 mod output;
 mod planner;
 mod request;
+mod syntax;
 
 pub use error::{PlanError, PlanErrorKind};
 pub use image::{

@@ -48,6 +48,8 @@ const AUTOMATIC_ARGS: &[&str] = &[
     "BUILDKIT_MULTI_PLATFORM",
     "BUILDKIT_CONTEXT_KEEP_GIT_DIR",
     "BUILDKIT_CACHE_MOUNT_NS",
+    // Consumed by the frontend selection (`syntax`).
+    "BUILDKIT_SYNTAX",
 ];
 /// Args that are never put into RUN's environment.
 const NON_ENV_ARGS: &[&str] = &["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
@@ -163,6 +165,7 @@ pub fn plan(
     request: &PlanRequest,
     resolver: &dyn BaseImageResolver,
 ) -> Result<BuildPlan, PlanError> {
+    crate::syntax::check_frontend(request)?;
     let (stages, meta_args) = parse_stages(&request.dockerfile)
         .map_err(|e| PlanError::new(PlanErrorKind::Instruction(e.clone()), Some(e.span)))?;
     if stages.is_empty() {
@@ -1195,6 +1198,12 @@ impl Planner<'_> {
                 // (hoist-instructions has refused a secret with neither id nor target.)
                 let name = id.rsplit('/').find(|p| !p.is_empty()).unwrap_or(id);
                 mount.target = format!("/run/secrets/{name}");
+            }
+            // An ssh mount without a target gets BuildKit's `/run/buildkit/ssh_agent.N` from the engine (N counts
+            // the step's ssh mounts, which only the whole step knows).
+            if mount.kind == MountType::Ssh && mount.target.is_empty() {
+                mounts.push(ExecMount { mount, input });
+                continue;
             }
             // BuildKit: a relative target is under the working directory; `/` is refused.
             mount.target = if mount.target.starts_with('/') {

@@ -1013,3 +1013,51 @@ fn copy_parents_keeps_the_pivot() {
         .unwrap();
     assert_eq!(include, ["src/pkg/*.go", "x/y"]);
 }
+
+#[test]
+fn syntax_directives_for_docker_dockerfile_are_served_and_others_refused() {
+    for syntax in [
+        "docker/dockerfile:1",
+        "docker/dockerfile:1.7-labs",
+        "docker.io/docker/dockerfile:1.4.3",
+    ] {
+        let text = format!("# syntax={syntax}\nFROM busybox\nRUN true\n");
+        assert!(plan(&request(&text)).is_ok(), "{syntax}");
+    }
+    let error = plan(&request(
+        "# syntax=tonistiigi/dockerfile:master\nFROM busybox\n",
+    ))
+    .unwrap_err();
+    assert!(matches!(
+        *error.kind,
+        PlanErrorKind::ExternalFrontend { .. }
+    ));
+    assert_eq!(
+        error.to_string(),
+        "hoist has no external frontends: `# syntax=tonistiigi/dockerfile:master` cannot be used; \
+         remove it or use docker/dockerfile:1 (hoist's own frontend)"
+    );
+    assert_eq!(error.line(), Some(1), "the error points at the directive");
+
+    // The build arg wins over the directive, either way.
+    let mut req = request("# syntax=tonistiigi/dockerfile:master\nFROM busybox\n");
+    req.build_args.insert(
+        "BUILDKIT_SYNTAX".to_owned(),
+        "docker/dockerfile:1".to_owned(),
+    );
+    let planned = plan(&req).unwrap();
+    assert!(planned.warnings.is_empty(), "BUILDKIT_SYNTAX is consumed");
+    let mut req = request("# syntax=docker/dockerfile:1\nFROM busybox\n");
+    req.build_args.insert(
+        "BUILDKIT_SYNTAX".to_owned(),
+        "example.com/frontend:2".to_owned(),
+    );
+    let error = plan(&req).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`--build-arg BUILDKIT_SYNTAX=example.com/frontend:2`"),
+        "{error}"
+    );
+    assert_eq!(error.span, None);
+}
