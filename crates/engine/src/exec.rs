@@ -22,7 +22,8 @@ pub struct ExecRequest<'a> {
     pub scratch: &'a Path,
     /// `RUN --mount`s, prepared as host directories (see [`RunMount`]).
     pub mounts: &'a [RunMount],
-    /// `NAME=value` of secret mounts with `env=`: in the environment, never in the cache key.
+    /// `NAME=value` the mounts add (secret mounts with `env=`, `SSH_AUTH_SOCK` for ssh mounts): in the
+    /// environment, never in the cache key.
     pub secret_env: &'a [String],
 }
 

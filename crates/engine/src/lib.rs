@@ -32,6 +32,8 @@
 //!     ignore_patterns: &[],
 //!     secrets: &Default::default(),
 //!     named_contexts: &Default::default(),
+//!     ssh: &Default::default(),
+//!     allow: Default::default(),
 //! };
 //! let solution = solver.solve(&request)?;
 //! let image = export_image(&store, &plan, &solution, hoist_oci::ManifestFormat::Oci)?;
@@ -41,7 +43,8 @@
 //!
 //! Contents: [`Solver`], [`SolveRequest`] and [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
 //! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
-//! [`Reporter`], [`Vertex`] and [`VertexStatus`] (progress), [`StoreResolver`] and [`ImagePuller`] (base images
+//! [`SshAgents`] and [`Entitlements`] (`--ssh` and `--allow`), [`Reporter`], [`Vertex`] and [`VertexStatus`]
+//! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
 //! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
 //! [`export_local`], [`export_tar`] (outputs),
 //! [`EngineError`]. How it all works, and what is missing: `docs/engine.md`.
@@ -49,6 +52,7 @@
 mod cache;
 mod checksum;
 mod copy;
+mod entitlements;
 mod error;
 mod exec;
 mod export;
@@ -61,9 +65,11 @@ mod reporter;
 mod resolver;
 mod rie;
 mod solver;
+mod ssh;
 mod view;
 
 pub use cache::{CacheKey, LayerRef, OpRecord};
+pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
@@ -72,3 +78,4 @@ pub use reporter::{Reporter, Silent, Vertex, VertexStatus};
 pub use resolver::{ImagePuller, StoreResolver};
 pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};
+pub use ssh::{DEFAULT_SSH_ID, SshAgents};

@@ -1,5 +1,5 @@
 //! `RUN --mount`s made into host paths before a step runs: cache directories, tmpfs scratch, bind sources,
-//! secrets.
+//! secrets, SSH agent relays.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,14 +15,18 @@ use crate::copy::{self, Tree};
 use crate::error::{EngineError, Result};
 use crate::exec::RunMount;
 use crate::solver::{OpResult, Output, SolveRequest, Solver, context_tree};
+use crate::ssh::{DEFAULT_SSH_ID, SshRelay};
 use crate::view::{self, LayerView};
 
 /// A step's mounts as host paths, with the temporary directories that hold them (deleted when this is dropped,
 /// after the step).
 pub(crate) struct PreparedMounts {
     pub(crate) mounts: Vec<RunMount>,
+    /// Environment the mounts add: secrets with `env=`, and `SSH_AUTH_SOCK` for ssh mounts.
     pub(crate) secret_env: Vec<String>,
     _holders: Vec<Option<tempfile::TempDir>>,
+    /// SSH agent relays, stopped after the step.
+    _relays: Vec<SshRelay>,
     /// `sharing=locked|private` cache locks, released after the step.
     _locks: Vec<fs::File>,
 }
@@ -39,6 +43,8 @@ impl Solver<'_> {
         let mut prepared = Vec::new();
         let mut secret_env = Vec::new();
         let mut held = Vec::new();
+        let mut relays = Vec::new();
+        let mut ssh_index = 0usize;
         for planned in &exec.mounts {
             let mount = &planned.mount;
             let (source, holder, read_only) = match mount.kind {
@@ -215,9 +221,47 @@ impl Solver<'_> {
                     continue;
                 }
                 MountType::Ssh => {
-                    return Err(EngineError::Unsupported {
-                        what: "RUN --mount=type=ssh".to_owned(),
-                    });
+                    // BuildKit: the n-th ssh mount defaults to /run/buildkit/ssh_agent.n, and the first one's
+                    // target becomes SSH_AUTH_SOCK unless the step's environment sets it.
+                    let target = if mount.target.is_empty() {
+                        format!("/run/buildkit/ssh_agent.{ssh_index}")
+                    } else {
+                        mount.target.clone()
+                    };
+                    if ssh_index == 0 && !exec.env.iter().any(|v| v.starts_with("SSH_AUTH_SOCK=")) {
+                        secret_env.push(format!("SSH_AUTH_SOCK={target}"));
+                    }
+                    ssh_index += 1;
+                    let id = if mount.id.is_empty() {
+                        DEFAULT_SSH_ID
+                    } else {
+                        &mount.id
+                    };
+                    let Some(agent) = request.ssh.socket(id) else {
+                        if mount.required {
+                            return Err(EngineError::invalid(format!(
+                                "no SSH key {id:?} forwarded from the client"
+                            )));
+                        }
+                        continue;
+                    };
+                    let relay = SshRelay::start(
+                        agent,
+                        self.staging()?,
+                        mount.uid.unwrap_or(0),
+                        mount.gid.unwrap_or(0),
+                        mount.mode.unwrap_or(0o600),
+                    )?;
+                    prepared.push((
+                        RunMount {
+                            source: relay.path().to_path_buf(),
+                            target,
+                            read_only: false,
+                        },
+                        None,
+                    ));
+                    relays.push(relay);
+                    continue;
                 }
             };
             prepared.push((
@@ -234,6 +278,7 @@ impl Solver<'_> {
             mounts,
             secret_env,
             _holders: holders,
+            _relays: relays,
             _locks: held,
         })
     }

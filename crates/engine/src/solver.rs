@@ -17,11 +17,13 @@ use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
 use crate::cache::{self, CacheKey, LayerRef, OpRecord};
 use crate::checksum::{ChecksumCache, hash_context};
 use crate::copy::{self, Tree};
+use crate::entitlements::{self, Entitlements};
 use crate::error::{EngineError, Result};
 use crate::exec::{ExecRequest, Executor};
 use crate::inflight::{Claim, InFlight};
 use crate::names::vertex_names;
 use crate::reporter::{Reporter, Vertex};
+use crate::ssh::SshAgents;
 use crate::view::{self, LayerView};
 
 /// What the solver needs besides the plan.
@@ -39,6 +41,10 @@ pub struct SolveRequest<'a> {
     pub secrets: &'a BTreeMap<String, Vec<u8>>,
     /// Local `--build-context NAME=DIR` directories by name.
     pub named_contexts: &'a BTreeMap<String, PathBuf>,
+    /// `--ssh` agents, for `RUN --mount=type=ssh` (never part of a cache key).
+    pub ssh: &'a SshAgents,
+    /// `--allow`: what `RUN --network=host` and `--security=insecure` need.
+    pub allow: Entitlements,
 }
 
 /// The solver's collaborators: the store, the executor of RUN steps, the progress reporter.
@@ -126,6 +132,7 @@ impl Solver<'_> {
         hoist_sandbox::Snapshot::remove_stale(&self.scratch);
         let needed = needed_ops(plan);
         let names = vertex_names(plan, request.dockerfile);
+        entitlements::check(plan, &needed, &names, request.allow)?;
         let mut dependents = vec![Vec::new(); plan.ops.len()];
         let mut waiting_on = vec![0; plan.ops.len()];
         let mut ready = VecDeque::new();

@@ -98,6 +98,8 @@ fn independent_stages_run_in_parallel_and_rebuilds_hit_the_cache() {
         ignore_patterns: &[],
         secrets: &Default::default(),
         named_contexts: &Default::default(),
+        ssh: &Default::default(),
+        allow: Default::default(),
     };
     let solution = solver.solve(&request).unwrap();
     assert_eq!(executor.calls(), 2, "the unused stage's RUN never runs");
@@ -184,6 +186,8 @@ FROM scratch\nCOPY --from=a /same /a\nCOPY --from=b /same /b\n";
         ignore_patterns: &[],
         secrets: &Default::default(),
         named_contexts: &Default::default(),
+        ssh: &Default::default(),
+        allow: Default::default(),
     };
     let solution = solver.solve(&request).unwrap();
     assert_eq!(executor.calls(), 1);

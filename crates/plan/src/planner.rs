@@ -1205,6 +1205,12 @@ impl Planner<'_> {
                 mounts.push(ExecMount { mount, input });
                 continue;
             }
+            // An ssh mount without a target gets BuildKit's `/run/buildkit/ssh_agent.N` from the engine (N counts
+            // the step's ssh mounts, which only the whole step knows).
+            if mount.kind == MountType::Ssh && mount.target.is_empty() {
+                mounts.push(ExecMount { mount, input });
+                continue;
+            }
             // BuildKit: a relative target is under the working directory; `/` is refused.
             mount.target = if mount.target.starts_with('/') {
                 hoist_context::clean_path(&mount.target)

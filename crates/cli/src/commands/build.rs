@@ -117,6 +117,16 @@ pub(crate) struct BuildArgs {
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
     pub(crate) secrets: Vec<String>,
 
+    /// An SSH agent or keys for `RUN --mount=type=ssh`: `default`, `ID` (`$SSH_AUTH_SOCK`), `ID=SOCKET` or
+    /// `ID=KEY[,KEY…]`; may be repeated.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
+    pub(crate) ssh: Vec<String>,
+
+    /// Extra privileges for RUN steps: `network.host` (`--network=host`), `security.insecure`
+    /// (`--security=insecure`); may be repeated or comma-separated.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub(crate) allow: Vec<String>,
+
     /// Suppress the progress output and print the image ID on success.
     #[arg(short, long)]
     pub(crate) quiet: bool,
@@ -821,6 +831,17 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         Ok(secrets) => secrets,
         Err(message) => return build_error(&message),
     };
+    let allow = match hoist_engine::Entitlements::parse(&args.allow) {
+        Ok(allow) => allow,
+        Err(error) => return build_error(&error.to_string()),
+    };
+    let ssh = match hoist_engine::SshAgents::from_specs(
+        &args.ssh,
+        &std::env::temp_dir().join("hoist-build"),
+    ) {
+        Ok(ssh) => ssh,
+        Err(error) => return build_error(&error.to_string()),
+    };
     let store = match super::images::open_store(root) {
         Ok(store) => store,
         Err(error) => return super::images::fail(&error),
@@ -967,6 +988,8 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         ignore_patterns: &ignore_patterns,
         secrets: &secrets,
         named_contexts: &named_dirs,
+        ssh: &ssh,
+        allow,
     };
     let solution = match solver.solve(&solve) {
         Ok(solution) => solution,
