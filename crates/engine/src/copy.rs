@@ -189,13 +189,26 @@ pub(crate) fn copy(
                         tree,
                         kept: rel.strip_prefix(&base).unwrap_or(&rel).to_path_buf(),
                         rel,
+                        remote: false,
                     });
                 }
             }
             CopySource::Heredoc(file) => items.push(Item::Inline(file)),
-            CopySource::Remote { url, .. } => {
-                return Err(EngineError::Unsupported {
-                    what: format!("ADD from a URL or Git repository ({url})"),
+            // A download is a directory holding one file (see `remote`): that file is the source.
+            CopySource::Remote { url, input } => {
+                let tree = trees.get(*input).and_then(Option::as_ref).ok_or_else(|| {
+                    EngineError::invalid(format!("ADD source {url} was not downloaded"))
+                })?;
+                let name = tree
+                    .list(Path::new(""))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| EngineError::SourceNotFound { path: url.clone() })?;
+                items.push(Item::Path {
+                    tree,
+                    rel: PathBuf::from(&name),
+                    kept: PathBuf::from(&name),
+                    remote: true,
                 });
             }
         }
@@ -227,7 +240,12 @@ pub(crate) fn copy(
                 };
                 copier.inline(file, &target)?;
             }
-            Item::Path { tree, rel, kept } => {
+            Item::Path {
+                tree,
+                rel,
+                kept,
+                remote,
+            } => {
                 let Some((abs, meta)) = tree.lookup(&rel) else {
                     return Err(EngineError::SourceNotFound {
                         path: rel.display().to_string(),
@@ -257,7 +275,13 @@ pub(crate) fn copy(
                     if copier.excluded(Path::new(&name))? {
                         continue;
                     }
-                    if is_add && copy.unpack != Some(false) && is_tar_archive(&abs) {
+                    // Downloads are unpacked only with `--unpack=true` (BuildKit).
+                    let unpack = if remote {
+                        copy.unpack == Some(true)
+                    } else {
+                        copy.unpack != Some(false)
+                    };
+                    if is_add && unpack && is_tar_archive(&abs) {
                         copier.ensure_dir(&dest, None, tree)?;
                         copier.unpack(&abs, &dest)?;
                         continue;
@@ -285,6 +309,8 @@ enum Item<'a> {
         rel: PathBuf,
         /// What `--parents` recreates under the destination.
         kept: PathBuf,
+        /// An `ADD <URL>` download.
+        remote: bool,
     },
     Inline(&'a InlineFile),
 }

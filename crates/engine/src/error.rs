@@ -75,6 +75,9 @@ pub enum EngineError {
         /// The feature.
         what: String,
     },
+    /// An `ADD <URL>` download failed.
+    #[error(transparent)]
+    Download(#[from] crate::remote::DownloadError),
     /// A base image is neither in the store nor pullable.
     #[error("image {reference} not found in the local store ({reason})")]
     ImageNotFound {

@@ -47,7 +47,7 @@
 //! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
 //! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
 //! [`export_local`], [`export_tar`] (outputs),
-//! [`EngineError`]. How it all works, and what is missing: `docs/engine.md`.
+//! [`EngineError`] and [`DownloadError`] (`ADD <URL>`). How it all works, and what is missing: `docs/engine.md`.
 
 mod cache;
 mod checksum;
@@ -61,6 +61,7 @@ mod ingest;
 mod mounts;
 mod names;
 mod pull;
+mod remote;
 mod reporter;
 mod resolver;
 mod rie;
@@ -74,6 +75,7 @@ pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
 pub use pull::RegistryPuller;
+pub use remote::DownloadError;
 pub use reporter::{Reporter, Silent, Vertex, VertexStatus};
 pub use resolver::{ImagePuller, StoreResolver};
 pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};

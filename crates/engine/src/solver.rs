@@ -409,7 +409,22 @@ impl Solver<'_> {
             Source::NamedContext { name, .. } => Err(EngineError::Unsupported {
                 what: format!("the build context {name:?}"),
             }),
-            Source::Http { url, .. } | Source::Git { url, .. } => Err(EngineError::Unsupported {
+            Source::Http {
+                url,
+                checksum,
+                filename,
+            } => {
+                let downloads = self.scratch.join("downloads");
+                let fetched =
+                    crate::remote::fetch(&downloads, url, checksum.as_deref(), filename)?;
+                let content = fetched.key_content(filename);
+                let output = Output::Context {
+                    root: fetched.dir,
+                    ignore: Vec::new(),
+                };
+                Ok(result(&content, output, None))
+            }
+            Source::Git { url, .. } => Err(EngineError::Unsupported {
                 what: format!("ADD from {url}"),
             }),
         }
