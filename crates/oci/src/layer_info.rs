@@ -1,7 +1,8 @@
 //! Per-layer metadata: diffID and sizes, recorded at ingest so listing never decompresses.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::sync::mpsc;
 
 use hoist_layer::{Compression, Decompressor, DigestReader};
 use serde::{Deserialize, Serialize};
@@ -39,56 +40,80 @@ pub struct LayerBlob {
 
 impl Store {
     /// Ingests a layer blob (plain, gzip or zstd tar; recognised by magic bytes) and records its [`LayerInfo`], in
-    /// one pass: the bytes are stored and hashed as they are read, and decompressed and walked as tar on the way.
+    /// one pass over the source: the bytes are stored and hashed as they are read, and handed to a second thread
+    /// that decompresses, hashes (the diffID) and walks them as tar, so reading (a download) never waits for
+    /// decompression and a layer uses two cores.
     ///
-    /// If `expected` names a stored blob whose info is known, nothing is read.
+    /// If `expected` names a stored blob whose info is known, nothing is read. Reading stops with
+    /// [`Error::SizeMismatch`] as soon as the content exceeds an expected size; a layer that does not decode is
+    /// [`Error::ScanLayer`]. Either way nothing is stored.
     pub fn ingest_layer(&self, reader: impl Read, expected: &Expected) -> Result<LayerBlob> {
         if let Some(blob) = self.reuse_existing(expected)? {
             return self.existing_layer(blob);
         }
         let mut writer = self.blob_writer()?;
-        let mut source = Tee {
-            reader,
-            writer: &mut writer,
-            read_error: None,
-            write_error: None,
-            limit: expected.size,
-        };
-        let scanned = scan(&mut source).and_then(|scanned| {
-            // Bytes after the end of the compressed stream (or the tar end) are part of the blob too.
-            io::copy(&mut source, &mut io::sink())?;
-            Ok(scanned)
+        let (copied, scanned) = std::thread::scope(|scope| {
+            let (full, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPE_DEPTH);
+            let (empty_tx, empty) = mpsc::channel::<Vec<u8>>();
+            let decoder = scope.spawn(move || {
+                let mut pipe = PipeReader {
+                    chunks: full_rx,
+                    current: Vec::new(),
+                    len: 0,
+                    pos: 0,
+                    recycle: empty_tx,
+                };
+                // Bytes after the end of the compressed stream (or the tar end) are part of the blob too: drained
+                // here so the reading side never blocks on a full pipe.
+                scan(&mut pipe).and_then(|scanned| {
+                    io::copy(&mut pipe, &mut io::sink())?;
+                    Ok(scanned)
+                })
+            });
+            let copied = copy_into_pipe(reader, &mut writer, expected.size, &full, &empty);
+            drop(full);
+            let scanned = decoder
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the layer decoder thread panicked")));
+            (copied, scanned)
         });
-        let (read_error, write_error) = (source.read_error.take(), source.write_error.take());
-        let (compression, info) = match (read_error, write_error, scanned) {
-            (Some(source), _, _) => {
+        let (compression, info) = match (copied, scanned) {
+            (Err(Copy::Read(source)), _) => {
                 return Err(Error::ReadSource {
                     expected: describe(expected),
                     source,
                 });
             }
-            (None, Some(source), _) => {
+            (Err(Copy::Write(source)), _) => {
                 return Err(Error::WriteIngest {
                     path: self.layout().ingest_dir(),
                     source,
                 });
             }
-            (None, None, Err(source)) => {
-                if let Some(limit) = expected.size
-                    && writer.written() > limit
-                {
-                    return Err(Error::SizeMismatch {
-                        digest: describe(expected),
-                        expected: limit,
-                        actual: writer.written(),
-                    });
-                }
+            (Err(Copy::TooLarge), _) => {
+                return Err(Error::SizeMismatch {
+                    digest: describe(expected),
+                    expected: expected.size.unwrap_or_default(),
+                    actual: writer.written(),
+                });
+            }
+            (Ok(()) | Err(Copy::DecoderStopped), Err(source)) => {
                 return Err(Error::ScanLayer {
                     layer: describe(expected),
                     source,
                 });
             }
-            (None, None, Ok(scanned)) => scanned,
+            // Cannot happen (a decoder that succeeds drains the pipe to its end), but if it did, the layer was
+            // not read completely and must not be stored.
+            (Err(Copy::DecoderStopped), Ok(_)) => {
+                return Err(Error::ScanLayer {
+                    layer: describe(expected),
+                    source: io::Error::other(
+                        "the layer decoder stopped before the end of the layer",
+                    ),
+                });
+            }
+            (Ok(()), Ok(scanned)) => scanned,
         };
         let blob = writer.commit(expected)?;
         self.set_layer_info(&blob.digest, &info)?;
@@ -163,40 +188,101 @@ fn describe(expected: &Expected) -> String {
     )
 }
 
-/// Passes everything read through to a blob writer, keeping the reader's and the writer's errors apart from
-/// decoding errors.
-struct Tee<'w, 's, R> {
-    reader: R,
-    writer: &'w mut BlobWriter<'s>,
-    read_error: Option<io::Error>,
-    write_error: Option<io::Error>,
-    /// Stop early once the content is larger than announced.
-    limit: Option<u64>,
+/// Chunks handed to the decoder thread at once: large, so the hand-over costs nothing next to the hashing.
+const PIPE_CHUNK: usize = 1024 * 1024;
+/// Chunks queued for the decoder before the reader waits (memory per layer: about `PIPE_DEPTH + 2` chunks).
+const PIPE_DEPTH: usize = 3;
+
+/// Why copying a layer's source into the store and the decoder pipe stopped.
+enum Copy {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Writing the blob failed.
+    Write(io::Error),
+    /// The source has more bytes than the expected size.
+    TooLarge,
+    /// The decoder thread stopped (it failed: its error is the one to report).
+    DecoderStopped,
 }
 
-impl<R: Read> Read for Tee<'_, '_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = loop {
-            match self.reader.read(buf) {
-                Ok(n) => break n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    self.read_error = Some(error);
-                    return Err(io::Error::other("reading the layer source failed"));
-                }
+/// Reads `reader` to its end in large chunks, writing each to the blob (which hashes it) and passing it to the
+/// decoder thread. Buffers come back from the decoder through `empty`, so memory stays bounded.
+fn copy_into_pipe(
+    mut reader: impl Read,
+    writer: &mut BlobWriter<'_>,
+    limit: Option<u64>,
+    full: &mpsc::SyncSender<(Vec<u8>, usize)>,
+    empty: &mpsc::Receiver<Vec<u8>>,
+) -> std::result::Result<(), Copy> {
+    let mut allocated = 0;
+    loop {
+        let mut buffer = match empty.try_recv() {
+            Ok(buffer) => buffer,
+            Err(_) if allocated < PIPE_DEPTH + 2 => {
+                allocated += 1;
+                vec![0; PIPE_CHUNK]
             }
+            Err(_) => empty.recv().map_err(|_| Copy::DecoderStopped)?,
         };
-        if let Err(error) = self.writer.write_all(&buf[..n]) {
-            self.write_error = Some(error);
-            return Err(io::Error::other("writing the layer blob failed"));
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Copy::Read(error)),
+            }
         }
-        if self
-            .limit
-            .is_some_and(|limit| self.writer.written() > limit)
-        {
-            return Err(io::Error::other("layer is larger than announced"));
+        if filled == 0 {
+            return Ok(());
         }
+        writer.write_all(&buffer[..filled]).map_err(Copy::Write)?;
+        if limit.is_some_and(|limit| writer.written() > limit) {
+            return Err(Copy::TooLarge);
+        }
+        full.send((buffer, filled))
+            .map_err(|_| Copy::DecoderStopped)?;
+    }
+}
+
+/// The decoder thread's end of the pipe: a reader over the chunks sent to it, returning each buffer once read.
+struct PipeReader {
+    chunks: mpsc::Receiver<(Vec<u8>, usize)>,
+    current: Vec<u8>,
+    len: usize,
+    pos: usize,
+    recycle: mpsc::Sender<Vec<u8>>,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
+    }
+}
+
+impl io::BufRead for PipeReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.len {
+            // The end of the pipe (the sender is dropped) is the end of the layer.
+            let Ok((chunk, len)) = self.chunks.recv() else {
+                return Ok(&[]);
+            };
+            let done = std::mem::replace(&mut self.current, chunk);
+            if !done.is_empty() {
+                // The reader may have finished already; then the buffer is simply freed.
+                let _ = self.recycle.send(done);
+            }
+            (self.len, self.pos) = (len, 0);
+        }
+        Ok(&self.current[self.pos..self.len])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = (self.pos + amount).min(self.len);
     }
 }
 
@@ -345,6 +431,66 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::ScanLayer { .. }), "{err}");
         assert!(!store.has_blob(&Digest::sha256(&bad)));
+        assert_eq!(
+            fs::read_dir(store.layout().ingest_dir()).unwrap().count(),
+            0
+        );
+    }
+
+    /// A layer many pipe chunks long: every buffer is recycled and the diffID is the tar's.
+    #[test]
+    fn large_layer_streams_through_the_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut data = vec![0u8; 12 * PIPE_CHUNK + 12345];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for byte in &mut data {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "big.bin", &data[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let blob = gzip(&tar);
+        let layer = store
+            .ingest_layer(&blob[..], &Expected::digest(Digest::sha256(&blob)))
+            .unwrap();
+        assert_eq!(layer.blob.size, blob.len() as u64);
+        assert_eq!(layer.info.diff_id, Digest::sha256(&tar));
+        assert_eq!(layer.info.uncompressed_size, tar.len() as u64);
+        assert_eq!(layer.info.content_size, data.len() as u64);
+    }
+
+    /// A source that never ends stops at the expected size; one that never decodes stops at the decoder's error.
+    #[test]
+    fn endless_sources_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let announced = 3 * PIPE_CHUNK as u64;
+        let claimed = Digest::sha256(b"never");
+        let err = store
+            .ingest_layer(
+                io::repeat(0),
+                &Expected::digest(claimed).with_size(announced),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::SizeMismatch { expected, actual, .. } if expected == announced && actual > announced),
+            "{err}"
+        );
+        let garbage = io::Read::chain(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3][..], io::repeat(0xff));
+        let err = store
+            .ingest_layer(garbage, &Expected::unknown())
+            .unwrap_err();
+        assert!(matches!(err, Error::ScanLayer { .. }), "{err}");
+        assert!(!store.has_blob(&claimed));
         assert_eq!(
             fs::read_dir(store.layout().ingest_dir()).unwrap().count(),
             0

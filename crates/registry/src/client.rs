@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,21 +16,110 @@ use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE,
     RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 
 use crate::auth::{Challenge, Credentials, DockerConfig, IDENTITY_TOKEN_USER};
 use crate::config::{Endpoint, RegistryConfig};
 use crate::{Error, Result};
 
-/// How many times a request is retried on a connection fault.
-const RETRIES: u32 = 3;
-/// How many times a request answered `429 Too Many Requests` is sent again.
-const RATE_LIMIT_RETRIES: u32 = 3;
-/// The longest `Retry-After` hoist waits out itself; longer waits (Docker Hub's are hours) fail at once, naming
-/// the time, rather than hang a build.
-pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
-/// Largest manifest hoist accepts (distribution's limit is 4 MiB).
-pub(crate) const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Bounds on what a registry can make hoist wait for or retry. The defaults suit real registries (they follow
+/// dockerd and containerd where those have a limit); tests of misbehaving registries use small ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Times a request is sent again after a connection fault (refused, reset, no response in time).
+    pub request_retries: u32,
+    /// Times a `GET`/`HEAD` answered `5xx` or any request answered `429` is sent again.
+    pub status_retries: u32,
+    /// The longest `Retry-After` (on `429` or `503`) waited out; longer waits (Docker Hub's are hours) and HTTP
+    /// dates fail at once, naming the time, rather than hang a build.
+    pub max_retry_after: Duration,
+    /// The first retry's delay; each further retry doubles it (up to 64 times it).
+    pub backoff: Duration,
+    /// Connection faults after which a blob download (resumed with `Range` each time) is given up.
+    pub blob_retries: u32,
+    /// The longest wait for a `GET`/`HEAD` response's headers.
+    pub response_timeout: Duration,
+    /// A transfer that moves fewer than this many bytes per second, on average over
+    /// [`low_speed_time`](Self::low_speed_time), is stalled (curl's `--speed-limit`).
+    pub low_speed_limit: u64,
+    /// The window over which [`low_speed_limit`](Self::low_speed_limit) is measured (curl's `--speed-time`).
+    pub low_speed_time: Duration,
+    /// The largest manifest or index accepted (containerd's and distribution's limit: 4 MiB).
+    pub max_manifest: usize,
+    /// Redirects followed per request (Go's and reqwest's default: 10).
+    pub max_redirects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_retries: 3,
+            status_retries: 3,
+            max_retry_after: Duration::from_secs(10),
+            backoff: Duration::from_millis(200),
+            blob_retries: 5,
+            response_timeout: Duration::from_secs(60),
+            low_speed_limit: 1024,
+            low_speed_time: Duration::from_secs(30),
+            max_manifest: 4 * 1024 * 1024,
+            max_redirects: 10,
+        }
+    }
+}
+
+impl Limits {
+    /// The delay before retry number `attempt` (1-based): `backoff`, twice that, four times, … up to 64 times.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.backoff * (1 << attempt.saturating_sub(1).min(6))
+    }
+}
+
+/// Measures a transfer against [`Limits::low_speed_limit`] over windows of [`Limits::low_speed_time`].
+#[derive(Debug)]
+pub(crate) struct SpeedCheck {
+    limit: u64,
+    window: Duration,
+    started: Instant,
+    bytes: u64,
+}
+
+impl SpeedCheck {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            limit: limits.low_speed_limit,
+            window: limits.low_speed_time,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// How long to wait for the next bytes before the window must be judged.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.window
+            .saturating_sub(self.started.elapsed())
+            .max(Duration::from_millis(1))
+    }
+
+    /// Counts `n` more bytes; once the window is over, fails if it moved too little, else starts the next one.
+    pub(crate) fn record(&mut self, n: usize) -> std::result::Result<(), String> {
+        self.bytes += n as u64;
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        if (self.bytes as f64) < self.limit as f64 * elapsed.as_secs_f64() {
+            return Err(format!(
+                "{} bytes in {:.1} s, below the {} bytes/s minimum",
+                self.bytes,
+                elapsed.as_secs_f64(),
+                self.limit
+            ));
+        }
+        self.started = Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
+}
 
 /// Media types sent in `Accept` when fetching manifests.
 pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -42,6 +131,7 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+jso
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    limits: Limits,
 }
 
 struct Inner {
@@ -94,7 +184,21 @@ impl Client {
                 schemes: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
             }),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same client with other [`Limits`] (timeouts, retries, caps). Set them before the first request: HTTP
+    /// clients already made keep the redirect limit they were made with.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A client with the system configuration ([`RegistryConfig::load_default`]) and `~/.docker/config.json`.
@@ -133,7 +237,7 @@ impl Client {
         if let Some(client) = lock(&self.inner.http).get(host) {
             return Ok(client.clone());
         }
-        let client = build_http(&self.inner.config, host)?;
+        let client = build_http(&self.inner.config, host, &self.limits)?;
         lock(&self.inner.http).insert(host.to_owned(), client.clone());
         Ok(client)
     }
@@ -181,30 +285,50 @@ impl Client {
         let http = self.http(&endpoint.host)?;
         let key = (endpoint.host.clone(), scopes.join(" "));
         let mut authorised_once = false;
-        let mut rate_limited = 0;
+        let mut status_retries = 0;
         loop {
             let mut request = build(&http);
             if let Some(header) = lock(&self.inner.tokens).get(&key).cloned() {
                 request = request.header(AUTHORIZATION, header);
             }
-            let response = self.execute_with_retries(endpoint, request).await?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                if response.status() == StatusCode::TOO_MANY_REQUESTS {
-                    match rate_limit_wait(response.headers(), rate_limited) {
-                        Some(wait) if rate_limited < RATE_LIMIT_RETRIES => {
-                            rate_limited += 1;
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
-                        _ => {
-                            return Err(Error::RateLimited {
-                                registry: endpoint.host.clone(),
-                                retry_after: retry_after(response.headers()),
-                            });
-                        }
+            let (method, url) = describe_request(&request);
+            // Only requests without side effects are sent again after a server error or a lost response.
+            let idempotent = method == Method::GET || method == Method::HEAD;
+            let response = self
+                .execute_with_retries(endpoint, request, idempotent, &url)
+                .await?;
+            let status = response.status();
+            if status != StatusCode::UNAUTHORIZED {
+                let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                    || (idempotent && is_retryable_server_error(status));
+                if !retryable {
+                    return Ok(response);
+                }
+                match status_wait(response.headers(), status_retries + 1, &self.limits) {
+                    Some(wait) if status_retries < self.limits.status_retries => {
+                        status_retries += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    _ if status == StatusCode::TOO_MANY_REQUESTS => {
+                        return Err(Error::RateLimited {
+                            registry: endpoint.host.clone(),
+                            retry_after: retry_after(response.headers()),
+                        });
+                    }
+                    _ => {
+                        let wait = retry_after(response.headers())
+                            .map(|t| format!("; retry after {t}"))
+                            .unwrap_or_default();
+                        return Err(Error::ServerError {
+                            registry: endpoint.host.clone(),
+                            request: format!("{method} {url}"),
+                            status: status.as_u16(),
+                            attempts: status_retries + 1,
+                            detail: format!("{}{wait}", error_detail(response).await),
+                        });
                     }
                 }
-                return Ok(response);
             }
             let challenge = response
                 .headers()
@@ -241,10 +365,14 @@ impl Client {
         }
     }
 
+    /// Sends a request, again after connection faults (and, for `GET`/`HEAD`, when no response came within
+    /// [`Limits::response_timeout`]), up to [`Limits::request_retries`] times.
     async fn execute_with_retries(
         &self,
         endpoint: &Endpoint,
         request: reqwest::RequestBuilder,
+        idempotent: bool,
+        url: &str,
     ) -> Result<Response> {
         let mut attempt = 0;
         loop {
@@ -252,14 +380,30 @@ impl Client {
                 // Streaming bodies cannot be cloned; send once.
                 return request.send().await.map_err(|e| connect_error(endpoint, e));
             };
-            match this.send().await {
-                Ok(response) => return Ok(response),
-                Err(error) if attempt < RETRIES && is_transient(&error) => {
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+            let sent = if idempotent {
+                tokio::time::timeout(self.limits.response_timeout, this.send())
+                    .await
+                    .ok()
+            } else {
+                Some(this.send().await)
+            };
+            match sent {
+                Some(Ok(response)) => return Ok(response),
+                Some(Err(error))
+                    if attempt < self.limits.request_retries && is_transient(&error) => {}
+                None if attempt < self.limits.request_retries => {}
+                Some(Err(error)) => return Err(connect_error(endpoint, error)),
+                None => {
+                    return Err(Error::Timeout {
+                        registry: endpoint.host.clone(),
+                        url: url.to_owned(),
+                        seconds: self.limits.response_timeout.as_secs_f64(),
+                        attempts: attempt + 1,
+                    });
                 }
-                Err(error) => return Err(connect_error(endpoint, error)),
             }
+            attempt += 1;
+            tokio::time::sleep(self.limits.backoff(attempt)).await;
         }
     }
 
@@ -310,9 +454,9 @@ impl Client {
             }
             match request.send().await {
                 Ok(response) => break response,
-                Err(error) if attempt < RETRIES && is_transient(&error) => {
+                Err(error) if attempt < self.limits.request_retries && is_transient(&error) => {
                     attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(self.limits.backoff(attempt)).await;
                 }
                 Err(source) => {
                     return Err(Error::Connect {
@@ -438,9 +582,9 @@ impl Client {
         let mut attempt = 0;
         loop {
             match self.get_manifest_once(endpoint, reference, display).await {
-                Err(Error::Connect { .. }) if attempt < RETRIES => {
+                Err(Error::Connect { .. }) if attempt < self.limits.request_retries => {
                     attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(self.limits.backoff(attempt)).await;
                 }
                 result => return result,
             }
@@ -477,19 +621,7 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_MANIFEST as u64)
-        {
-            return Err(too_large(endpoint));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| connect_error(endpoint, e))?;
-        if bytes.len() > MAX_MANIFEST {
-            return Err(too_large(endpoint));
-        }
+        let bytes = self.read_manifest_body(endpoint, &url, response).await?;
         let digest = hoist_layer::Digest::sha256(&bytes);
         if let Ok(expected) = reference.parse::<hoist_layer::Digest>()
             && expected != digest
@@ -513,10 +645,48 @@ impl Client {
             (None, _) => sniff_media_type(&bytes),
         };
         Ok(FetchedManifest {
-            bytes: bytes.to_vec(),
+            bytes,
             media_type,
             digest,
         })
+    }
+
+    /// Reads a manifest's body, refusing it as soon as it passes [`Limits::max_manifest`] (announced or not) and
+    /// failing when it stalls below [`Limits::low_speed_limit`].
+    async fn read_manifest_body(
+        &self,
+        endpoint: &Endpoint,
+        url: &str,
+        mut response: Response,
+    ) -> Result<Vec<u8>> {
+        let max = self.limits.max_manifest;
+        if response
+            .content_length()
+            .is_some_and(|len| len > max as u64)
+        {
+            return Err(too_large(endpoint, max));
+        }
+        let mut bytes = Vec::new();
+        let mut speed = SpeedCheck::new(&self.limits);
+        loop {
+            let received = match tokio::time::timeout(speed.remaining(), response.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    if bytes.len() + chunk.len() > max {
+                        return Err(too_large(endpoint, max));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                    chunk.len()
+                }
+                Ok(Ok(None)) => return Ok(bytes),
+                Ok(Err(error)) => return Err(connect_error(endpoint, error)),
+                Err(_) => 0,
+            };
+            speed.record(received).map_err(|detail| Error::Stalled {
+                registry: endpoint.host.clone(),
+                url: url.to_owned(),
+                detail,
+            })?;
+        }
     }
 
     /// Starts a blob download at `offset` (a `Range` request when non-zero). Returns the response and whether the
@@ -709,11 +879,11 @@ fn basic_header(credentials: &Credentials) -> HeaderValue {
     value
 }
 
-fn too_large(endpoint: &Endpoint) -> Error {
+fn too_large(endpoint: &Endpoint, max: usize) -> Error {
     Error::InvalidResponse {
         registry: endpoint.host.clone(),
         what: "manifest".to_owned(),
-        detail: format!("larger than {MAX_MANIFEST} bytes"),
+        detail: format!("larger than {max} bytes (the limit is containerd's 4 MiB)"),
     }
 }
 
@@ -799,6 +969,14 @@ pub(crate) async fn error_detail(response: Response) -> String {
 }
 
 fn connect_error(endpoint: &Endpoint, source: reqwest::Error) -> Error {
+    if source.is_redirect() {
+        return Error::TooManyRedirects {
+            registry: endpoint.host.clone(),
+            url: source
+                .url()
+                .map_or_else(|| endpoint.base_url(), ToString::to_string),
+        };
+    }
     Error::Connect {
         registry: endpoint.host.clone(),
         url: source
@@ -826,12 +1004,23 @@ pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
     error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
 }
 
-/// 200 ms, 400 ms, 800 ms, …
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100 << attempt.min(6))
+/// `500`, `502`, `503` and `504`: a registry (or the proxy in front of it) failing for the moment. Others (`501
+/// Not Implemented`, `505`, …) will not get better by asking again.
+fn is_retryable_server_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
-fn build_http(config: &RegistryConfig, host: &str) -> Result<reqwest::Client> {
+/// The method and URL of a request, for retry decisions and messages.
+fn describe_request(request: &reqwest::RequestBuilder) -> (Method, String) {
+    request
+        .try_clone()
+        .and_then(|r| r.build().ok())
+        .map_or((Method::POST, String::new()), |r| {
+            (r.method().clone(), r.url().to_string())
+        })
+}
+
+fn build_http(config: &RegistryConfig, host: &str, limits: &Limits) -> Result<reqwest::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped, as Go's crypto/x509 does.
@@ -867,6 +1056,7 @@ fn build_http(config: &RegistryConfig, host: &str) -> Result<reqwest::Client> {
         .tls_backend_preconfigured(tls)
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::limited(limits.max_redirects))
         .build()
         .map_err(|source| Error::HttpClient {
             registry: host.to_owned(),
@@ -894,16 +1084,16 @@ fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How long to wait before sending a rate-limited request again: `Retry-After` in seconds when it is at most
-/// [`MAX_RATE_LIMIT_WAIT`], the usual backoff when the header is absent; `None` (give up) for longer waits and for
-/// HTTP dates, which registries use for long bans.
-fn rate_limit_wait(headers: &HeaderMap, attempt: u32) -> Option<Duration> {
+/// How long to wait before sending a request answered `429` or `5xx` again (retry number `attempt`):
+/// `Retry-After` in seconds when it is at most [`Limits::max_retry_after`], the usual backoff when the header is
+/// absent; `None` (give up) for longer waits and for HTTP dates, which registries use for long bans.
+fn status_wait(headers: &HeaderMap, attempt: u32, limits: &Limits) -> Option<Duration> {
     match headers.get(RETRY_AFTER) {
-        None => Some(backoff(attempt + 1)),
+        None => Some(limits.backoff(attempt)),
         Some(value) => {
             let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
             let wait = Duration::from_secs(seconds);
-            (wait <= MAX_RATE_LIMIT_WAIT).then_some(wait)
+            (wait <= limits.max_retry_after).then_some(wait)
         }
     }
 }
@@ -926,16 +1116,16 @@ mod tests {
         if let Some(value) = retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
         }
-        rate_limit_wait(&headers, 0)
+        status_wait(&headers, 1, &Limits::default())
     }
 
     #[test]
     fn short_retry_after_is_waited_long_or_dated_is_not() {
         assert_eq!(wait(Some("3")), Some(Duration::from_secs(3)));
-        assert_eq!(wait(Some(" 10 ")), Some(MAX_RATE_LIMIT_WAIT));
+        assert_eq!(wait(Some(" 10 ")), Some(Limits::default().max_retry_after));
         assert_eq!(wait(Some("11")), None);
         assert_eq!(wait(Some("3600")), None);
         assert_eq!(wait(Some("Wed, 21 Oct 2026 07:28:00 GMT")), None);
-        assert_eq!(wait(None), Some(backoff(1)));
+        assert_eq!(wait(None), Some(Limits::default().backoff(1)));
     }
 }

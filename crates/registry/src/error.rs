@@ -95,6 +95,73 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    /// The registry kept answering `5xx` to a request that was retried (or asked for a wait longer than hoist's
+    /// cap).
+    #[error(
+        "{request}: {registry} answered {status} {attempts} time(s); giving up ({detail}); the registry is \
+             failing, try again later"
+    )]
+    ServerError {
+        /// The registry host.
+        registry: String,
+        /// The method and URL.
+        request: String,
+        /// The last status code.
+        status: u16,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// The registry's message, and its `Retry-After` when too long to wait.
+        detail: String,
+    },
+
+    /// No response (headers) came within the limit, every time the request was sent.
+    #[error("{registry} did not answer {url} within {seconds} s ({attempts} attempt(s))")]
+    Timeout {
+        /// The registry host.
+        registry: String,
+        /// The URL.
+        url: String,
+        /// The limit waited each time.
+        seconds: f64,
+        /// How many times the request was sent.
+        attempts: u32,
+    },
+
+    /// A body arrived slower than the minimum speed.
+    #[error("transfer from {registry} stalled ({url}): {detail}")]
+    Stalled {
+        /// The registry host.
+        registry: String,
+        /// The URL.
+        url: String,
+        /// How little arrived in how long.
+        detail: String,
+    },
+
+    /// Redirects went on past the limit (a loop, usually).
+    #[error(
+        "too many redirects from {registry}, last to {url}: a redirect loop in the registry or a proxy"
+    )]
+    TooManyRedirects {
+        /// The registry host.
+        registry: String,
+        /// The last URL redirected to.
+        url: String,
+    },
+
+    /// A blob download failed on every attempt (each resumed where the last stopped).
+    #[error("downloading blob {digest} from {registry} failed after {attempts} attempts: {detail}")]
+    Download {
+        /// The registry host.
+        registry: String,
+        /// The blob.
+        digest: Digest,
+        /// How many times it was requested.
+        attempts: u32,
+        /// The last fault.
+        detail: String,
+    },
+
     /// The registry answered with a status we did not expect.
     #[error("{method} {url}: unexpected status {status}: {detail}")]
     UnexpectedStatus {

@@ -28,7 +28,7 @@
 pub use auth::{
     Challenge, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, IDENTITY_TOKEN_USER, auth_key,
 };
-pub use client::{Client, FetchedManifest};
+pub use client::{Client, FetchedManifest, Limits};
 pub use config::{
     Endpoint, MirrorEntry, RegistryConfig, RegistryEntry, SYSTEM_CERTS_DIRS, SYSTEM_CONFIG_FILES,
     is_loopback,

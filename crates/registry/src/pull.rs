@@ -17,13 +17,11 @@ use hoist_oci::oci_spec::image::{
 use hoist_oci::{DigestExt, Expected, Store, digest_from_oci};
 use tokio::runtime::Handle;
 
-use crate::client::{Client, FetchedManifest, backoff};
+use crate::client::{Client, FetchedManifest, SpeedCheck};
 use crate::config::Endpoint;
 use crate::progress::{Event, Reporter};
 use crate::{Error, ImageReference, Platform, Result};
 
-/// How many times a blob download is resumed after faults.
-const BLOB_RETRIES: u32 = 5;
 /// How often progress is reported per blob.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -378,6 +376,7 @@ impl BlobJob {
             retries: 0,
             fatal: None,
             last_report: Instant::now(),
+            speed: SpeedCheck::new(self.client.limits()),
         };
         let stored = if self.is_layer {
             self.store.ingest_layer(&mut body, &expected).map(drop)
@@ -421,28 +420,41 @@ struct BlobBody<'a> {
     skip: u64,
     buffer: bytes::Bytes,
     retries: u32,
-    /// A failure that is not worth retrying (404, 401): returned instead of the store's read error.
+    /// A failure that is not worth retrying (404, 401), or the last fault once retries ran out: returned instead
+    /// of the store's read error.
     fatal: Option<Error>,
     last_report: Instant,
+    /// The current response's speed (a registry dripping bytes is a fault, like a dropped connection).
+    speed: SpeedCheck,
 }
 
 impl BlobBody<'_> {
     fn fault(&mut self, error: String) -> io::Result<()> {
         self.response = None;
         self.retries += 1;
-        if self.retries > BLOB_RETRIES {
-            return Err(io::Error::other(format!(
-                "blob {} failed after {BLOB_RETRIES} retries: {error}",
-                self.job.digest
-            )));
+        let limits = *self.job.client.limits();
+        if self.retries > limits.blob_retries {
+            return Err(self.fail(Error::Download {
+                registry: self.job.endpoint.host.clone(),
+                digest: self.job.digest,
+                attempts: self.retries,
+                detail: error,
+            }));
         }
         self.job.reporter.report(Event::BlobRetry {
             digest: self.job.digest,
             attempt: self.retries,
             error,
         });
-        std::thread::sleep(backoff(self.retries));
+        std::thread::sleep(limits.backoff(self.retries));
         Ok(())
+    }
+
+    /// Ends the download with `error` (the store sees a read error; the pull reports this one).
+    fn fail(&mut self, error: Error) -> io::Error {
+        let message = error.to_string();
+        self.fatal = Some(error);
+        io::Error::other(message)
     }
 
     fn open(&mut self) -> io::Result<()> {
@@ -454,14 +466,11 @@ impl BlobBody<'_> {
             Ok((response, ranged)) => {
                 self.skip = if ranged { 0 } else { self.offset };
                 self.response = Some(response);
+                self.speed = SpeedCheck::new(job.client.limits());
                 Ok(())
             }
             Err(Error::Connect { source, .. }) => self.fault(source.to_string()),
-            Err(error) => {
-                let message = error.to_string();
-                self.fatal = Some(error);
-                Err(io::Error::other(message))
-            }
+            Err(error) => Err(self.fail(error)),
         }
     }
 
@@ -492,12 +501,38 @@ impl Read for BlobBody<'_> {
                 self.open()?;
                 continue;
             };
-            match self.handle.block_on(response.chunk()) {
+            let wait = self.speed.remaining();
+            let next = self
+                .handle
+                .block_on(async { tokio::time::timeout(wait, response.chunk()).await });
+            let Ok(next) = next else {
+                // Nothing arrived for the rest of the window: judge it.
+                if let Err(slow) = self.speed.record(0) {
+                    self.fault(format!("stalled: {slow}"))?;
+                }
+                continue;
+            };
+            match next {
                 Ok(Some(mut chunk)) => {
+                    if let Err(slow) = self.speed.record(chunk.len()) {
+                        self.fault(format!("stalled: {slow}"))?;
+                        continue;
+                    }
                     if self.skip > 0 {
                         let drop_now = (self.skip as usize).min(chunk.len());
                         let _ = chunk.split_to(drop_now);
                         self.skip -= drop_now as u64;
+                    }
+                    if self.offset + chunk.len() as u64 > self.job.size {
+                        // An endless (or just longer) body: never read past what the descriptor announces.
+                        return Err(self.fail(Error::InvalidResponse {
+                            registry: self.job.endpoint.host.clone(),
+                            what: format!("blob {}", self.job.digest),
+                            detail: format!(
+                                "more than the {} bytes its descriptor announces",
+                                self.job.size
+                            ),
+                        }));
                     }
                     self.buffer = chunk;
                 }
