@@ -187,10 +187,10 @@ pub(crate) fn provide(store: &Store, reference: &str) -> Result<(), RieError> {
     Ok(())
 }
 
-/// The error and its sources on one line, for the resolver's string errors.
-pub(crate) fn error_chain(error: &RieError) -> String {
+/// An error and its sources on one line, for the resolver's string errors.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
