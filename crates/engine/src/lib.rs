@@ -46,7 +46,8 @@
 //! [`SshAgents`] and [`Entitlements`] (`--ssh` and `--allow`), [`Reporter`], [`Vertex`] and [`VertexStatus`]
 //! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
 //! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
-//! [`export_local`], [`export_tar`] (outputs),
+//! [`export_local`], [`export_tar`], [`export`] with [`ExportRequest`] and [`Exported`] (outputs, `--load`, pushes;
+//! [`export_image_at`] for `SOURCE_DATE_EPOCH`),
 //! [`EngineError`] and [`DownloadError`] (`ADD <URL>`). How it all works, and what is missing: `docs/engine.md`.
 
 mod cache;
@@ -73,10 +74,15 @@ pub use cache::{CacheKey, LayerRef, OpRecord};
 pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
-pub use export::{BuiltImage, Destination, OutputSpec, export_image, export_local, export_tar};
+pub use export::{
+    BuiltImage, Destination, ExportRequest, Exported, OutputSpec, export, export_image,
+    export_image_at, export_local, export_tar,
+};
 pub use pull::RegistryPuller;
 pub use remote::DownloadError;
-pub use reporter::{Reporter, Silent, Vertex, VertexStatus};
+pub use reporter::{
+    EXPORT_SLOT, LOAD_DEFINITION_SLOT, LOAD_IGNORE_SLOT, Reporter, Silent, Vertex, VertexStatus,
+};
 pub use resolver::{ImagePuller, StoreResolver};
 pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};

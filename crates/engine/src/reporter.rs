@@ -12,6 +12,25 @@ pub struct Vertex {
     pub name: String,
 }
 
+impl Vertex {
+    /// A vertex that is no op of the plan: loading the Dockerfile (`slot` 0), the ignore file (1), exporting (2).
+    /// Their numbers count down from `usize::MAX / 2`, clear of the plan's ops (up from 0) and of pulls (down from
+    /// `usize::MAX`).
+    pub fn internal(slot: usize, name: impl Into<String>) -> Vertex {
+        Vertex {
+            op: usize::MAX / 2 - slot,
+            name: name.into(),
+        }
+    }
+}
+
+/// [`Vertex::internal`] slot of `[internal] load build definition from Dockerfile`.
+pub const LOAD_DEFINITION_SLOT: usize = 0;
+/// [`Vertex::internal`] slot of `[internal] load .dockerignore`.
+pub const LOAD_IGNORE_SLOT: usize = 1;
+/// [`Vertex::internal`] slot of `exporting to image`.
+pub const EXPORT_SLOT: usize = 2;
+
 /// Receives progress events. Called from worker threads, so implementations synchronise themselves.
 pub trait Reporter: Sync {
     /// Work on the vertex begins.
