@@ -45,6 +45,17 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
+    /// List containers.
+    Ps(commands::ps::PsArgs),
+    /// Stop one or more running containers.
+    Stop(commands::stop::StopArgs),
+    /// Fetch the logs of a container.
+    Logs(commands::logs::LogsArgs),
+    /// Remove one or more containers.
+    Rm(commands::rm::RmArgs),
+    /// Hold a detached container (started by `hoist run -d`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise(commands::supervise::SuperviseArgs),
     /// Download an image from a registry.
     Pull(commands::pull::PullArgs),
     /// Upload an image to a registry.

@@ -15,7 +15,12 @@ pub(crate) mod prune;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod rmi;
+pub(crate) mod logs;
+pub(crate) mod ps;
+pub(crate) mod rm;
 pub(crate) mod run;
+pub(crate) mod stop;
+pub(crate) mod supervise;
 pub(crate) mod save;
 pub(crate) mod tag;
 
@@ -35,6 +40,11 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Lint(args) => lint::run(cli.root.as_deref(), &args),
         Command::Build(args) => build::run(cli.root.as_deref(), &args),
         Command::Run(args) => run::run(cli.root.as_deref(), &args),
+        Command::Ps(args) => ps::run(cli.root.as_deref(), &args),
+        Command::Stop(args) => stop::run(cli.root.as_deref(), &args),
+        Command::Logs(args) => logs::run(cli.root.as_deref(), &args),
+        Command::Rm(args) => rm::run(cli.root.as_deref(), &args),
+        Command::Supervise(args) => supervise::run(cli.root.as_deref(), &args),
         Command::Pull(args) => pull::run(cli.root.as_deref(), &args),
         Command::Push(args) => push::run(cli.root.as_deref(), &args),
         Command::Login(args) => login::run(cli.root.as_deref(), &args),

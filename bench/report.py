@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Summarise a bench/run directory: OUT/raw/*.json (hyperfine) and *.time (GNU time) -> results.md, results.json.
+
+Usage: report.py OUT MODE REPS TOOLS CTX_MB CTX_FILES ELAPSED CASES (bench/run calls it; rerun it on an old OUT
+to reprint a table).
+"""
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+
+out, mode, reps, tools, ctx_mb, ctx_files, elapsed, cases = sys.argv[1:9]
+tools = tools.split(",")
+cases = cases.split()
+ctx = f"{int(ctx_mb) // 1024} GiB" if int(ctx_mb) >= 1024 else f"{ctx_mb} MiB"
+
+TITLES = {
+    "go-cold": "1 Go example, cold build (`--target release`)",
+    "go-noop": "1 Go example, no-op rebuild",
+    "go-edit": "1 Go example, rebuild after editing main.go",
+    "go-target": "1 Go example, `--target builder` after `--target release`",
+    "copy-cold": f"2 COPY {ctx} in {int(ctx_files):,} files, cold",
+    "copy-noop": f"2 COPY {ctx}, no-op rebuild",
+    "copy-edit": f"2 COPY {ctx}, one file changed",
+    "stages-cold": "3 four independent stages + final, cold",
+    "cache-deps": "4 `RUN --mount=type=cache` package install, one dependency added",
+    "export-oci": "5 export as OCI tarball (BuildKit: `docker save`)",
+    "push": "5 push to the local registry",
+    "run-rm": "6 `run --rm IMAGE true` (default network)",
+    "run-rm-none": "6 `run --rm --network none IMAGE true`",
+}
+# Targets for hoist / BuildKit (issue 8).
+TARGETS = {"go-noop": 0.2, "go-edit": 0.8, "go-cold": 0.95, "copy-cold": 0.5, "stages-cold": 0.9, "run-rm": 0.5}
+
+
+def measurements(case, tool):
+    times, rss = [], []
+    for path in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.json")):
+        for result in json.load(open(path))["results"]:
+            times.extend(result["times"])
+    for path in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.time")):
+        for line in open(path):
+            parts = line.split()
+            # GNU time writes "Command exited with non-zero status N" before the numbers of a failed run.
+            if len(parts) == 2 and parts[1].isdigit():
+                rss.append(int(parts[1]))
+    failed = len(glob.glob(f"{out}/logs/{case}.{tool}.*.hyperfine")) - len(
+        glob.glob(f"{out}/raw/{case}.{tool}.*.json"))
+    return times, rss, failed
+
+
+def fmt_time(seconds):
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_spread(values):
+    if len(values) < 2:
+        return ""
+    return f" ({fmt_time(min(values))}–{fmt_time(max(values))})"
+
+
+rows = []
+for case in cases:
+    row = {"case": case, "title": TITLES.get(case, case), "target_vs_buildkit": TARGETS.get(case), "tools": {}}
+    for tool in tools:
+        times, rss, failed = measurements(case, tool)
+        entry = {"runs": len(times), "failed_measurements": failed}
+        if times:
+            entry.update(median_s=statistics.median(times), min_s=min(times), max_s=max(times), times_s=times)
+            if len(times) > 1:
+                entry["stdev_s"] = statistics.stdev(times)
+        if rss:
+            entry["peak_rss_kb"] = max(rss)
+        row["tools"][tool] = entry
+    hoist = row["tools"].get("hoist", {}).get("median_s")
+    for peer in ("buildkit", "buildah"):
+        peer_median = row["tools"].get(peer, {}).get("median_s")
+        if hoist is not None and peer_median:
+            row[f"ratio_vs_{peer}"] = hoist / peer_median
+    if row["target_vs_buildkit"] is not None and "ratio_vs_buildkit" in row:
+        row["target_met"] = row["ratio_vs_buildkit"] <= row["target_vs_buildkit"]
+    rows.append(row)
+
+setup = open(f"{out}/setup.txt").read().strip()
+loads = [float(line.split()[3]) for line in open(f"{out}/load.txt")] if os.path.exists(f"{out}/load.txt") else []
+peak_rss = max((r["tools"].get("hoist", {}).get("peak_rss_kb", 0) for r in rows), default=0)
+summary = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "mode": mode,
+    "repetitions": int(reps),
+    "tools": tools,
+    "context": {"mib": int(ctx_mb), "files": int(ctx_files)},
+    "setup": setup.splitlines(),
+    "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
+    "load_average_1min": {"min": min(loads), "max": max(loads), "mean": statistics.mean(loads)} if loads else None,
+    "elapsed_s": int(elapsed),
+    "hoist_peak_rss_kb": peak_rss,
+    "cases": rows,
+}
+json.dump(summary, open(f"{out}/results.json", "w"), indent=2)
+
+names = {"hoist": "hoist", "buildkit": "BuildKit", "buildah": "buildah"}
+head = ["scenario"]
+if "buildkit" in tools:
+    head += ["hoist/BuildKit", "target"]
+if "buildah" in tools:
+    head += ["hoist/buildah"]
+head += [f"{names[t]} median (min–max)" for t in tools] + ["hoist peak RSS"]
+lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+for row in rows:
+    cells = [row["title"]]
+    if "buildkit" in tools:
+        ratio = row.get("ratio_vs_buildkit")
+        target = row["target_vs_buildkit"]
+        cells.append(f"**{ratio:.2f}**" if ratio is not None else "failed")
+        if target is None:
+            cells.append("")
+        else:
+            met = row.get("target_met")
+            cells.append(f"≤ {target} " + ("" if met is None else "met" if met else "**missed**"))
+    if "buildah" in tools:
+        ratio = row.get("ratio_vs_buildah")
+        cells.append(f"{ratio:.2f}" if ratio is not None else "failed")
+    for tool in tools:
+        entry = row["tools"][tool]
+        if "median_s" in entry:
+            cells.append(fmt_time(entry["median_s"]) + fmt_spread(entry["times_s"]))
+        else:
+            cells.append("**failed**")
+        if entry.get("failed_measurements"):
+            cells[-1] += f" ({entry['failed_measurements']} failed)"
+    rss = row["tools"].get("hoist", {}).get("peak_rss_kb")
+    cells.append(f"{rss / 1024:.0f} MB" if rss else "—")
+    lines.append("| " + " | ".join(cells) + " |")
+load = summary["load_average_1min"]
+lines += [
+    "",
+    f"{summary['date']}, `bench/run{' --quick' if mode == 'quick' else ''}`: {reps} repetition(s), tools interleaved; "
+    f"took {int(elapsed) // 60} min {int(elapsed) % 60} s. Ratios are hoist's median over the peer's (< 1: hoist "
+    f"faster). hoist's peak RSS over all runs: {peak_rss / 1024:.0f} MB (GNU time: the largest single process, "
+    f"which for builds can be a RUN step's program)."
+    + (f" 1-min load average during the run: {load['min']:.1f}–{load['max']:.1f}." if load else ""),
+    "",
+    "```",
+    setup,
+    "```",
+]
+text = "\n".join(lines) + "\n"
+open(f"{out}/results.md", "w").write(text)
+print(text)
