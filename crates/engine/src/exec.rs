@@ -79,7 +79,7 @@ impl Executor for SandboxExecutor {
     ) -> Result<ExecOutcome> {
         let exec = request.exec;
         let snapshot = Snapshot::from_layers(
-            request.lower.to_vec(),
+            distinct_layers(request.lower),
             request.scratch,
             SnapshotKind::detect(),
         )
@@ -178,12 +178,21 @@ impl Executor for SandboxExecutor {
                 code: status.code(),
             });
         }
-        // What is mounted over is the mount's, not the step's: the mount points stay out of the layer.
-        let options = request
+        // What is mounted over is the mount's, not the step's: the mount points stay out of the layer, and so do
+        // the directories that were only copied up to hold them (current BuildKit removes its mount stubs and
+        // keeps their parents' times, so `RUN true` on a base without `/etc/hosts` adds no layer).
+        let mount_points: Vec<&str> = request
             .mounts
             .iter()
             .map(|m| m.target.as_str())
             .chain(exec.inline_files.iter().map(|f| f.path.as_str()))
+            .chain(hoist_sandbox::EXCLUDED_FROM_DIFF.iter().copied())
+            .collect();
+        let stub_parents = stub_parents(&snapshot.upper(), request.lower, &mount_points);
+        let options = mount_points
+            .iter()
+            .copied()
+            .chain(stub_parents.iter().map(String::as_str))
             .fold(hoist_layer::WriteOptions::new(), |o, target| {
                 o.with_exclude(target)
             });
@@ -194,4 +203,88 @@ impl Executor for SandboxExecutor {
             entries: summary.entries,
         })
     }
+}
+
+/// The layer directories with each one kept once, at its topmost place: overlayfs refuses a lower directory
+/// listed twice (`ELOOP`), and a build can stack the same layer twice (the same COPY repeated, two steps that
+/// changed nothing the same way). Applying a layer again on top makes its earlier copy redundant.
+fn distinct_layers(lower: &[PathBuf]) -> Vec<PathBuf> {
+    let mut kept: Vec<PathBuf> = Vec::with_capacity(lower.len());
+    for (i, dir) in lower.iter().enumerate() {
+        if !lower[i + 1..].contains(dir) {
+            kept.push(dir.clone());
+        }
+    }
+    kept
+}
+
+/// Relative path without the leading `/` and `.` components.
+fn relative(path: &str) -> String {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Directories of the upper layer that hold nothing but mount points (or other such directories) and that the
+/// step did not change: absent from the lower layers (made for a mount point) or there with the same type, mode
+/// and owner, and not made opaque. Only their times changed, when the mount points were created in them.
+fn stub_parents(upper: &Path, lower: &[PathBuf], mount_points: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut skip: std::collections::BTreeSet<String> =
+        mount_points.iter().map(|p| relative(p)).collect();
+    let mut candidates: Vec<String> = Vec::new();
+    for point in &skip {
+        let mut parent = point.as_str();
+        while let Some((dir, _)) = parent.rsplit_once('/') {
+            if !candidates.iter().any(|c| c == dir) {
+                candidates.push(dir.to_owned());
+            }
+            parent = dir;
+        }
+    }
+    // Deepest first, so a directory whose only child is an untouched directory is seen after that child.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.matches('/').count()));
+    let mut untouched = Vec::new();
+    for dir in candidates {
+        let path = upper.join(&dir);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || is_opaque(&path) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        let only_stubs = entries
+            .flatten()
+            .all(|entry| skip.contains(&format!("{dir}/{}", entry.file_name().to_string_lossy())));
+        if !only_stubs {
+            continue;
+        }
+        let below = lower
+            .iter()
+            .rev()
+            .find_map(|layer| std::fs::symlink_metadata(layer.join(&dir)).ok());
+        let same = below.is_none_or(|old| {
+            old.is_dir()
+                && old.mode() == meta.mode()
+                && old.uid() == meta.uid()
+                && old.gid() == meta.gid()
+        });
+        if same {
+            skip.insert(dir.clone());
+            untouched.push(dir);
+        }
+    }
+    untouched
+}
+
+/// Whether overlayfs marked `dir` opaque (as root: `trusted.overlay.opaque`; in a user namespace: `user.`).
+fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 8];
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| rustix::fs::lgetxattr(dir, *name, &mut value).is_ok())
 }
