@@ -78,6 +78,9 @@ pub enum EngineError {
     /// An `ADD <URL>` download failed.
     #[error(transparent)]
     Download(#[from] crate::remote::DownloadError),
+    /// An `oci-layout://` build context could not be read.
+    #[error(transparent)]
+    Layout(#[from] crate::contexts::LayoutError),
     /// A base image is neither in the store nor pullable.
     #[error("image {reference} not found in the local store ({reason})")]
     ImageNotFound {

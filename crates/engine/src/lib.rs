@@ -52,6 +52,7 @@
 
 mod cache;
 mod checksum;
+mod contexts;
 mod copy;
 mod entitlements;
 mod error;
@@ -70,6 +71,7 @@ mod solver;
 mod ssh;
 mod view;
 
+pub use contexts::LayoutError;
 pub use cache::{CacheKey, LayerRef, OpRecord};
 pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};

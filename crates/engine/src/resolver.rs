@@ -23,6 +23,14 @@ pub struct StoreResolver<'a> {
 
 impl BaseImageResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<BaseImage, String> {
+        // `--build-context NAME=oci-layout://…`: the image in the layout directory.
+        if let Some(layout) = reference.strip_prefix("oci-layout://") {
+            let image = crate::contexts::load(self.store, layout)
+                .map_err(|e| crate::contexts::describe(&e))?;
+            let config: Value = serde_json::from_slice(&image.config_bytes)
+                .map_err(|e| format!("image {reference} has a malformed config: {e}"))?;
+            return Ok(base_image(reference, &config, image.layers.len()));
+        }
         // hoist's own `hoist/rie` is made locally, never pulled.
         if crate::rie::is_rie_reference(reference) {
             crate::rie::provide(self.store, reference).map_err(|e| crate::rie::error_chain(&e))?;

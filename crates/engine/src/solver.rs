@@ -406,6 +406,18 @@ impl Solver<'_> {
                 let content = hash_context(&root, &ignore, include, &sums)?;
                 Ok(result(&content, Output::Context { root, ignore }, None))
             }
+            Source::NamedContext {
+                kind: NamedContextKind::OciLayout(layout),
+                ..
+            } => {
+                let image = crate::contexts::load(self.store, layout)?;
+                let config = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
+                Ok(result(
+                    image.id.as_bytes(),
+                    Output::Layers(image.layers),
+                    Some(config),
+                ))
+            }
             Source::NamedContext { name, .. } => Err(EngineError::Unsupported {
                 what: format!("the build context {name:?}"),
             }),

@@ -598,12 +598,19 @@ impl Planner<'_> {
             Base::Image(name) => name.clone(),
             Base::Named(n) => match &self.request.named_contexts[*n].kind {
                 NamedContextKind::Image(reference) => reference.clone(),
+                // The resolver reads the layout's image (its config) by this name.
+                NamedContextKind::OciLayout(layout) => format!("oci-layout://{layout}"),
                 _ => return Ok(()),
             },
             Base::Scratch | Base::Stage(_) => return Ok(()),
         };
         let span = self.states[s].span;
-        let normalized = go::normalize_reference(&reference).ok_or_else(|| {
+        let normalized = if reference.starts_with("oci-layout://") {
+            Some(reference.clone())
+        } else {
+            go::normalize_reference(&reference)
+        }
+        .ok_or_else(|| {
             PlanError::new(
                 PlanErrorKind::InvalidReference {
                     name: reference.clone(),

@@ -198,8 +198,9 @@ pub enum NamedContextKind {
     Git,
     /// An HTTP(S) tarball.
     Url,
-    /// An OCI layout (`NAME=oci-layout://...`).
-    OciLayout,
+    /// An image in an OCI image layout directory (`NAME=oci-layout:///path/layout:tag` or
+    /// `...@sha256:...`), with what follows `oci-layout://`.
+    OciLayout(String),
 }
 
 /// One `--build-context`: it replaces a stage, a base image or a `--from` image of the same

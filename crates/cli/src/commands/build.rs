@@ -107,8 +107,8 @@ pub(crate) struct BuildArgs {
           value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
     pub(crate) progress: String,
 
-    /// An additional build context, `NAME=DIR` or `NAME=docker-image://REF`: replaces the stage, image or
-    /// `--from` of that name; may be repeated.
+    /// An additional build context, `NAME=DIR`, `NAME=docker-image://REF` or `NAME=oci-layout://PATH[:TAG]`:
+    /// replaces the stage, image or `--from` of that name; may be repeated.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub(crate) build_contexts: Vec<String>,
 
@@ -868,8 +868,8 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         };
         let kind = if let Some(reference) = value.strip_prefix("docker-image://") {
             hoist_plan::NamedContextKind::Image(reference.to_owned())
-        } else if value.starts_with("oci-layout://") {
-            hoist_plan::NamedContextKind::OciLayout
+        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+            hoist_plan::NamedContextKind::OciLayout(layout.to_owned())
         } else if value.ends_with(".git") || value.starts_with("git@") || value.contains(".git#") {
             hoist_plan::NamedContextKind::Git
         } else if value.starts_with("http://") || value.starts_with("https://") {
