@@ -66,6 +66,8 @@ enum Command {
     Logout(commands::logout::LogoutArgs),
     /// Run a Lambda function locally behind the Runtime Interface Emulator (like aws-lambda-rie).
     Lambda(commands::lambda::LambdaArgs),
+    /// Show image sizes per build target or per image, with the biggest layers and what made them.
+    Sizes(commands::sizes::SizesArgs),
 }
 
 fn main() -> ExitCode {

@@ -22,6 +22,7 @@ pub(crate) mod run;
 pub(crate) mod stop;
 pub(crate) mod supervise;
 pub(crate) mod save;
+pub(crate) mod sizes;
 pub(crate) mod tag;
 
 use crate::{Cli, Command};
@@ -50,5 +51,6 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Login(args) => login::run(cli.root.as_deref(), &args),
         Command::Logout(args) => logout::run(cli.root.as_deref(), &args),
         Command::Lambda(args) => lambda::run(&args),
+        Command::Sizes(args) => sizes::run(cli.root.as_deref(), &args),
     }
 }
