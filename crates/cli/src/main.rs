@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod diagnostics;
+mod progress;
 
 /// A fast, daemonless container image builder.
 #[derive(Debug, Parser)]

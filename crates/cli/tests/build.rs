@@ -1095,3 +1095,504 @@ fn the_lifecycle_example_builds_each_target_from_a_shared_cache() {
     assert!(!cached(&rebuilt.stderr, compile), "{}", rebuilt.stderr);
     assert!(read(&out.join("usr/bin/greet")).contains("version 1.1.0"));
 }
+
+// Outputs, progress and reproducibility.
+
+/// hoist with the store `store`, like `Fixture::hoist_in`, with extra environment variables.
+fn hoist_env(fx: &Fixture, store: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let conf = fx.path("registries.conf");
+    if !conf.exists() {
+        fs::write(&conf, "").unwrap();
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    command
+        .arg("--root")
+        .arg(fx.path(store))
+        .args(args)
+        .env("HOIST_REGISTRIES_CONF", &conf)
+        .env("DOCKER_CONFIG", fx.path("docker-config"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .current_dir(fx.path("ctx"))
+        .env("TMPDIR", fx.path("tmp"))
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn skopeo_inspect(reference: &str, raw: bool) -> Value {
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    if raw {
+        args.push("--raw");
+    }
+    let target = format!("docker://{reference}");
+    args.push(&target);
+    let output = Command::new("skopeo").args(&args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn metadata(path: &Path) -> Value {
+    serde_json::from_str(&read(path)).unwrap()
+}
+
+#[test]
+fn push_and_registry_outputs_reach_the_registry() {
+    let Some(registry) = support::TestRegistry::start() else {
+        return;
+    };
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.write("f.txt", "pushed file\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN echo ran > /ran.txt\nCOPY f.txt /f.txt\n",
+    );
+    let v1 = format!("{}/app/push:v1", registry.addr);
+    let v2 = format!("{}/app/push:v2", registry.addr);
+    let meta = fx.path("meta.json");
+    let iid = fx.path("iid");
+    let run = fx.build(&[
+        "--push",
+        "-t",
+        &v1,
+        "-t",
+        &v2,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        "--iidfile",
+        iid.to_str().unwrap(),
+    ]);
+    let meta = metadata(&meta);
+    let digest = meta["containerimage.digest"].as_str().unwrap().to_owned();
+    let id = read(&iid);
+    assert_eq!(meta["containerimage.config.digest"], id.as_str());
+    assert_eq!(meta["image.name"], format!("{v1},{v2}").as_str());
+    assert_eq!(meta["containerimage.descriptor"]["digest"], digest.as_str());
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(meta["containerimage.descriptor"]["size"].as_u64().unwrap() > 0);
+    // BuildKit's lines in the export vertex.
+    let export = vertex_status(&run.stderr, "exporting to image");
+    assert!(
+        export.iter().any(|l| l.starts_with("pushing layers ")),
+        "{export:?}"
+    );
+    assert!(
+        export
+            .iter()
+            .any(|l| l.starts_with(&format!("pushing manifest for {v2}@{digest}"))),
+        "{export:?}"
+    );
+    for tag in [&v1, &v2] {
+        let inspected = skopeo_inspect(tag, false);
+        assert_eq!(inspected["Digest"], digest.as_str(), "{tag}");
+        let raw = skopeo_inspect(tag, true);
+        assert_eq!(raw["config"]["digest"], id.as_str());
+        assert_eq!(raw["layers"].as_array().unwrap().len(), 3);
+    }
+    // Pulled back into an empty store: the same image.
+    let pulled = fx.hoist_in("other", &["pull", &v1]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    let out = fx.path("pulled-fs");
+    let spec = format!("type=local,dest={}", out.display());
+    fx.write("Dockerfile", &format!("FROM {v1}\n"));
+    let rebuilt = fx.hoist_in("other", &["build", "--progress", "plain", "-o", &spec, "."]);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert_eq!(read(&out.join("ran.txt")), "ran\n");
+    assert_eq!(read(&out.join("f.txt")), "pushed file\n");
+
+    // Several outputs at once: a registry name, an image pushed by name, an OCI archive.
+    fx.write("Dockerfile", "FROM bb:1\nRUN echo two > /two.txt\n");
+    let named = format!("{}/app/named:1", registry.addr);
+    let third = format!("{}/app/third:1", registry.addr);
+    let oci = fx.path("two-oci.tar");
+    let meta2 = fx.path("meta2.json");
+    fx.build(&[
+        "-o",
+        &format!("type=registry,name={named}"),
+        "-o",
+        &format!("type=image,name={third},push=true"),
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "--metadata-file",
+        meta2.to_str().unwrap(),
+    ]);
+    let digest2 = metadata(&meta2)["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(digest2, digest);
+    for tag in [&named, &third] {
+        assert_eq!(skopeo_inspect(tag, false)["Digest"], digest2.as_str());
+    }
+    let listing = Command::new("tar").arg("-tf").arg(&oci).output().unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("index.json"));
+
+    // Pushing needs a name; a blocked registry (registries.conf) is refused as `hoist push` refuses it.
+    let no_name = fx.hoist(&["build", "--push", "."]);
+    assert_eq!(no_name.code, 1);
+    assert!(
+        no_name.stderr.contains("tag is needed when pushing"),
+        "{}",
+        no_name.stderr
+    );
+    fs::write(
+        fx.path("registries.conf"),
+        format!(
+            "[[registry]]\nlocation = \"{}/blocked\"\nblocked = true\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let blocked = format!("{}/blocked/app:1", registry.addr);
+    let refused = fx.hoist(&[
+        "build",
+        "--progress",
+        "plain",
+        "--push",
+        "-t",
+        &blocked,
+        ".",
+    ]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("blocked"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(" ERROR: "),
+        "the export vertex fails:\n{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn rawjson_progress_is_buildkits_solve_status() {
+    use base64::Engine as _;
+    let fx = Fixture::new();
+    fx.write("f.txt", "f\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN echo hello from run\nCOPY f.txt /f.txt\n",
+    );
+    let parse = |stderr: &str| -> Vec<Value> {
+        stderr
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{stderr}"))
+            })
+            .collect()
+    };
+    // The final state of each vertex, by digest.
+    let vertices = |objects: &[Value]| -> std::collections::BTreeMap<String, Value> {
+        let mut out = std::collections::BTreeMap::new();
+        for object in objects {
+            for vertex in object["vertexes"].as_array().into_iter().flatten() {
+                out.insert(
+                    vertex["digest"].as_str().unwrap().to_owned(),
+                    vertex.clone(),
+                );
+            }
+        }
+        out
+    };
+    let first = fx.hoist(&["build", "--progress", "rawjson", "."]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let objects = parse(&first.stderr);
+    let first_vertices = vertices(&objects);
+    let names: Vec<&str> = first_vertices
+        .values()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "[internal] load build definition from Dockerfile",
+        "[2/3] RUN echo hello from run",
+        "[3/3] COPY f.txt /f.txt",
+        "exporting to image",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    for vertex in first_vertices.values() {
+        assert!(vertex["digest"].as_str().unwrap().starts_with("sha256:"));
+        assert!(vertex["completed"].is_string(), "{vertex}");
+        assert!(vertex["started"].is_string(), "{vertex}");
+        assert!(vertex.get("error").is_none(), "{vertex}");
+    }
+    let run_digest = first_vertices
+        .iter()
+        .find(|(_, v)| v["name"] == "[2/3] RUN echo hello from run")
+        .map(|(d, _)| d.clone())
+        .unwrap();
+    assert_ne!(first_vertices[&run_digest]["cached"], true);
+    let logged: Vec<u8> = objects
+        .iter()
+        .flat_map(|o| o["logs"].as_array().cloned().unwrap_or_default())
+        .filter(|log| log["vertex"] == run_digest.as_str())
+        .flat_map(|log| {
+            assert!(log["timestamp"].is_string());
+            base64::engine::general_purpose::STANDARD
+                .decode(log["data"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(String::from_utf8(logged).unwrap(), "hello from run\n");
+    assert!(
+        objects
+            .iter()
+            .flat_map(|o| o["statuses"].as_array().cloned().unwrap_or_default())
+            .any(|s| s["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("writing image sha256:"))
+                && s["completed"].is_string()),
+        "{}",
+        first.stderr
+    );
+
+    // A rebuild: the steps are cached.
+    let second = fx.hoist(&["build", "--progress", "rawjson", "."]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let again = vertices(&parse(&second.stderr));
+    assert_eq!(again[&run_digest]["cached"], true, "{}", second.stderr);
+    assert!(again[&run_digest]["completed"].is_string());
+
+    // A failing step carries its error.
+    fx.write("Dockerfile", "FROM bb:1\nRUN exit 3\n");
+    let failed = fx.hoist(&["build", "--progress", "rawjson", "."]);
+    assert_eq!(failed.code, 1);
+    let json_lines: Vec<Value> = failed
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failed_vertices = vertices(&json_lines);
+    assert!(
+        failed_vertices
+            .values()
+            .any(|v| v["name"] == "[2/2] RUN exit 3"
+                && v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("exit code: 3"))),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[test]
+fn tty_progress_draws_a_live_view_and_buildkits_summary() {
+    let fx = Fixture::new();
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN echo line one; echo line two\nRUN echo done > /done\n",
+    );
+    let command = format!(
+        "stty cols 100 rows 40; {} --root {} build --progress tty .",
+        env!("CARGO_BIN_EXE_hoist"),
+        fx.path("store").display()
+    );
+    // `script` gives hoist a real pseudo-terminal.
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(fx.path("ctx"))
+        .env("TMPDIR", fx.path("tmp"))
+        .env("HOIST_REGISTRIES_CONF", fx.path("registries.conf"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("[+] Building"), "{screen}");
+    // The summary, after the live view: every step with its time, right-aligned in 100 columns.
+    let summary = &screen[screen.rfind("[+] Building").expect("a summary header")..];
+    assert!(summary.contains(") FINISHED"), "{summary}");
+    let run_line = summary
+        .lines()
+        .find(|l| l.contains("=> [2/3] RUN echo line one; echo line two"))
+        .unwrap_or_else(|| panic!("no RUN line in:\n{summary}"));
+    assert!(run_line.trim_end().ends_with('s'), "{run_line:?}");
+    assert_eq!(
+        run_line.trim_end_matches(['\r', '\n']).chars().count(),
+        99,
+        "{run_line:?}"
+    );
+    assert!(summary.contains("=> exporting to image"), "{summary}");
+    assert!(summary.contains("=> => writing image sha256:"), "{summary}");
+    // No plain-mode lines on a terminal.
+    assert!(!screen.contains("#1 [internal]"), "{screen}");
+
+    // The second build is cached, and says so.
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(fx.path("ctx"))
+        .env("TMPDIR", fx.path("tmp"))
+        .env("HOIST_REGISTRIES_CONF", fx.path("registries.conf"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{screen}");
+    assert!(
+        screen.contains("=> CACHED [2/3] RUN echo line one; echo line two"),
+        "{screen}"
+    );
+
+    // `auto` without a terminal is plain; `quiet` prints only the image ID.
+    let auto = fx.hoist(&["build", "."]);
+    assert_eq!(auto.code, 0, "{}", auto.stderr);
+    assert!(
+        auto.stderr
+            .contains("\n#1 [internal] load build definition from Dockerfile\n"),
+        "{}",
+        auto.stderr
+    );
+    assert!(!auto.stderr.contains("[+] Building"), "{}", auto.stderr);
+    let quiet = fx.hoist(&["build", "--progress", "quiet", "."]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "");
+    assert!(
+        quiet.stdout.trim().starts_with("sha256:"),
+        "{}",
+        quiet.stdout
+    );
+    assert_eq!(quiet.stdout.lines().count(), 1);
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible_across_stores() {
+    let fx = Fixture::new();
+    fx.write("app.txt", "application\n");
+    fx.write(
+        "Dockerfile",
+        "FROM bb:1\nRUN mkdir /data && echo generated > /data/out.txt\nCOPY app.txt /app/\n",
+    );
+    let epoch = "1700000000";
+    // Every store gets the same base image, as a registry would give it.
+    let base = fx.path("base.tar");
+    let saved = fx.hoist(&["save", "bb:1", "-o", base.to_str().unwrap()]);
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    for store in ["store-a", "store-b", "store-c", "store-d", "store-e"] {
+        let loaded = fx.hoist_in(store, &["load", "-i", base.to_str().unwrap()]);
+        assert_eq!(loaded.code, 0, "{}", loaded.stderr);
+    }
+    let build = |store: &str, extra: &[&str], env: &[(&str, &str)]| -> (String, Run) {
+        let meta = fx.path(&format!("{store}.json"));
+        let mut args = vec!["build", "--progress", "plain", "--metadata-file"];
+        args.push(meta.to_str().unwrap());
+        args.extend_from_slice(extra);
+        args.push(".");
+        let run = hoist_env(&fx, store, &args, env);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let digest = metadata(&meta)["containerimage.digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (digest, run)
+    };
+    let (a, _) = build("store-a", &[], &[("SOURCE_DATE_EPOCH", epoch)]);
+    // Another empty store, a second later: the RUN step runs again and writes newer files.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (b, run_b) = build(
+        "store-b",
+        &["-t", "repro:1"],
+        &[("SOURCE_DATE_EPOCH", epoch)],
+    );
+    assert!(!cached(
+        &run_b.stderr,
+        "RUN mkdir /data && echo generated > /data/out.txt"
+    ));
+    assert_eq!(a, b, "same Dockerfile, same epoch, two stores");
+    // The build argument works as the variable does, and a cached rebuild gives the same image.
+    let (c, _) = build(
+        "store-c",
+        &["--build-arg", &format!("SOURCE_DATE_EPOCH={epoch}")],
+        &[],
+    );
+    assert_eq!(a, c);
+    let (a_again, run) = build("store-a", &[], &[("SOURCE_DATE_EPOCH", epoch)]);
+    assert!(cached(&run.stderr, "COPY app.txt /app/"));
+    assert_eq!(a, a_again);
+
+    // The config's and the new history entries' times are the epoch; file times in the layers are clamped.
+    let image = {
+        let run = hoist_env(&fx, "store-b", &["inspect", "repro:1"], &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let value: Value = serde_json::from_str(&run.stdout).unwrap();
+        value[0].clone()
+    };
+    assert_eq!(image["Created"], "2023-11-14T22:13:20Z", "{image}");
+    let tar = fx.path("fs.tar");
+    let out = hoist_env(
+        &fx,
+        "store-b",
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &format!("type=docker,dest={}", tar.display()),
+            ".",
+        ],
+        &[("SOURCE_DATE_EPOCH", epoch)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let unpacked = fx.path("archive");
+    fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest: Value = serde_json::from_str(&read(&unpacked.join("manifest.json"))).unwrap();
+    let config: Value = serde_json::from_str(&read(
+        &unpacked.join(manifest[0]["Config"].as_str().unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let history = config["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .rev()
+            .take(2)
+            .all(|h| h["created"] == "2023-11-14T22:13:20Z"),
+        "{history:?}"
+    );
+    // Every layer, the base's too (imported just now), as BuildKit's rewrite-timestamp does.
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for layer in layers {
+        let listing = Command::new("tar")
+            .args(["--numeric-owner", "--full-time", "-tvf"])
+            .arg(unpacked.join(layer.as_str().unwrap()))
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(!listing.is_empty());
+        for line in listing.lines() {
+            let date = line.split_whitespace().nth(3).unwrap();
+            assert!(date <= "2023-11-14", "a time after the epoch: {line}");
+        }
+    }
+
+    // Without the epoch, a rerun in a fresh store differs (the files carry their real times).
+    let (d, _) = build("store-d", &[], &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (e, _) = build("store-e", &[], &[]);
+    assert_ne!(d, e);
+    assert_ne!(d, a);
+}

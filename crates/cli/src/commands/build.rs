@@ -1,13 +1,15 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
 //! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF]…
-//! [--progress auto|plain|quiet] [-q] [--check] CONTEXT|-`: Docker's flags and meanings (`-` reads a Dockerfile or a
+//! [--progress auto|plain|tty|rawjson|quiet] [-q] [--push] [--check] CONTEXT|-`: Docker's flags and meanings (`-` reads a Dockerfile or a
 //! context tar from standard input).
 //!
 //! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
 //! through `hoist-registry` when missing), solves the plan (`hoist-engine`: cache, RUN in `hoist-sandbox`),
-//! writes the image to the store, tags it and sends it to every `--output`. Progress is printed on stderr in
-//! BuildKit's `--progress=plain` form (`#3 [2/4] RUN make`, `#3 CACHED`, `#3 DONE 1.2s`).
+//! writes the image to the store, tags it and sends it to every `--output` (`hoist_engine::export`: archives,
+//! `--load`, registry pushes). Progress is rendered on stderr by `crate::progress` in the `--progress` form asked
+//! for (BuildKit's plain `#3 [2/4] RUN make` lines, its live tty view, or its rawjson objects).
+//! `SOURCE_DATE_EPOCH` (environment or `--build-arg`) makes the image reproducible, as with BuildKit.
 //!
 //! `--check` runs the build checks the way `docker build --check` does, without building: `Check complete, N
 //! warnings have been found!`, then each finding as `WARNING: <rule> - <url>`, its message and the Dockerfile
@@ -20,19 +22,25 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file};
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
 use hoist_engine::{
-    Destination, EngineError, OutputSpec, RegistryPuller, Reporter, SandboxExecutor, SolveRequest,
-    Solver, StoreResolver, Vertex, VertexStatus, export_image,
+    EngineError, ExportRequest, LOAD_DEFINITION_SLOT, LOAD_IGNORE_SLOT, OutputSpec, RegistryPuller,
+    Reporter, SandboxExecutor, SolveRequest, Solver, StoreResolver, Vertex, VertexStatus,
 };
 use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
-use hoist_oci::{ManifestFormat, Reference, Store};
+use hoist_oci::{Reference, Store};
 use hoist_plan::{NoCache, PlanRequest};
 
 use crate::diagnostics::{SourceError, use_color};
+use crate::progress;
+
+/// The build argument (and environment variable) that makes a build reproducible.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// The inputs of every command that reads a Dockerfile and its build context.
 #[derive(Debug, Args)]
@@ -85,14 +93,19 @@ pub(crate) struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub(crate) labels: Vec<String>,
 
-    /// Output destination: `type=local,dest=DIR`, `type=tar,dest=FILE`, `type=docker,dest=FILE`,
-    /// `type=oci,dest=FILE`, a directory, or `-` (a tar on stdout); may be repeated.
+    /// Output destination: `type=local,dest=DIR`, `type=tar,dest=FILE`, `type=docker,dest=FILE[,name=N]`,
+    /// `type=oci,dest=FILE[,name=N]`, `type=image[,name=N][,push=true]`, `type=registry[,name=N]`, a directory,
+    /// or `-` (a tar on stdout); may be repeated.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub(crate) outputs: Vec<String>,
 
     /// Load the image into Docker (`docker load`).
     #[arg(long)]
     pub(crate) load: bool,
+
+    /// Push the image to the registry of every `-t` name (`--output type=registry`).
+    #[arg(long)]
+    pub(crate) push: bool,
 
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
@@ -102,7 +115,8 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) metadata_file: Option<PathBuf>,
 
-    /// Progress output: `auto`, `plain`, `tty` (printed as plain) or `quiet`.
+    /// Progress output: `auto` (`tty` on a terminal, else `plain`), `plain`, `tty` (a live view), `rawjson`
+    /// (BuildKit's JSON objects, one per line) or `quiet` (only the image ID, on stdout).
     #[arg(long, value_name = "TYPE", default_value = "auto",
           value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
     pub(crate) progress: String,
@@ -517,179 +531,6 @@ fn source_excerpt(name: &str, text: &str, start: u32, end: u32) -> String {
     out
 }
 
-/// The `--progress=plain` renderer: each vertex gets a number the first time it is reported, and every line
-/// starts with it (`#3 [2/4] RUN make`, `#3 0.512 output`, `#3 DONE 1.2s`).
-struct PlainProgress {
-    quiet: bool,
-    state: std::sync::Mutex<ProgressState>,
-}
-
-#[derive(Default)]
-struct ProgressState {
-    numbers: std::collections::HashMap<usize, usize>,
-    next: usize,
-    started: std::collections::HashMap<usize, std::time::Instant>,
-    partial: std::collections::HashMap<usize, Vec<u8>>,
-    /// The last log lines of each vertex, for the failure summary.
-    tail: std::collections::HashMap<usize, std::collections::VecDeque<String>>,
-}
-
-/// How many log lines of a failed step the summary repeats (BuildKit shows the last few).
-const FAILURE_LOG_LINES: usize = 10;
-
-impl PlainProgress {
-    /// The last log lines of vertex `op`.
-    fn tail(&self, op: usize) -> Vec<String> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .tail
-            .get(&op)
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn new(quiet: bool) -> Self {
-        Self {
-            quiet,
-            state: std::sync::Mutex::new(ProgressState {
-                next: 1,
-                ..ProgressState::default()
-            }),
-        }
-    }
-
-    /// The vertex's number, printing its name line the first time.
-    fn number(&self, state: &mut ProgressState, vertex: &Vertex, out: &mut String) -> usize {
-        if let Some(n) = state.numbers.get(&vertex.op) {
-            return *n;
-        }
-        let n = state.next;
-        state.next += 1;
-        state.numbers.insert(vertex.op, n);
-        let _ = writeln!(out, "\n#{n} {}", vertex.name);
-        n
-    }
-
-    fn emit(&self, vertex: &Vertex, line: impl FnOnce(usize, &mut ProgressState, &mut String)) {
-        if self.quiet {
-            return;
-        }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::new();
-        let n = self.number(&mut state, vertex, &mut out);
-        line(n, &mut state, &mut out);
-        let _ = io::stderr().lock().write_all(out.as_bytes());
-    }
-
-    /// A vertex of the CLI's own (exporting), numbered after the solver's.
-    fn step(&self, name: &str, lines: &[String]) {
-        if self.quiet {
-            return;
-        }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let n = state.next;
-        state.next += 1;
-        let mut out = format!("\n#{n} {name}\n");
-        for line in lines {
-            let _ = writeln!(out, "#{n} {line}");
-        }
-        let _ = writeln!(out, "#{n} DONE 0.0s");
-        let _ = io::stderr().lock().write_all(out.as_bytes());
-    }
-}
-
-impl Reporter for PlainProgress {
-    fn on_vertex_start(&self, vertex: &Vertex) {
-        self.emit(vertex, |_, state, _| {
-            state.started.insert(vertex.op, std::time::Instant::now());
-        });
-    }
-
-    fn on_vertex_cached(&self, vertex: &Vertex) {
-        self.emit(vertex, |n, _, out| {
-            let _ = writeln!(out, "#{n} CACHED");
-        });
-    }
-
-    fn on_vertex_done(&self, vertex: &Vertex, elapsed: std::time::Duration) {
-        self.emit(vertex, |n, state, out| {
-            if let Some(rest) = state.partial.remove(&vertex.op)
-                && !rest.is_empty()
-            {
-                let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
-            }
-            let _ = writeln!(out, "#{n} DONE {:.1}s", elapsed.as_secs_f64());
-        });
-    }
-
-    fn on_vertex_error(&self, vertex: &Vertex, message: &str) {
-        self.emit(vertex, |n, state, out| {
-            if let Some(rest) = state.partial.remove(&vertex.op)
-                && !rest.is_empty()
-            {
-                let _ = writeln!(out, "#{n} {}", String::from_utf8_lossy(&rest));
-            }
-            let _ = writeln!(out, "#{n} ERROR: {message}");
-        });
-    }
-
-    fn on_log(&self, vertex: &Vertex, data: &[u8]) {
-        self.emit(vertex, |n, state, out| {
-            let since = state
-                .started
-                .get(&vertex.op)
-                .map_or(0.0, |t| t.elapsed().as_secs_f64());
-            let buffer = state.partial.entry(vertex.op).or_default();
-            buffer.extend_from_slice(data);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = format!(
-                    "{since:.3} {}",
-                    String::from_utf8_lossy(&line[..line.len() - 1])
-                );
-                let _ = writeln!(out, "#{n} {line}");
-                let tail = state.tail.entry(vertex.op).or_default();
-                if tail.len() == FAILURE_LOG_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            }
-        });
-    }
-
-    fn on_vertex_status(&self, vertex: &Vertex, status: &VertexStatus) {
-        self.emit(vertex, |n, _, out| {
-            let total = match status.total {
-                0 => String::new(),
-                total => format!(" / {}", decimal_bytes(total)),
-            };
-            let done = if status.done { " done" } else { "" };
-            let _ = writeln!(
-                out,
-                "#{n} {} {}{total} {:.1}s{done}",
-                status.id,
-                decimal_bytes(status.current),
-                status.elapsed.as_secs_f64()
-            );
-        });
-    }
-}
-
-/// Sizes as BuildKit prints them: decimal units, two decimals (`1.20MB`, `512B`).
-fn decimal_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes}B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.2}{}", UNITS[unit])
-}
-
 fn build_error(message: &str) -> ExitCode {
     let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
     ExitCode::FAILURE
@@ -805,8 +646,8 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
             return ExitCode::FAILURE;
         }
     };
-    let quiet = args.quiet || args.progress == "quiet";
-    let outputs = match args
+    let mode = progress::Mode::choose(&args.progress, args.quiet);
+    let mut outputs = match args
         .outputs
         .iter()
         .map(|spec| OutputSpec::parse(spec))
@@ -815,6 +656,22 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         Ok(outputs) => outputs,
         Err(error) => return build_error(&error.to_string()),
     };
+    if args.push {
+        // buildx: `--push` is `--output type=registry`, or sets `push=true` on a `type=image` output.
+        let mut found = false;
+        for output in &mut outputs {
+            if let OutputSpec::Image { push, .. } = output {
+                *push = true;
+                found = true;
+            }
+        }
+        if !found {
+            outputs.push(OutputSpec::Image {
+                names: Vec::new(),
+                push: true,
+            });
+        }
+    }
     let tags = match args
         .tags
         .iter()
@@ -850,6 +707,22 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     let mut request = PlanRequest::new(checked.file.clone());
     request.target = input.target.clone();
     request.build_args = checked.build_args.clone();
+    // As buildx does: SOURCE_DATE_EPOCH from the environment is the build argument unless one is given.
+    if let Ok(epoch) = std::env::var(SOURCE_DATE_EPOCH)
+        && !request.build_args.contains_key(SOURCE_DATE_EPOCH)
+    {
+        request
+            .build_args
+            .insert(SOURCE_DATE_EPOCH.to_owned(), epoch);
+    }
+    let source_date_epoch = match request.build_args.get(SOURCE_DATE_EPOCH) {
+        None => None,
+        Some(value) if value.is_empty() => None,
+        Some(value) => match value.parse::<i64>() {
+            Ok(epoch) if epoch >= 0 => Some(epoch),
+            _ => return build_error(&format!("invalid SOURCE_DATE_EPOCH: {value:?}")),
+        },
+    };
     if let Some(platform) = &args.platform {
         match hoist_plan::Platform::parse(platform) {
             Ok(p) => request.target_platform = Some(p),
@@ -891,13 +764,10 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         NoCache::Stages(args.no_cache_filter.clone())
     };
     // Made before planning: pulls of missing base images are the first vertices.
-    let progress = std::sync::Arc::new(PlainProgress::new(quiet));
+    let progress = progress::display(mode);
+    let reporter: Arc<dyn Reporter + Send> = progress.clone();
     let make_client = || args.registry.client();
-    let puller = RegistryPuller::new(
-        store.root().to_owned(),
-        &make_client,
-        std::sync::Arc::clone(&progress) as std::sync::Arc<dyn Reporter + Send>,
-    );
+    let puller = RegistryPuller::new(store.root().to_owned(), &make_client, Arc::clone(&reporter));
     let resolver = StoreResolver {
         store: &store,
         puller: Some(&puller),
@@ -905,6 +775,7 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     let plan = match hoist_plan::plan(&request, &resolver) {
         Ok(plan) => plan,
         Err(error) => {
+            progress.finish();
             let message = error.to_string();
             match error.span {
                 Some(span) => {
@@ -927,12 +798,13 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         }
     };
     for warning in &plan.warnings {
-        let _ = writeln!(io::stderr().lock(), "{}", warning.message);
+        progress.message(&warning.message);
     }
     // The build checks run with every build, as with `docker build`: reported at the end, or fatal with
     // `# check=error=true`.
     let findings = checked.lint(root, input.target.as_deref(), RuleSet::BuildKit);
     if checked.config.error && !findings.is_empty() {
+        progress.finish();
         let _ = io::stderr()
             .lock()
             .write_all(check_summary(&findings).as_bytes());
@@ -960,19 +832,22 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         ),
         None => "<stdin>".to_owned(),
     };
-    progress.step(
-        &format!("[internal] load build definition from {definition}"),
-        &[format!(
-            "transferring dockerfile: {}B done",
-            checked.source.text.len()
-        )],
+    let definition_vertex = Vertex::internal(
+        LOAD_DEFINITION_SLOT,
+        format!("[internal] load build definition from {definition}"),
     );
-    progress.step(
-        "[internal] load .dockerignore",
-        &[format!(
-            "transferring context: {}B done",
+    internal_step(
+        &*progress,
+        &definition_vertex,
+        format!("transferring dockerfile: {}B", checked.source.text.len()),
+    );
+    internal_step(
+        &*progress,
+        &Vertex::internal(LOAD_IGNORE_SLOT, "[internal] load .dockerignore"),
+        format!(
+            "transferring context: {}B",
             ignore_patterns.iter().map(|p| p.len() + 1).sum::<usize>()
-        )],
+        ),
     );
     let solver = Solver {
         store: &store,
@@ -994,6 +869,7 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     let solution = match solver.solve(&solve) {
         Ok(solution) => solution,
         Err(error) => {
+            progress.finish();
             let cause = match &error {
                 EngineError::Step { op, vertex, source } => {
                     let cause = super::images::error_chain(source.as_ref());
@@ -1011,7 +887,7 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
                             span.end_line,
                         ));
                     }
-                    if !quiet {
+                    if mode != progress::Mode::Quiet {
                         let _ = io::stderr().lock().write_all(text.as_bytes());
                     }
                     cause
@@ -1021,88 +897,79 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
             return build_error(&format!("failed to solve: {cause}"));
         }
     };
-    let image = match export_image(&store, &plan, &solution, ManifestFormat::Oci) {
-        Ok(image) => image,
+    let request = ExportRequest {
+        tags: &tags,
+        outputs: &outputs,
+        load: args.load,
+        source_date_epoch,
+        registry: &make_client,
+        scratch: &solver.scratch,
+    };
+    let exported = hoist_engine::export(
+        &store,
+        &plan,
+        &solution,
+        &request,
+        &reporter,
+        &mut io::stdout(),
+    );
+    progress.warnings(
+        &findings
+            .iter()
+            .map(|finding| progress::Warning {
+                vertex: definition_vertex.clone(),
+                short: format!(
+                    "{}: {} (line {})",
+                    finding.rule.name(),
+                    finding.message,
+                    finding.span.start_line
+                ),
+                url: finding.url.to_string(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    progress.finish();
+    let exported = match exported {
+        Ok(exported) => exported,
         Err(error) => return build_error(&super::images::error_chain(&error)),
     };
-    let manifest_digest = image.manifest.digest().to_string();
-    let mut lines = vec![
-        format!("exporting layers done"),
-        format!("writing image {} done", image.id),
-    ];
-    for tag in &tags {
-        if let Err(error) = store.tag(tag, &image.manifest) {
-            return build_error(&super::images::error_chain(&error));
-        }
-        lines.push(format!("naming to {tag} done"));
-    }
-    progress.step("exporting to image", &lines);
-
-    // The archive writers take references; an untagged image gets a temporary one while it is exported.
-    let temporary = (tags.is_empty() && (!outputs.is_empty() || args.load))
-        .then(|| format!("hoist-build/untagged:{}", &image.id.encoded()[..12]));
-    if let Some(name) = &temporary {
-        let tagged = name
-            .parse::<Reference>()
-            .map_err(|e| e.to_string())
-            .and_then(|r| store.tag(&r, &image.manifest).map_err(|e| e.to_string()));
-        if let Err(message) = tagged {
-            return build_error(&message);
-        }
-    }
-    let specs: Vec<String> = match &temporary {
-        Some(name) => vec![name.clone()],
-        None => tags.iter().map(ToString::to_string).collect(),
-    };
-    let code = send_outputs(&store, &image, &outputs, &specs, args, &solver.scratch);
-    if let Some(name) = &temporary {
-        let _ = store.remove_image(name, false);
-    }
-    if code != ExitCode::SUCCESS {
-        return code;
-    }
     if let Some(path) = &args.iidfile
-        && let Err(error) = std::fs::write(path, image.id.to_string())
+        && let Err(error) = std::fs::write(path, exported.image.id.to_string())
     {
         return build_error(&format!("failed to write {}: {error}", path.display()));
     }
     if let Some(path) = &args.metadata_file {
-        let mut metadata = serde_json::Map::new();
-        metadata.insert(
-            "containerimage.config.digest".into(),
-            image.id.to_string().into(),
-        );
-        metadata.insert(
-            "containerimage.digest".into(),
-            manifest_digest.clone().into(),
-        );
-        metadata.insert(
-            "containerimage.descriptor".into(),
-            serde_json::json!({
-                "mediaType": image.manifest.media_type().to_string(),
-                "digest": manifest_digest,
-                "size": image.manifest.size(),
-            }),
-        );
-        if !tags.is_empty() {
-            let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
-            metadata.insert("image.name".into(), names.join(",").into());
-        }
-        let text = serde_json::to_string_pretty(&serde_json::Value::Object(metadata))
+        let text = serde_json::to_string_pretty(&exported.metadata())
             .expect("a JSON value always serializes");
         if let Err(error) = std::fs::write(path, text) {
             return build_error(&format!("failed to write {}: {error}", path.display()));
         }
     }
-    if !findings.is_empty() && !quiet {
+    if !findings.is_empty() && mode != progress::Mode::Quiet && mode != progress::Mode::RawJson {
         let _ = io::stderr()
             .lock()
             .write_all(check_summary(&findings).as_bytes());
     }
-    if args.quiet {
-        let _ = writeln!(io::stdout().lock(), "{}", image.id);
+    if mode == progress::Mode::Quiet {
+        let _ = writeln!(io::stdout().lock(), "{}", exported.image.id);
     }
     ExitCode::SUCCESS
+}
+
+/// A vertex of the CLI's own (loading the Dockerfile, the ignore file): started, one finished status, done.
+fn internal_step(reporter: &dyn Reporter, vertex: &Vertex, status: String) {
+    reporter.on_vertex_start(vertex);
+    reporter.on_vertex_status(
+        vertex,
+        &VertexStatus {
+            id: status,
+            current: 0,
+            total: 0,
+            elapsed: Duration::ZERO,
+            done: true,
+        },
+    );
+    reporter.on_vertex_done(vertex, Duration::ZERO);
 }
 
 /// buildx's end-of-build summary of the checks: ` N warnings found …:` and ` - Rule: message (line N)`.
@@ -1122,99 +989,6 @@ fn check_summary(findings: &[Finding]) -> String {
         );
     }
     out
-}
-
-/// Writes every `--output`, then `--load`s.
-fn send_outputs(
-    store: &Store,
-    image: &hoist_engine::BuiltImage,
-    outputs: &[OutputSpec],
-    specs: &[String],
-    args: &BuildArgs,
-    scratch: &Path,
-) -> ExitCode {
-    for output in outputs {
-        let result = match output {
-            OutputSpec::Image => Ok(()),
-            OutputSpec::Local(dir) => hoist_engine::export_local(store, &image.layers, dir),
-            OutputSpec::Tar(dest) => with_destination(dest, |out| {
-                hoist_engine::export_tar(store, &image.layers, scratch, out)
-                    .map_err(|e| super::images::error_chain(&e))
-            }),
-            OutputSpec::Docker(dest) | OutputSpec::Oci(dest) => {
-                let format = if matches!(output, OutputSpec::Docker(_)) {
-                    hoist_archive::SaveFormat::Docker
-                } else {
-                    hoist_archive::SaveFormat::Oci
-                };
-                with_destination(dest, |out| {
-                    hoist_archive::save_archive(store, specs, format, out)
-                        .map(|_| ())
-                        .map_err(|e| super::images::error_chain(&e))
-                })
-            }
-        };
-        let result = result.map_err(|e| match e {
-            EngineError::Invalid { message } => message,
-            other => super::images::error_chain(&other),
-        });
-        if let Err(message) = result {
-            return build_error(&format!("failed to export: {message}"));
-        }
-    }
-    if args.load
-        && let Err(message) = docker_load(store, specs)
-    {
-        return build_error(&format!("failed to load the image into docker: {message}"));
-    }
-    ExitCode::SUCCESS
-}
-
-/// Runs `write` on the file `dest` names (written beside it, then renamed) or on standard output.
-fn with_destination(
-    dest: &Destination,
-    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), String>,
-) -> Result<(), EngineError> {
-    let fail = |message: String| EngineError::Invalid { message };
-    match dest {
-        Destination::Stdout => write(&mut io::stdout()).map_err(fail),
-        Destination::File(path) => {
-            // Atomic for regular files; a device or fifo (`dest=/dev/null`) is written in place, never replaced.
-            let output = hoist_archive::OutputFile::for_path(path)
-                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            let file = output
-                .create()
-                .map_err(|e| fail(format!("{}: {e}", output.write_path().display())))?;
-            let mut out = io::BufWriter::new(file);
-            let written = write(&mut out).and_then(|()| {
-                let file = out.into_inner().map_err(|e| e.into_error().to_string())?;
-                output.commit(file).map_err(|e| e.to_string())
-            });
-            written.map_err(|message| {
-                output.abandon();
-                fail(format!("{}: {message}", path.display()))
-            })
-        }
-    }
-}
-
-/// `--load`: a docker-archive piped into `docker load`.
-fn docker_load(store: &Store, specs: &[String]) -> Result<(), String> {
-    let mut child = std::process::Command::new("docker")
-        .arg("load")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    let stdin = child.stdin.take().expect("stdin was piped");
-    let saved = hoist_archive::save_archive(store, specs, hoist_archive::SaveFormat::Docker, stdin)
-        .map_err(|e| super::images::error_chain(&e));
-    let status = child.wait().map_err(|e| e.to_string())?;
-    saved?;
-    if !status.success() {
-        return Err(format!("docker load exited with {status}"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
