@@ -171,7 +171,7 @@ impl Store {
         if let Some(info) = self.layer_info(digest)? {
             return Ok(info);
         }
-        let mut file = self.open_blob(digest)?;
+        let mut file = io::BufReader::with_capacity(IO_BUFFER, self.open_blob(digest)?);
         let (_, info) = scan(&mut file).map_err(|source| Error::ScanLayer {
             layer: digest.to_string(),
             source,
@@ -299,9 +299,10 @@ fn read_prefix(reader: &mut impl Read, prefix: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Decompresses (by magic bytes) and walks a layer, returning its compression and [`LayerInfo`].
+/// Decompresses (by magic bytes) and walks a layer, returning its compression and [`LayerInfo`]. `reader` should
+/// be buffered or hand out large reads (the decompressors read it in 32 KiB pieces, tar in 512-byte ones).
 pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo)> {
-    let decompressor = Decompressor::new(io::BufReader::with_capacity(IO_BUFFER, reader))?;
+    let decompressor = Decompressor::new(reader)?;
     let compression = decompressor.compression();
     let mut decoded = DigestReader::new(decompressor);
     let content_size = tar_content_size(&mut decoded)?;
