@@ -90,12 +90,18 @@ pub(crate) enum Op {
     /// Before `pivot_root`: a detached copy of the host mount tree at `source` (`open_tree(OPEN_TREE_CLONE)`), kept
     /// in slot `slot` of [`Plan::trees`] until it is attached inside the container.
     DetachTree { source: CString, slot: usize },
-    /// After `pivot_root`: attach the tree of slot `slot` on `target` (`move_mount`), optionally read-only.
+    /// After `pivot_root`: attach the tree of slot `slot` on `target` (`move_mount`), optionally read-only and
+    /// without devices, recursively (`mount_setattr`: a read-only `/sys` keeps no writable submount such as the
+    /// host's cgroup hierarchies).
     AttachTree {
         slot: usize,
         target: CString,
         read_only: bool,
+        nodev: bool,
     },
+    /// Refuse to open device files on every mount at `path` (`nodev`, recursively): a node made with `CAP_MKNOD`
+    /// in the container cannot reach a host device (what Docker's device cgroup prevents).
+    NoDevices { path: CString },
     /// Detach the old root (kept at `path` while the container's mounts were made) and remove its directory.
     UnmountOldRoot { path: CString },
     /// A recursive bind mount, optionally made read-only.
@@ -167,6 +173,7 @@ impl fmt::Display for Op {
                 write!(f, "clone the mount tree of {}", show(source))
             }
             Self::AttachTree { target, .. } => write!(f, "attach a mount on {}", show(target)),
+            Self::NoDevices { path } => write!(f, "forbid devices under {}", show(path)),
             Self::UnmountOldRoot { .. } => write!(f, "detach the old root"),
             Self::SetHostname { name } => write!(f, "set hostname {}", show(name)),
             Self::LoopbackUp => write!(f, "bring up the loopback interface"),
@@ -286,6 +293,14 @@ impl Plan {
                 ops.push(Op::MountOverlay(overlay));
             }
         }
+        // Without cgroups there is no device allow-list: device files are refused on every mount but the device
+        // nodes hoist binds into /dev (an insecure step is privileged, as with BuildKit, and keeps them).
+        let nodev = container.capabilities == Capabilities::Default;
+        if nodev {
+            ops.push(Op::NoDevices {
+                path: rootc.clone(),
+            });
+        }
 
         let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         inside.push(Op::Mkdir {
@@ -307,7 +322,7 @@ impl Plan {
             source: host("tmpfs")?,
             target: at("/dev")?,
             fstype: host("tmpfs")?,
-            flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+            flags: libc::MS_NOSUID | libc::MS_STRICTATIME | if nodev { libc::MS_NODEV } else { 0 },
             data: Some(host("mode=755,size=65536k")?),
         });
         for device in DEVICES {
@@ -321,6 +336,7 @@ impl Plan {
                 &mut slots,
                 host(&format!("/dev/{device}"))?,
                 target,
+                false,
                 false,
             );
         }
@@ -386,6 +402,7 @@ impl Plan {
                 host("/sys")?,
                 at("/sys")?,
                 true,
+                nodev,
             );
         } else {
             inside.push(Op::Mount {
@@ -414,6 +431,7 @@ impl Plan {
                 path_cstring(source)?,
                 at(file)?,
                 false,
+                nodev,
             );
         }
         for mount in &container.mounts {
@@ -443,6 +461,7 @@ impl Plan {
                 path_cstring(&mount.source)?,
                 target,
                 mount.read_only,
+                nodev,
             );
         }
         for path in MASKED_PATHS {
@@ -540,6 +559,7 @@ fn bind(
     source: CString,
     target: CString,
     read_only: bool,
+    nodev: bool,
 ) {
     detached.push(Op::DetachTree {
         source,
@@ -549,6 +569,7 @@ fn bind(
         slot: *slots,
         target,
         read_only,
+        nodev,
     });
     *slots += 1;
 }
@@ -722,6 +743,47 @@ mod tests {
     }
 
     #[test]
+    fn devices_are_refused_except_the_bound_nodes_unless_the_step_is_privileged() {
+        let attached = |container: &Container| -> Vec<(String, bool, bool)> {
+            Plan::build(
+                container,
+                Path::new("/mnt/root"),
+                &etc(),
+                StartOptions::default(),
+            )
+            .unwrap()
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::AttachTree {
+                    target,
+                    read_only,
+                    nodev,
+                    ..
+                } => Some((target.to_string_lossy().into_owned(), *read_only, *nodev)),
+                _ => None,
+            })
+            .collect()
+        };
+        let default = attached(&container(Network::Host));
+        assert!(default.contains(&("/dev/null".to_owned(), false, false)));
+        assert!(default.contains(&("/sys".to_owned(), true, true)));
+        assert!(default.contains(&("/etc/hosts".to_owned(), false, true)));
+        let mut privileged = container(Network::Host);
+        privileged.capabilities = Capabilities::All;
+        assert!(attached(&privileged).iter().all(|(_, _, nodev)| !nodev));
+        let ops = Plan::build(
+            &privileged,
+            Path::new("/mnt/root"),
+            &etc(),
+            StartOptions::default(),
+        )
+        .unwrap()
+        .ops;
+        assert!(!ops.iter().any(|op| matches!(op, Op::NoDevices { .. })));
+    }
+
+    #[test]
     fn host_files_are_cloned_before_pivot_and_everything_else_happens_inside_the_root() {
         let ops = plan(Network::None);
         let position = |wanted: &str| ops.iter().position(|op| op == wanted);
@@ -729,8 +791,10 @@ mod tests {
         assert_eq!(ops[0], "start a new session");
         assert_eq!(ops[1], "make mounts private");
         assert_eq!(ops[3], "bind-mount /img on /mnt/root");
+        // No device file on the root's mounts opens (hoist has no device cgroup).
+        assert_eq!(ops[4], "forbid devices under /mnt/root");
         // Before the pivot: only the root itself and clones of host mount trees.
-        for op in &ops[4..pivot] {
+        for op in &ops[5..pivot] {
             assert!(
                 op.starts_with("clone the mount tree of "),
                 "{op} before pivot_root"

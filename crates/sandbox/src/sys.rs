@@ -13,7 +13,7 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_uint};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -274,8 +274,22 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
             slot,
             target,
             read_only,
+            nodev,
         } => {
             let fd = trees[*slot].load(Ordering::Relaxed);
+            let attributes = if *read_only { MOUNT_ATTR_RDONLY } else { 0 }
+                | if *nodev { MOUNT_ATTR_NODEV } else { 0 };
+            // The whole detached tree at once, submounts included, before anyone can see it.
+            let limited = attributes == 0
+                || match set_mount_attributes(fd, c"", libc::AT_EMPTY_PATH as c_uint, attributes) {
+                    Ok(()) => true,
+                    Err(libc::ENOSYS) => false,
+                    Err(errno) => {
+                        // SAFETY: the tree's descriptor is closed once, here.
+                        unsafe { libc::close(fd) };
+                        return Err(errno);
+                    }
+                };
             // SAFETY: `fd` is the detached tree cloned before pivot_root; an empty path with F_EMPTY_PATH names it.
             let rc = unsafe {
                 libc::syscall(
@@ -290,10 +304,22 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
             // SAFETY: the tree's descriptor is closed once, here; the mount stays attached.
             unsafe { libc::close(fd) };
             check_long(rc)?;
-            if *read_only {
-                remount_read_only(target)?;
+            if !limited {
+                // Before Linux 5.12: the top mount only.
+                if *read_only {
+                    remount_read_only(target)?;
+                }
+                if *nodev {
+                    remount_adding(target, libc::MS_NODEV)?;
+                }
             }
             Ok(())
+        }
+        Op::NoDevices { path } => {
+            match set_mount_attributes(libc::AT_FDCWD, path, 0, MOUNT_ATTR_NODEV) {
+                Err(libc::ENOSYS) => remount_adding(path, libc::MS_NODEV),
+                other => other,
+            }
         }
         Op::SetHostname { name } => {
             let bytes = name.to_bytes();
@@ -357,8 +383,6 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
     }
 }
 
-/// Remounts a bind mount read-only, keeping the flags it already has: in a user namespace, `nosuid`, `nodev`,
-/// `noexec` and the atime flags of a mount inherited from the host are locked, and a remount dropping them fails.
 // The new mount API's constants (linux/mount.h).
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
@@ -458,14 +482,63 @@ fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
     result
 }
 
+// mount_setattr(2) (Linux 5.12), linux/mount.h.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets `attributes` on the mount at `dirfd`/`path` and every mount below it.
+fn set_mount_attributes(
+    dirfd: c_int,
+    path: &CStr,
+    flags: c_uint,
+    attributes: u64,
+) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: attributes,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is NUL-terminated; `attr` is a live `struct mount_attr` of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags | AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(rc)
+}
+
+/// Remounts a bind mount read-only (see [`remount_adding`]).
 fn remount_read_only(target: &CStr) -> Result<(), i32> {
+    remount_adding(target, libc::MS_RDONLY)
+}
+
+/// Remounts a bind mount with `flag` added, keeping the flags it already has: in a user namespace, `nosuid`,
+/// `nodev`, `noexec` and the atime flags of a mount inherited from the host are locked, and a remount dropping
+/// them fails.
+fn remount_adding(target: &CStr, flag: libc::c_ulong) -> Result<(), i32> {
     // SAFETY: `statvfs` is plain data; zeroed is valid.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `target` is NUL-terminated; `stat` is writable.
     check(unsafe { libc::statvfs(target.as_ptr(), &raw mut stat) })?;
     // The ST_* bits of f_flag have the values of the matching MS_* mount flags.
     let kept = stat.f_flag
-        & (libc::MS_NOSUID
+        & (libc::MS_RDONLY
+            | libc::MS_NOSUID
             | libc::MS_NODEV
             | libc::MS_NOEXEC
             | libc::MS_NOATIME
@@ -475,7 +548,7 @@ fn remount_read_only(target: &CStr) -> Result<(), i32> {
         None,
         target,
         None,
-        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | kept,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_REC | flag | kept,
         None,
     )
 }

@@ -382,12 +382,13 @@ fn published_ports_reach_a_server_in_the_container() {
     assert_eq!(runner.join().unwrap(), ExitStatus::Exited(0));
 }
 
-/// Mounts of the host that involve hoist or `dir` (other processes may mount unrelated things meanwhile).
+/// Mounts of the host that involve a container's state directory or `dir` (other processes may mount unrelated
+/// things meanwhile, some with `hoist` in their paths).
 fn our_mounts(dir: &Path) -> Vec<String> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|line| line.contains(dir.to_str().unwrap()) || line.contains("hoist"))
+        .filter(|line| line.contains(dir.to_str().unwrap()) || line.contains("hoist-sandbox-"))
         .map(str::to_owned)
         .collect()
 }
