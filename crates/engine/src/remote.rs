@@ -28,9 +28,7 @@ use sha2::{Digest as _, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     /// `--checksum` is not a sha256 digest.
-    #[error(
-        "invalid checksum {checksum:?} for {url}: expected sha256:<64 lower-case hex digits>"
-    )]
+    #[error("invalid checksum {checksum:?} for {url}: expected sha256:<64 lower-case hex digits>")]
     BadChecksum {
         /// The URL.
         url: String,
@@ -150,8 +148,7 @@ pub(crate) fn fetch(
             source,
         }
     };
-    fs::create_dir_all(downloads.join("urls"))
-        .map_err(io("create", &downloads.join("urls")))?;
+    fs::create_dir_all(downloads.join("urls")).map_err(io("create", &downloads.join("urls")))?;
     let index = downloads
         .join("urls")
         .join(format!("{}.json", sha256_hex(&[url, filename])));
@@ -255,11 +252,7 @@ pub(crate) fn fetch(
         .map_err(io("set the time of", &path))?;
     drop(file);
 
-    let name = sha256_hex(&[
-        filename,
-        &digest,
-        last_modified.as_deref().unwrap_or(""),
-    ]);
+    let name = sha256_hex(&[filename, &digest, last_modified.as_deref().unwrap_or("")]);
     let dir = downloads.join(&name);
     if !dir.join(filename).is_file() {
         let _ = fs::remove_dir_all(&dir);
@@ -317,14 +310,15 @@ fn http_client() -> Result<reqwest::Client, DownloadError> {
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| DownloadError::Client {
-                reason: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DownloadError::Client {
+        reason: e.to_string(),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))

@@ -279,10 +279,13 @@ fn add_url_names_modes_times_and_never_unpacks() {
         tar = server.url("/a.tar.gz"),
         root = server.url(""),
     );
-    server.serve("/", Resource {
-        body: b"index\n".to_vec(),
-        ..Resource::default()
-    });
+    server.serve(
+        "/",
+        Resource {
+            body: b"index\n".to_vec(),
+            ..Resource::default()
+        },
+    );
     let (out, _) = fx.build(&dockerfile, "out");
 
     let hello = out.join("dl/hello.txt");
@@ -301,7 +304,10 @@ fn add_url_names_modes_times_and_never_unpacks() {
     assert_eq!(m.mtime(), 0, "without Last-Modified the time is the epoch");
 
     // A downloaded archive stays an archive unless --unpack=true.
-    assert_eq!(std::fs::read(out.join("archives/a.tar.gz")).unwrap(), tar_gz_bytes(&server));
+    assert_eq!(
+        std::fs::read(out.join("archives/a.tar.gz")).unwrap(),
+        tar_gz_bytes(&server)
+    );
     assert!(!out.join("archives/inner.txt").exists());
     assert_eq!(
         std::fs::read_to_string(out.join("unpacked/inner.txt")).unwrap(),
@@ -341,7 +347,9 @@ fn add_url_checksum_is_verified() {
     let wrong = sha256(b"something else");
     let error = fx.error(&format!("FROM scratch\nADD --checksum={wrong} {url} /p\n"));
     assert!(
-        error.contains(&format!("digest mismatch for {url}: {good} (expected: {wrong})")),
+        error.contains(&format!(
+            "digest mismatch for {url}: {good} (expected: {wrong})"
+        )),
         "{error}"
     );
 
@@ -352,7 +360,9 @@ fn add_url_checksum_is_verified() {
     // As in BuildKit, --checksum is for URL sources only.
     std::fs::write(fx.dir.path().join("ctx/local.txt"), "x").unwrap();
     let error = fx
-        .plan(&format!("FROM scratch\nADD --checksum={good} local.txt /l\n"))
+        .plan(&format!(
+            "FROM scratch\nADD --checksum={good} local.txt /l\n"
+        ))
         .unwrap_err();
     assert!(error.to_string().contains("checksum"), "{error}");
 }
@@ -403,7 +413,10 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
     serve("one\n", None);
     let (out, cached) = fx.build(&dockerfile, "first");
     assert!(!cached);
-    assert_eq!(std::fs::read_to_string(out.join("data.txt")).unwrap(), "one\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.txt")).unwrap(),
+        "one\n"
+    );
     let (_, cached) = fx.build(&dockerfile, "second");
     assert!(cached, "the same bytes: the ADD is cached");
     assert_eq!(server.statuses("/data.txt"), [200, 200]);
@@ -411,7 +424,10 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
     serve("two\n", None);
     let (out, cached) = fx.build(&dockerfile, "third");
     assert!(!cached, "new bytes: the ADD runs again");
-    assert_eq!(std::fs::read_to_string(out.join("data.txt")).unwrap(), "two\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.txt")).unwrap(),
+        "two\n"
+    );
 
     // With an ETag the rebuild asks If-None-Match and a 304 reuses the kept download.
     serve("three\n", Some("\"v3\""));
@@ -419,7 +435,10 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
     assert!(!cached);
     let (out, cached) = fx.build(&dockerfile, "fifth");
     assert!(cached);
-    assert_eq!(std::fs::read_to_string(out.join("data.txt")).unwrap(), "three\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.txt")).unwrap(),
+        "three\n"
+    );
     assert_eq!(server.statuses("/data.txt"), [200, 200, 200, 200, 304]);
 
     // A pinned checksum that matches the kept download needs no request at all.
