@@ -51,7 +51,8 @@ pub struct LayerSize {
     pub compressed_size: u64,
     /// Its part of the image's size, from 0 to 1.
     pub share: f64,
-    /// The instruction that made it (history `created_by`), empty when the history does not say.
+    /// The instruction that made it (history `created_by`, or the entry's `comment` when that is empty, as for an
+    /// imported layer), empty when the history does not say.
     pub created_by: String,
     /// Whether it belongs to the base image.
     pub from_base: bool,
@@ -156,7 +157,7 @@ pub fn measure(
     })
 }
 
-/// The `created_by` of each history entry that made a layer, in layer order.
+/// The `created_by` of each history entry that made a layer (its `comment` when empty), in layer order.
 fn layer_authors(config: &Value) -> Vec<String> {
     config
         .get("history")
@@ -170,10 +171,12 @@ fn layer_authors(config: &Value) -> Vec<String> {
                         .unwrap_or(false)
                 })
                 .map(|h| {
-                    h.get("created_by")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
+                    // An imported layer has no instruction; its comment says where it came from.
+                    let text = |key: &str| h.get(key).and_then(Value::as_str).unwrap_or_default();
+                    match text("created_by") {
+                        "" => text("comment").to_owned(),
+                        created_by => created_by.to_owned(),
+                    }
                 })
                 .collect()
         })
