@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const APPLETS: &[&str] = &[
-    "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env",
+    "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env", "touch",
 ];
 
 struct Fixture {
@@ -309,7 +309,12 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let ours: Vec<&str> = mounts
         .lines()
-        .filter(|line| line.contains(fixture.tmp.to_str().unwrap()) || line.contains("hoist"))
+        .filter(|line| {
+            // The scratch directories and the sandbox's state directory (others may have "hoist" in a path).
+            line.contains(fixture.tmp.to_str().unwrap())
+                || line.contains("/hoist-run/")
+                || line.contains("/hoist-sandbox-")
+        })
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     // The container's scratch directory (its writable layer) is gone too.
@@ -489,4 +494,445 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .map(|entry| entry.unwrap().path())
         .collect();
     assert!(scratch.is_empty(), "{scratch:?}");
+}
+
+/// A container ID as `hoist run -d` prints it: 64 hex digits and a newline.
+fn detached_id(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = stdout(output);
+    let id = out.trim_end_matches('\n');
+    assert_eq!(out.len(), 65, "{out:?}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{out:?}");
+    id.to_owned()
+}
+
+impl Fixture {
+    /// `hoist ARGS` to completion.
+    fn hoist_output(&self, args: &[&str]) -> Output {
+        self.hoist().args(args).output().unwrap()
+    }
+
+    /// `hoist ps` (with extra arguments) rows, split on runs of 3+ spaces, header left out.
+    fn ps(&self, args: &[&str]) -> Vec<Vec<String>> {
+        let output = self.hoist().arg("ps").args(args).output().unwrap();
+        assert!(output.status.success());
+        let out = stdout(&output);
+        let mut lines = out.lines();
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("CONTAINER ID   IMAGE"), "{header:?}");
+        lines
+            .map(|line| {
+                line.split("   ")
+                    .map(str::trim)
+                    .filter(|cell| !cell.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The recorded state of a container (`containers-v1/<id>/config.json`).
+    fn record(&self, id: &str) -> serde_json::Value {
+        let path = self.root.join("containers-v1").join(id).join("config.json");
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+}
+
+/// Waits until `condition` holds, failing after `seconds`.
+fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn detached_server_is_published_and_ps_logs_stop_rm_manage_it() {
+    let fixture = Fixture::new();
+    let port = free_port();
+    let started = Instant::now();
+    let output = fixture.hoist_output(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-u",
+        "0",
+        "-p",
+        &format!("127.0.0.1:{port}:8080/tcp"),
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo stopping; exit 3' TERM; echo started; echo warning >&2; \
+         httpd -f -p 8080 -h /www & wait",
+    ]);
+    let id = detached_id(&output);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let response = http_get(port, Instant::now() + Duration::from_secs(10));
+    assert!(response.contains("hello from the container"), "{response}");
+
+    let rows = fixture.ps(&[]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row[0], &id[..12]);
+    assert_eq!(row[1], "bb:1");
+    assert_eq!(row[2], "\"sh -c trap 'echo st…\"");
+    assert!(row[3].ends_with(" ago"), "{row:?}");
+    assert!(row[4].starts_with("Up "), "{row:?}");
+    assert_eq!(row[5], format!("127.0.0.1:{port}->8080/tcp"));
+    assert_eq!(row[6], "web");
+    assert_eq!(
+        stdout(&fixture.hoist_output(&["ps", "-q"])),
+        format!("{}\n", &id[..12])
+    );
+
+    wait_until(10, "the log", || {
+        stdout(&fixture.hoist_output(&["logs", "web"])) == "started\n"
+    });
+    let logs = fixture.hoist_output(&["logs", &id[..8]]);
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "warning\n");
+
+    // `logs -f` follows until the container ends; `stop` sends SIGTERM, which the trap turns into exit 3.
+    let follower = fixture
+        .hoist()
+        .args(["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = fixture.hoist_output(&["stop", "-t", "5", "web"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_eq!(stdout(&stop), "web\n");
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(stdout(&followed), "started\nstopping\n");
+
+    assert!(fixture.ps(&[]).is_empty());
+    let all = fixture.ps(&["-a"]);
+    assert_eq!(all.len(), 1);
+    assert!(all[0][4].starts_with("Exited (3) "), "{all:?}");
+    assert_eq!(all[0].last().unwrap(), "web");
+    assert_eq!(fixture.record(&id)["exitCode"], 3);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port still published"
+    );
+    assert!(processes_running(&["httpd", "-f", "-p", "8080", "-h", "/www"]).is_empty());
+
+    let rm = fixture.hoist_output(&["rm", "web"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(fixture.ps(&["-a"]).is_empty());
+    assert!(!fixture.root.join("containers-v1").join(&id).exists());
+    let missing = fixture.hoist_output(&["logs", "web"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("No such container: web"));
+}
+
+#[test]
+fn container_names_are_unique_until_removed() {
+    let fixture = Fixture::new();
+    let first = detached_id(
+        &fixture.hoist_output(&["run", "-d", "--name", "dup", "bb:1", "sleep", "1000"]),
+    );
+    let second = fixture.hoist_output(&["run", "-d", "--name", "dup", "bb:1", "true"]);
+    assert_eq!(second.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains(&format!(
+            "Conflict. The container name \"/dup\" is already in use by container \"{first}\""
+        )),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let refused = fixture.hoist_output(&["rm", "dup"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("You cannot remove a running container")
+    );
+    let forced = fixture.hoist_output(&["rm", "-f", "dup"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(processes_running(&["sleep", "1000"]).is_empty());
+    // Free again; a foreground --rm run with a name leaves nothing behind.
+    let again = fixture.hoist_output(&["run", "--rm", "--name", "dup", "bb:1", "echo", "again"]);
+    assert_eq!(stdout(&again), "again\n");
+    assert!(fixture.ps(&["-a"]).is_empty());
+    // Without --rm a detached container is kept when it exits, with its exit code; with --rm it is removed.
+    let kept = detached_id(&fixture.hoist_output(&["run", "-d", "bb:1", "sh", "-c", "exit 4"]));
+    let gone = detached_id(&fixture.hoist_output(&["run", "-d", "--rm", "bb:1", "true"]));
+    wait_until(10, "both containers to exit", || {
+        fixture.ps(&[]).is_empty() && !fixture.root.join("containers-v1").join(&gone).exists()
+    });
+    let all = fixture.ps(&["-a"]);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0][0], &kept[..12]);
+    assert!(all[0][4].starts_with("Exited (4) "), "{all:?}");
+    // A command that does not exist: 127 from `run -d` itself, and the container stays "Created", as Docker's.
+    let missing =
+        fixture.hoist_output(&["run", "-d", "--name", "broken", "bb:1", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    let all = fixture.ps(&["-a"]);
+    assert!(
+        all.iter()
+            .any(|row| row[4] == "Created" && row.last().unwrap() == "broken"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_killed_supervisor_leaves_an_exited_container_and_nothing_running() {
+    let fixture = Fixture::new();
+    let port = free_port();
+    let id = detached_id(&fixture.hoist_output(&[
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "-p",
+        &format!("{port}:8080"),
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 987123 & sleep 876123",
+    ]));
+    wait_until(10, "the container to start", || {
+        !processes_running(&["sleep", "987123"]).is_empty()
+    });
+    let supervisor = fixture.record(&id)["supervisorPid"].as_u64().unwrap();
+    let status = Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(10, "the container's processes to die", || {
+        processes_running(&["sleep", "987123"]).is_empty()
+            && processes_running(&["sleep", "876123"]).is_empty()
+    });
+    let all = fixture.ps(&["-a"]);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0][4].starts_with("Exited (137) "), "{all:?}");
+    assert!(fixture.ps(&[]).is_empty());
+    // `stop` and `logs -f` of a dead container return at once.
+    let started = Instant::now();
+    assert!(fixture.hoist_output(&["stop", "victim"]).status.success());
+    assert!(
+        fixture
+            .hoist_output(&["logs", "-f", "victim"])
+            .status
+            .success()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port still published"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let store = fixture.root.to_str().unwrap();
+    assert!(!mounts.contains(store), "{mounts}");
+    // rm removes the writable layer the supervisor could not clean up.
+    assert!(fixture.hoist_output(&["rm", "victim"]).status.success());
+    assert!(!fixture.root.join("containers-v1").join(&id).exists());
+}
+
+#[test]
+fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
+    let fixture = Fixture::new();
+    let host = fixture.root.parent().unwrap().join("shared");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("in"), "from the host\n").unwrap();
+    let spec = |mode: &str| format!("{}:/data{mode}", host.display());
+
+    let read_only = fixture.run(&[
+        "-u",
+        "0",
+        "-v",
+        &spec(":ro"),
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /data/in; touch /data/new",
+    ]);
+    assert_eq!(stdout(&read_only), "from the host\n");
+    assert!(!read_only.status.success());
+    let stderr = String::from_utf8_lossy(&read_only.stderr);
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(!host.join("new").exists());
+
+    let writable = fixture.run(&[
+        "-u",
+        "0",
+        "-v",
+        &spec(""),
+        "bb:1",
+        "sh",
+        "-c",
+        "echo from the container > /data/out",
+    ]);
+    assert!(
+        writable.status.success(),
+        "{}",
+        String::from_utf8_lossy(&writable.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(host.join("out")).unwrap(),
+        "from the container\n"
+    );
+
+    let named = fixture.run(&["-v", "cache:/cache", "bb:1", "true"]);
+    assert_eq!(named.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&named.stderr)
+            .contains("named volumes are not supported, use an absolute host path"),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
+    );
+}
+
+#[test]
+fn env_file_sets_variables_that_e_overrides() {
+    let fixture = Fixture::new();
+    let file = fixture.root.parent().unwrap().join("vars.env");
+    fs::write(
+        &file,
+        "# settings\nA=1\nB=from file\n\nFROM_HOST\nUNSET_ON_HOST\nGREETING=file\n",
+    )
+    .unwrap();
+    let output = fixture
+        .hoist()
+        .env("FROM_HOST", "host value")
+        .env_remove("UNSET_ON_HOST")
+        .args(["run", "--rm", "--env-file"])
+        .arg(&file)
+        .args(["-e", "B=from flag", "bb:1", "sh", "-c"])
+        .arg("echo \"$A|$B|$FROM_HOST|${UNSET_ON_HOST-unset}|$GREETING\"")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout(&output), "1|from flag|host value|unset|file\n");
+    let missing = fixture.run(&["--env-file", "/nonexistent/vars", "bb:1", "true"]);
+    assert_eq!(missing.status.code(), Some(125));
+}
+
+/// A static UDP echo server (C, built with the host's compiler): `udp-echo PORT` sends every datagram back.
+const UDP_ECHO: &str = r#"
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(atoi(argv[1]));
+    if (bind(s, (struct sockaddr *)&address, sizeof address) != 0) return 1;
+    static char buffer[65536];
+    for (;;) {
+        struct sockaddr_in from;
+        socklen_t length = sizeof from;
+        ssize_t n = recvfrom(s, buffer, sizeof buffer, 0, (struct sockaddr *)&from, &length);
+        if (n >= 0) sendto(s, buffer, n, 0, (struct sockaddr *)&from, length);
+    }
+}
+"#;
+
+#[test]
+fn udp_published_port_echoes_to_each_client() {
+    let fixture = Fixture::new();
+    let base = fixture.root.parent().unwrap();
+    let source = base.join("udp-echo.c");
+    fs::write(&source, UDP_ECHO).unwrap();
+    let rootfs = base.join("rootfs");
+    let status = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(rootfs.join("bin/udp-echo"))
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tar = base.join("udp.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let import = fixture
+        .hoist()
+        .arg("import")
+        .arg(&tar)
+        .arg("udp:1")
+        .output()
+        .unwrap();
+    assert!(import.status.success());
+
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = detached_id(&fixture.hoist_output(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port}:5353/udp"),
+        "udp:1",
+        "udp-echo",
+        "5353",
+    ]));
+    // Bound on the given address only.
+    let udp_table = fs::read_to_string("/proc/net/udp").unwrap();
+    assert!(
+        udp_table.contains(&format!("0100007F:{port:04X}")),
+        "{udp_table}"
+    );
+    let row = &fixture.ps(&[])[0];
+    assert_eq!(row[5], format!("127.0.0.1:{port}->5353/udp"));
+
+    // Two clients, each answered on its own address.
+    let clients: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            socket.connect(("127.0.0.1", port)).unwrap();
+            socket
+        })
+        .collect();
+    for (index, client) in clients.iter().enumerate() {
+        let message = format!("ping from client {index}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buffer = [0u8; 128];
+        let reply = loop {
+            // The server may not be listening yet: datagrams before that are lost, so send until one comes back.
+            let _ = client.send(message.as_bytes());
+            if let Ok(length) = client.recv(&mut buffer) {
+                break String::from_utf8_lossy(&buffer[..length]).into_owned();
+            }
+            assert!(Instant::now() < deadline, "no UDP reply on port {port}");
+        };
+        assert_eq!(reply, message);
+    }
+    assert!(fixture.hoist_output(&["rm", "-f", &id]).status.success());
+    assert!(processes_running(&["udp-echo", "5353"]).is_empty());
 }

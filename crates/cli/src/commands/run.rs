@@ -61,8 +61,8 @@ pub(crate) struct RunArgs {
     env_file: Vec<PathBuf>,
 
     /// Bind-mount a host directory or file: `HOST:CONTAINER[:ro|rw]` (absolute paths; no named volumes).
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]", value_parser = parse_volume)]
-    volume: Vec<BindMount>,
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    volume: Vec<String>,
 
     /// Working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
@@ -123,10 +123,6 @@ fn parse_port(text: &str) -> Result<PortMapping, String> {
         .map_err(|error: hoist_sandbox::Error| error.to_string())
 }
 
-fn parse_volume(text: &str) -> Result<BindMount, String> {
-    hoist_sandbox::parse_volume(text).map_err(|error| error.to_string())
-}
-
 impl RunArgs {
     /// The arguments after `run` that parse back to these (without `-d`): what the supervisor is started with.
     pub(crate) fn to_args(&self) -> Vec<OsString> {
@@ -149,14 +145,8 @@ impl RunArgs {
         for file in &self.env_file {
             flag("--env-file", Some(file.into()));
         }
-        for mount in &self.volume {
-            let mut spec = mount.source.clone().into_os_string();
-            spec.push(format!(
-                ":{}:{}",
-                mount.destination,
-                if mount.read_only { "ro" } else { "rw" }
-            ));
-            flag("--volume", Some(spec));
+        for volume in &self.volume {
+            flag("--volume", Some(volume.into()));
         }
         if let Some(dir) = &self.workdir {
             flag("--workdir", Some(dir.into()));
@@ -495,6 +485,7 @@ fn detach(
     for file in &args.env_file {
         read_env_file(file).map_err(|error| Failure::hoist(&error))?;
     }
+    bind_mounts(&args.volume)?;
     let (containers, record) = register(store, image, config, args)?;
     let dir = containers.container_dir(&record.id);
     let log = File::create(dir.join("supervisor.log")).map_err(|error| Failure::hoist(&error))?;
@@ -667,8 +658,13 @@ fn container_for(
 }
 
 /// The `-v` mounts, with missing host paths created as directories (as Docker does for a bind).
-fn bind_mounts(volumes: &[BindMount]) -> Result<Vec<BindMount>, Failure> {
-    for mount in volumes {
+fn bind_mounts(volumes: &[String]) -> Result<Vec<BindMount>, Failure> {
+    let mounts = volumes
+        .iter()
+        .map(|spec| hoist_sandbox::parse_volume(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Failure::hoist(&error))?;
+    for mount in &mounts {
         if !mount.source.exists() {
             std::fs::create_dir_all(&mount.source).map_err(|error| Failure {
                 code: EXIT_HOIST_FAILED,
@@ -676,7 +672,7 @@ fn bind_mounts(volumes: &[BindMount]) -> Result<Vec<BindMount>, Failure> {
             })?;
         }
     }
-    Ok(volumes.to_vec())
+    Ok(mounts)
 }
 
 /// Twelve hex digits, like Docker's short container IDs, from the standard library's randomly keyed hasher.
