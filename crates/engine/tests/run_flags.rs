@@ -2,6 +2,7 @@
 //! and `RUN --network=host`, through the solver and the real sandbox (root, namespaces, overlayfs). The image is
 //! busybox plus OpenSSH's `ssh-add` with the shared libraries `ldd` names, so the step itself lists the agent's keys.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::TcpListener;
@@ -65,6 +66,17 @@ fn build(
     ssh: &SshAgents,
     allow: Entitlements,
 ) -> Result<PathBuf, EngineError> {
+    build_with_secrets(dir, store, dockerfile, ssh, allow, &BTreeMap::new())
+}
+
+fn build_with_secrets(
+    dir: &Path,
+    store: &Store,
+    dockerfile: &str,
+    ssh: &SshAgents,
+    allow: Entitlements,
+    secrets: &BTreeMap<String, Vec<u8>>,
+) -> Result<PathBuf, EngineError> {
     let resolver = StoreResolver {
         store,
         puller: None,
@@ -85,7 +97,7 @@ fn build(
         dockerfile,
         context_dir: &context,
         ignore_patterns: &[],
-        secrets: &Default::default(),
+        secrets,
         named_contexts: &Default::default(),
         ssh,
         allow,
@@ -317,5 +329,56 @@ fn host_network_steps_need_the_network_host_entitlement() {
     assert_eq!(
         fs::read_to_string(out.join("answer")).unwrap(),
         "from-host\n"
+    );
+}
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file() {
+            let bytes = fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_step_cannot_see_another_step_s_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let secrets = BTreeMap::from([("token".to_owned(), b"s3cret-value".to_vec())]);
+    let dockerfile = "FROM flags:test\n\
+RUN --mount=type=secret,id=token grep -c s3cret /run/secrets/token > /used\n\
+RUN --mount=type=secret,id=token,env=TOKEN test -n \"$TOKEN\" && echo env-used > /env-used\n\
+RUN cat /run/secrets/token > /leak 2>&1; echo $? > /status; echo \"token=$TOKEN\" > /env-after\n";
+    let none = SshAgents::none();
+    let out = build_with_secrets(
+        dir.path(),
+        &store,
+        dockerfile,
+        &none,
+        Entitlements::default(),
+        &secrets,
+    )
+    .unwrap();
+    let read = |name: &str| fs::read_to_string(out.join(name)).unwrap();
+    // The steps that mount it see it (so the checks below can fail)...
+    assert_eq!(read("used"), "1\n");
+    assert_eq!(read("env-used"), "env-used\n");
+    // ...the next one sees neither the file nor the variable, and no layer holds the value.
+    assert_ne!(read("status"), "0\n", "{}", read("leak"));
+    assert_eq!(read("env-after"), "token=\n");
+    assert!(!out.join("run/secrets/token").exists());
+    assert_eq!(
+        files_containing(&out, b"s3cret-value"),
+        Vec::<PathBuf>::new()
     );
 }
