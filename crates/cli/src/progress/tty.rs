@@ -173,9 +173,10 @@ impl Tty {
                 Outcome::Failed(d) => (failed_style(), "ERROR ", d),
                 Outcome::Running => unreachable!("a vertex ends with an outcome"),
             };
-            bar.set_style(style);
-            bar.set_message(format!("{label}{}", view.name));
+            // Prefix and message before the style, so no frame shows the finished style without its time.
             bar.set_prefix(format!("{:.1}s", elapsed.as_secs_f64()));
+            bar.set_message(format!("{label}{}", view.name));
+            bar.set_style(style);
             bar.finish();
         }
         self.header.inc(1);
