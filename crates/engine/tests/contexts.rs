@@ -3,11 +3,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use hoist_registry::{Client, DockerConfig, ImageReference, PushOptions, RegistryConfig};
+
+#[path = "../../registry/tests/support/mod.rs"]
+mod support;
 
 use hoist_archive::{ImportOptions, import, save_oci_dir};
 use hoist_engine::{
-    EngineError, SandboxExecutor, Silent, Solution, SolveRequest, Solver, StoreResolver,
-    export_image, export_local,
+    EngineError, ImagePuller, RegistryPuller, Reporter, SandboxExecutor, Silent, Solution,
+    SolveRequest, Solver, StoreResolver, export_image, export_local,
 };
 use hoist_oci::{ManifestFormat, Store};
 use hoist_plan::{BuildPlan, NamedContext, NamedContextKind, PlanError, PlanRequest};
@@ -67,6 +73,15 @@ impl Fixture {
         dockerfile: &str,
         contexts: &[(&str, NamedContextKind)],
     ) -> Result<BuildPlan, PlanError> {
+        self.plan_pulling(dockerfile, contexts, None)
+    }
+
+    fn plan_pulling(
+        &self,
+        dockerfile: &str,
+        contexts: &[(&str, NamedContextKind)],
+        puller: Option<&dyn ImagePuller>,
+    ) -> Result<BuildPlan, PlanError> {
         let mut request = PlanRequest::new(hoist_dockerfile::parse(dockerfile).unwrap());
         request.named_contexts = contexts
             .iter()
@@ -77,7 +92,7 @@ impl Fixture {
             .collect();
         let resolver = StoreResolver {
             store: &self.store,
-            puller: None,
+            puller,
         };
         hoist_plan::plan(&request, &resolver)
     }
@@ -278,5 +293,78 @@ fn docker_image_contexts_come_from_the_store() {
             .env
             .iter()
             .any(|e| e == "FROM_BASE=yes")
+    );
+}
+
+#[test]
+fn docker_image_contexts_missing_from_the_store_are_pulled() {
+    let Some(registry) = support::TestRegistry::start() else {
+        return;
+    };
+    let fx = Fixture::new();
+    let source = Arc::new(Store::open(fx.path("source")).unwrap());
+    image(
+        &source,
+        fx.dir.path(),
+        "pushme:1",
+        &[("pulled.txt", "from the registry\n")],
+        &["ENV PULLED=yes"],
+    );
+    let make_client = || {
+        Ok(Client::new(
+            RegistryConfig::default(),
+            DockerConfig::at(fx.path("docker-config.json")),
+        ))
+    };
+    let remote = format!("{}/ctx/base:1", registry.addr);
+    let target: ImageReference = remote.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(make_client().unwrap().push(
+            Arc::clone(&source),
+            "pushme:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+
+    let puller = RegistryPuller::new(
+        fx.path("store"),
+        &make_client,
+        Arc::new(Silent) as Arc<dyn Reporter + Send>,
+    );
+    assert!(
+        fx.store.read_image(&remote).is_err(),
+        "not in the store yet"
+    );
+    let contexts = [("base", NamedContextKind::Image(remote.clone()))];
+    let plan = fx
+        .plan_pulling("FROM base\n", &contexts, Some(&puller))
+        .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    assert!(
+        plan.target_stage()
+            .config
+            .env
+            .iter()
+            .any(|e| e == "PULLED=yes"),
+        "the pulled image's config is the base"
+    );
+    assert!(
+        fx.store.read_image(&remote).is_ok(),
+        "pulled while planning"
+    );
+    let solution = fx
+        .solve(&plan, "FROM base\n")
+        .unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+    let image = export_image(&fx.store, &plan, &solution, ManifestFormat::Oci).unwrap();
+    let out = fx.path("out");
+    export_local(&fx.store, &image.layers, &out).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("pulled.txt")).unwrap(),
+        "from the registry\n"
     );
 }
