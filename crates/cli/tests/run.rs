@@ -936,3 +936,63 @@ fn udp_published_port_echoes_to_each_client() {
     assert!(fixture.hoist_output(&["rm", "-f", &id]).status.success());
     assert!(processes_running(&["udp-echo", "5353"]).is_empty());
 }
+
+#[test]
+fn detached_terminal_keeps_a_shell_and_stop_sends_the_images_stopsignal() {
+    let fixture = Fixture::new();
+    // `-dit sh`: the shell reads the terminal the supervisor keeps open, so it waits instead of exiting.
+    let shell =
+        detached_id(&fixture.hoist_output(&["run", "-dit", "--name", "shell", "bb:1", "sh"]));
+    wait_until(10, "the shell's banner in the log", || {
+        stdout(&fixture.hoist_output(&["logs", "shell"])).contains("BusyBox")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let rows = fixture.ps(&[]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0][4].starts_with("Up "), "{rows:?}");
+    // A terminal's output has CR LF line ends, as `docker logs` of a -t container.
+    assert!(stdout(&fixture.hoist_output(&["logs", "shell"])).contains("\r\n"));
+    assert!(fixture.hoist_output(&["rm", "-f", &shell]).status.success());
+
+    let context = fixture.root.parent().unwrap().join("context");
+    fs::create_dir(&context).unwrap();
+    fs::write(
+        context.join("Dockerfile"),
+        "FROM bb:1\nSTOPSIGNAL SIGUSR1\n",
+    )
+    .unwrap();
+    let build = fixture
+        .hoist()
+        .args(["build", "-q", "-t", "stopsig:1"])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    detached_id(&fixture.hoist_output(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "stopsig:1",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 5' USR1; echo ready; while true; do sleep 0.1; done",
+    ]));
+    wait_until(10, "the trap to be set", || {
+        stdout(&fixture.hoist_output(&["logs", "usr1"])) == "ready\n"
+    });
+    let started = Instant::now();
+    assert!(fixture.hoist_output(&["stop", "usr1"]).status.success());
+    // SIGUSR1 ended it at once: no 10 s timeout, no SIGKILL.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        stdout(&fixture.hoist_output(&["logs", "usr1"])),
+        "ready\ngot-usr1\n"
+    );
+    let rows = fixture.ps(&["-a"]);
+    assert!(rows[0][4].starts_with("Exited (5) "), "{rows:?}");
+}

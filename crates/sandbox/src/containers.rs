@@ -810,16 +810,24 @@ impl LogWriter {
         file.write_all(&json)
     }
 
-    /// Copies `from` into the log line by line until end of file (lines over 16 KiB are split).
+    /// Copies `from` into the log line by line until end of file (lines over 16 KiB are split). `EIO`, how a
+    /// pseudo-terminal's controlling side says the other side is closed, ends it too.
     pub fn copy(&self, stream: LogStream, from: impl Read) -> io::Result<()> {
         let mut reader = BufReader::new(from);
         let mut line = Vec::new();
         loop {
             line.clear();
-            let read = (&mut reader)
+            let read = match (&mut reader)
                 .take(MAX_LOG_LINE as u64)
-                .read_until(b'\n', &mut line)?;
+                .read_until(b'\n', &mut line)
+            {
+                Err(error) if error.raw_os_error() == Some(libc::EIO) => 0,
+                read => read?,
+            };
             if read == 0 {
+                if !line.is_empty() {
+                    self.write(stream, &line)?;
+                }
                 return Ok(());
             }
             self.write(stream, &line)?;

@@ -65,6 +65,12 @@ impl Terminal {
         })
     }
 
+    /// The controlling side alone, for a caller that copies the output itself (a detached container's log): the
+    /// terminal side is closed here, so once the command's copies are closed too, reads end with `EIO`.
+    pub fn into_controller(self) -> OwnedFd {
+        self.controller
+    }
+
     /// Starts copying: the command's output to hoist's standard output and, with `input`, hoist's standard input
     /// to the command (hoist's terminal, if it is one, goes to raw mode until [`Attached::finish`]).
     pub fn attach(self, input: bool) -> Result<Attached> {

@@ -367,6 +367,17 @@ fn run_container(
             stdin: Some(dev_null()?),
             ..Stdio::default()
         },
+        Output::Log(_) if args.tty => {
+            // The terminal's output, CR LF line ends included, is the log's stdout (as Docker's with -t); the
+            // controlling side, held by the copier, keeps the terminal open for the command's input.
+            let terminal = Terminal::open().map_err(|error| Failure::hoist(&error))?;
+            let stdio = terminal.stdio().map_err(|error| Failure::hoist(&error))?;
+            copiers.push((
+                hoist_sandbox::LogStream::Stdout,
+                File::from(terminal.into_controller()),
+            ));
+            stdio
+        }
         Output::Log(_) => {
             let stdin = if args.interactive {
                 let (read, write) = pipe()?;
@@ -473,12 +484,6 @@ fn detach(
         return Err(Failure {
             code: EXIT_HOIST_FAILED,
             message: format!("-d needs the built-in runtime, not {}", args.runtime),
-        });
-    }
-    if args.tty {
-        return Err(Failure {
-            code: EXIT_HOIST_FAILED,
-            message: "-t is not supported with -d yet".to_owned(),
         });
     }
     // What can be checked here is, so that the error comes from `hoist run` and no container is recorded.
