@@ -224,7 +224,8 @@ impl Drop for SshRelay {
     }
 }
 
-/// Copies bytes both ways until each side has closed its half.
+/// Copies bytes both ways. The step closing its end ends the connection to the agent too (so a relay never waits
+/// on an agent that keeps its end open); the agent closing its end is passed on as end of file.
 fn relay(client: UnixStream, upstream: UnixStream) {
     let (Ok(mut client_read), Ok(mut upstream_read)) = (client.try_clone(), upstream.try_clone())
     else {
@@ -233,7 +234,7 @@ fn relay(client: UnixStream, upstream: UnixStream) {
     let mut upstream_write = upstream;
     let to_agent = std::thread::spawn(move || {
         let _ = io::copy(&mut client_read, &mut upstream_write);
-        let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+        let _ = upstream_write.shutdown(std::net::Shutdown::Both);
     });
     let mut client_write = client;
     let _ = io::copy(&mut upstream_read, &mut client_write);
