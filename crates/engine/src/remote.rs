@@ -35,6 +35,14 @@ pub enum DownloadError {
         /// The checksum as given.
         checksum: String,
     },
+    /// The file name the planner gave is not one file name.
+    #[error("invalid file name {filename:?} for {url}")]
+    BadFileName {
+        /// The URL.
+        url: String,
+        /// The name.
+        filename: String,
+    },
     /// The request could not be sent or its answer not read (connection refused, TLS, timeout).
     #[error("failed to download {url}")]
     Request {
@@ -127,6 +135,12 @@ pub(crate) fn fetch(
     checksum: Option<&str>,
     filename: &str,
 ) -> Result<Fetched, DownloadError> {
+    if filename.is_empty() || filename == "." || filename == ".." || filename.contains('/') {
+        return Err(DownloadError::BadFileName {
+            url: url.to_owned(),
+            filename: filename.to_owned(),
+        });
+    }
     if let Some(checksum) = checksum {
         let valid = checksum.strip_prefix("sha256:").is_some_and(|hex| {
             hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

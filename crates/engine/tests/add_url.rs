@@ -273,11 +273,20 @@ fn add_url_names_modes_times_and_never_unpacks() {
          ADD --chmod=755 --chown=1000:1001 {plain} /opt/renamed\n\
          ADD {tar} /archives/\n\
          ADD --unpack=true {tar} /unpacked/\n\
-         ADD {root}/ /named/\n",
+         ADD {root}/ /named/\n\
+         ADD {spaced} /spaced/\n",
         hello = server.url("/files/hello.txt"),
         plain = server.url("/plain?x=1"),
         tar = server.url("/a.tar.gz"),
         root = server.url(""),
+        spaced = server.url("/with%20space.txt"),
+    );
+    server.serve(
+        "/with%20space.txt",
+        Resource {
+            body: b"spaced\n".to_vec(),
+            ..Resource::default()
+        },
     );
     server.serve(
         "/",
@@ -312,6 +321,11 @@ fn add_url_names_modes_times_and_never_unpacks() {
     assert_eq!(
         std::fs::read_to_string(out.join("unpacked/inner.txt")).unwrap(),
         "inside\n"
+    );
+    // The name is the decoded path's last element, as Go's url.Parse gives it.
+    assert_eq!(
+        std::fs::read_to_string(out.join("spaced/with space.txt")).unwrap(),
+        "spaced\n"
     );
     // A URL path without a last element gives BuildKit's `__unnamed__`.
     assert_eq!(

@@ -285,9 +285,62 @@ pub(crate) fn suggest(value: &str, candidates: &[String]) -> Option<String> {
     best.map(|(_, c)| c.clone())
 }
 
+/// The file name BuildKit's Dockerfile frontend gives an `ADD <URL>` download: `path.Base` of the
+/// URL's (percent-decoded) path, or `__unnamed__` when there is none or the URL does not parse.
+pub(crate) fn url_file_name(url: &str) -> String {
+    const UNNAMED: &str = "__unnamed__";
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let without_fragment = after_scheme.split('#').next().unwrap_or("");
+    let without_query = without_fragment.split('?').next().unwrap_or("");
+    let raw_path = without_query.find('/').map_or("", |i| &without_query[i..]);
+    let Some(path) = percent_decode(raw_path) else {
+        return UNNAMED.to_owned();
+    };
+    // Go's `path.Base`: trailing slashes dropped, then the last element. (`..` would name a file
+    // outside the download directory: it is unnamed too.)
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rsplit('/').next() {
+        Some(base) if !base.is_empty() && base != "." && base != ".." => base.to_owned(),
+        _ => UNNAMED.to_owned(),
+    }
+}
+
+/// `%XX` escapes decoded, as Go's `url.Parse` does for the path; `None` for a bad escape or bytes
+/// that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_file_names_are_buildkits() {
+        let name = |url: &str| url_file_name(url);
+        assert_eq!(name("https://example.com/a/b/tool.tar.gz"), "tool.tar.gz");
+        assert_eq!(name("https://example.com/dl/file.txt?sig=1#x"), "file.txt");
+        assert_eq!(name("https://example.com/a%20b.txt"), "a b.txt");
+        assert_eq!(name("https://example.com/dir/"), "dir");
+        assert_eq!(name("https://example.com/"), "__unnamed__");
+        assert_eq!(name("https://example.com"), "__unnamed__");
+        assert_eq!(name("https://example.com/a/%2e"), "__unnamed__");
+        assert_eq!(name("https://example.com/bad%zz"), "__unnamed__");
+        assert_eq!(name("https://example.com/a/%2e%2e"), "__unnamed__");
+    }
 
     #[test]
     fn durations_print_like_go() {

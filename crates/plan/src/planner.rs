@@ -1537,22 +1537,10 @@ impl Planner<'_> {
                         checksum: checksum.clone(),
                     }
                 } else {
-                    let path = url
-                        .split(['?', '#'])
-                        .next()
-                        .unwrap_or(url)
-                        .splitn(4, '/')
-                        .nth(3)
-                        .unwrap_or("");
-                    let base = path.rsplit('/').next().unwrap_or("");
                     Source::Http {
                         url: url.clone(),
                         checksum: checksum.clone(),
-                        filename: if base.is_empty() || base == "." {
-                            "__unnamed__".to_owned()
-                        } else {
-                            base.to_owned()
-                        },
+                        filename: go::url_file_name(url),
                     }
                 };
                 inputs.push(self.source(remote, Some(span)));
