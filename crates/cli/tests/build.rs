@@ -1390,6 +1390,30 @@ fn rawjson_progress_is_buildkits_solve_status() {
     );
 }
 
+/// The text of a terminal transcript without its colour (SGR) sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+                if c.is_ascii_alphabetic() {
+                    // Another control sequence (cursor movement): keep a marker so lines stay apart.
+                    out.push('\u{1b}');
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[test]
 fn tty_progress_draws_a_live_view_and_buildkits_summary() {
     let fx = Fixture::new();
@@ -1411,7 +1435,7 @@ fn tty_progress_draws_a_live_view_and_buildkits_summary() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    let screen = strip_ansi(&String::from_utf8_lossy(&output.stdout));
     assert!(output.status.success(), "{screen}");
     assert!(screen.contains("[+] Building"), "{screen}");
     // The summary, after the live view: every step with its time, right-aligned in 100 columns.
@@ -1441,7 +1465,7 @@ fn tty_progress_draws_a_live_view_and_buildkits_summary() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    let screen = strip_ansi(&String::from_utf8_lossy(&output.stdout));
     assert!(output.status.success(), "{screen}");
     assert!(
         screen.contains("=> CACHED [2/3] RUN echo line one; echo line two"),

@@ -80,12 +80,13 @@ fn running_style() -> ProgressStyle {
     style(" => {wide_msg} {secs:>6}")
 }
 
+/// Finished vertices are blue, failed ones red, as BuildKit colours them.
 fn finished_style() -> ProgressStyle {
-    style(" => {wide_msg} {prefix:>6}")
+    style(" => {wide_msg:.blue} {prefix:>6.blue}")
 }
 
 fn failed_style() -> ProgressStyle {
-    style(" => {wide_msg:.red} {prefix:>6}")
+    style(" => {wide_msg:.red} {prefix:>6.red}")
 }
 
 fn status_style() -> ProgressStyle {
@@ -201,6 +202,16 @@ impl Tty {
     /// The summary BuildKit prints when a build ends.
     fn summary(&self, state: &State) -> String {
         let width = usize::from(console::Term::stderr().size().1).max(40);
+        let colors = console::colors_enabled_stderr();
+        let paint = |text: String, failed: bool| -> String {
+            let text = text.trim_end_matches('\n').to_owned();
+            let painted = match (colors, failed) {
+                (false, _) => text,
+                (true, false) => console::style(text).blue().to_string(),
+                (true, true) => console::style(text).red().to_string(),
+            };
+            format!("{painted}\n")
+        };
         let done = state
             .views
             .values()
@@ -221,21 +232,41 @@ impl Tty {
                 Outcome::Done(d) => ("", d),
                 Outcome::Failed(d) => ("ERROR ", d),
             };
-            out.push_str(&line(&format!(" => {label}{}", view.name), elapsed, width));
+            let failed = matches!(view.outcome, Outcome::Failed(_));
+            out.push_str(&paint(
+                line(&format!(" => {label}{}", view.name), elapsed, width),
+                failed,
+            ));
             for status in &view.statuses {
                 let text = match status.last.total {
                     0 => status.id.clone(),
-                    total => format!(
-                        "{} {} / {}",
-                        status.id,
-                        decimal_bytes(status.last.current),
-                        decimal_bytes(total)
-                    ),
+                    total => {
+                        // The bytes stay whole; a long id (a digest) gives way.
+                        let bytes = format!(
+                            " {} / {}",
+                            decimal_bytes(status.last.current),
+                            decimal_bytes(total)
+                        );
+                        let room = width.saturating_sub(8 + " => => ".len() + bytes.len());
+                        let id: String = status.id.chars().take(room).collect();
+                        format!("{id}{bytes}")
+                    }
                 };
-                out.push_str(&line(&format!(" => => {text}"), status.last.elapsed, width));
+                out.push_str(&paint(
+                    line(&format!(" => => {text}"), status.last.elapsed, width),
+                    false,
+                ));
             }
         }
         out
+    }
+}
+
+/// A digest as the live view shows it beside a bar: `sha256:` and 12 hex digits.
+fn short_id(id: &str) -> &str {
+    match id.strip_prefix("sha256:") {
+        Some(hex) if hex.len() > 12 => &id[.."sha256:".len() + 12],
+        _ => id,
     }
 }
 
@@ -365,7 +396,7 @@ impl Reporter for Tty {
                 bar.set_position(status.current.min(status.total));
                 bar.set_message(format!(
                     "{} {} / {}",
-                    status.id,
+                    short_id(&status.id),
                     decimal_bytes(status.current),
                     decimal_bytes(status.total)
                 ));
@@ -422,7 +453,7 @@ impl Display for Tty {
 mod tests {
     use std::time::Duration;
 
-    use super::line;
+    use super::{line, short_id};
 
     #[test]
     fn summary_lines_right_align_the_time() {
@@ -432,5 +463,12 @@ mod tests {
         let long = line(&format!(" => {}", "x".repeat(100)), Duration::ZERO, 30);
         assert_eq!(long.trim_end().chars().count(), 29, "{long:?}");
         assert!(long.ends_with(" 0.0s\n"), "{long:?}");
+    }
+
+    #[test]
+    fn transfer_bars_show_short_digests() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(short_id(&digest), "sha256:abababababab");
+        assert_eq!(short_id("pushing layers"), "pushing layers");
     }
 }
