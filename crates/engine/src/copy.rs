@@ -264,12 +264,15 @@ pub(crate) fn copy(
                     (rel, abs, meta)
                 };
                 if meta.is_dir() {
-                    let target = if copy.parents {
-                        dest.join(&kept)
+                    // A directory's contents go into the destination, which (when new) is made as fsutil's
+                    // `MkdirAll(dest, 0755, chown)` makes it: not with the source directory's mode or owner. With
+                    // `--parents` the directory itself is copied, metadata included.
+                    let (target, source_meta) = if copy.parents {
+                        (dest.join(&kept), Some(&meta))
                     } else {
-                        dest.clone()
+                        (dest.clone(), None)
                     };
-                    copier.ensure_dir(&target, Some(&meta), tree)?;
+                    copier.ensure_dir(&target, source_meta, tree)?;
                     copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
                     if copier.excluded(Path::new(&name))? {
@@ -688,7 +691,8 @@ impl Chmod {
 }
 
 /// `--chown=user[:group]`: numbers, or names from the destination's `/etc/passwd` and `/etc/group`. Without a
-/// group the gid is the uid, as Docker documents.
+/// group, a user name takes its primary group from `/etc/passwd` and a uid is also the gid (BuildKit's
+/// `readUser`; Docker's docs only describe the numeric case).
 fn resolve_chown(spec: &str, view: &LayerView) -> Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -717,9 +721,19 @@ fn resolve_chown(spec: &str, view: &LayerView) -> Result<(u32, u32)> {
     let uid = lookup("/etc/passwd", user, "uid")?;
     let gid = match group {
         Some(group) => lookup("/etc/group", group, "gid")?,
+        None if user.parse::<u32>().is_err() => primary_gid(view, user).unwrap_or(uid),
         None => uid,
     };
     Ok((uid, gid))
+}
+
+/// The fourth field of `name`'s `/etc/passwd` entry.
+fn primary_gid(view: &LayerView, name: &str) -> Option<u32> {
+    let passwd = view.read_file("/etc/passwd")?;
+    String::from_utf8_lossy(&passwd).lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 3 && fields[0] == name).then(|| fields[3].parse().ok())?
+    })
 }
 
 /// WORKDIR's directory: created (with its parents) unless it already is a directory. Returns whether anything
