@@ -398,7 +398,11 @@ impl Solver<'_> {
                             what: format!("the build context {name:?}"),
                         }
                     })?;
-                    (root.clone(), Vec::new())
+                    // A named directory has its own `.dockerignore` (BuildKit's named local context).
+                    let ignore = hoist_context::find_ignore_file(root, None)?
+                        .map(|file| file.patterns)
+                        .unwrap_or_default();
+                    (root.clone(), ignore)
                 };
                 let sums = ChecksumCache {
                     dir: self.scratch.join("context-sums"),

@@ -1,6 +1,7 @@
 //! `--build-context NAME=oci-layout://…` and `NAME=docker-image://…` replacing `FROM NAME` and `COPY --from=NAME`:
 //! real OCI layouts written by hoist-archive from a second store, solved into a fresh store.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -98,6 +99,15 @@ impl Fixture {
     }
 
     fn solve(&self, plan: &BuildPlan, dockerfile: &str) -> Result<Solution, EngineError> {
+        self.solve_with(plan, dockerfile, &BTreeMap::new())
+    }
+
+    fn solve_with(
+        &self,
+        plan: &BuildPlan,
+        dockerfile: &str,
+        local: &BTreeMap<String, PathBuf>,
+    ) -> Result<Solution, EngineError> {
         let solver = Solver {
             store: &self.store,
             executor: &SandboxExecutor,
@@ -112,7 +122,7 @@ impl Fixture {
             context_dir: &context,
             ignore_patterns: &[],
             secrets: &Default::default(),
-            named_contexts: &Default::default(),
+            named_contexts: local,
             ssh: &Default::default(),
             allow: Default::default(),
         })
@@ -367,4 +377,32 @@ fn docker_image_contexts_missing_from_the_store_are_pulled() {
         std::fs::read_to_string(out.join("pulled.txt")).unwrap(),
         "from the registry\n"
     );
+}
+
+#[test]
+fn a_named_directory_has_its_own_dockerignore() {
+    let fx = Fixture::new();
+    let extra = fx.path("extra");
+    std::fs::create_dir_all(extra.join("sub")).unwrap();
+    std::fs::write(extra.join("keep.txt"), "kept\n").unwrap();
+    std::fs::write(extra.join("secret.txt"), "ignored\n").unwrap();
+    std::fs::write(extra.join("sub/notes.md"), "ignored too\n").unwrap();
+    std::fs::write(extra.join(".dockerignore"), "secret.txt\n**/*.md\n").unwrap();
+    let dockerfile = "FROM scratch\nCOPY --from=extra . /e/\n";
+    let plan = fx
+        .plan(dockerfile, &[("extra", NamedContextKind::Local)])
+        .unwrap();
+    let local = BTreeMap::from([("extra".to_owned(), extra.clone())]);
+    let solution = fx
+        .solve_with(&plan, dockerfile, &local)
+        .unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+    let image = export_image(&fx.store, &plan, &solution, ManifestFormat::Oci).unwrap();
+    let out = fx.path("out");
+    export_local(&fx.store, &image.layers, &out).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("e/keep.txt")).unwrap(),
+        "kept\n"
+    );
+    assert!(!out.join("e/secret.txt").exists());
+    assert!(!out.join("e/sub/notes.md").exists());
 }
