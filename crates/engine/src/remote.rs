@@ -103,14 +103,17 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// What the ADD's cache key depends on (BuildKit's key: name, digest, time).
-    pub(crate) fn key_content(&self, filename: &str) -> Vec<u8> {
+    /// What the ADD's cache key depends on, as BuildKit's http source keys it: the name, the digest and the
+    /// time; with `--checksum` only the name and the pinned digest (a new `Last-Modified` alone reuses the
+    /// cached step, whose file keeps the time it was first downloaded with).
+    pub(crate) fn key_content(&self, filename: &str, pinned: bool) -> Vec<u8> {
+        let time = if pinned {
+            ""
+        } else {
+            self.last_modified.as_deref().unwrap_or("")
+        };
         let mut content = Vec::new();
-        for part in [
-            filename,
-            &self.digest,
-            self.last_modified.as_deref().unwrap_or(""),
-        ] {
+        for part in [filename, &self.digest, time] {
             content.extend_from_slice(&(part.len() as u64).to_le_bytes());
             content.extend_from_slice(part.as_bytes());
         }
@@ -337,6 +340,8 @@ fn http_client() -> Result<reqwest::Client, DownloadError> {
         .tls_backend_preconfigured(tls)
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
+        // A server that stops sending fails the step instead of hanging the build.
+        .read_timeout(Duration::from_secs(120))
         .build()
         .map_err(|e| DownloadError::Client {
             reason: e.to_string(),

@@ -433,7 +433,7 @@ impl Solver<'_> {
                 let downloads = self.scratch.join("downloads");
                 let fetched =
                     crate::remote::fetch(&downloads, url, checksum.as_deref(), filename)?;
-                let content = fetched.key_content(filename);
+                let content = fetched.key_content(filename, checksum.is_some());
                 let output = Output::Context {
                     root: fetched.dir,
                     ignore: Vec::new(),

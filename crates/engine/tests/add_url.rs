@@ -466,4 +466,23 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
     let (_, cached) = fx.build(&pinned, "seventh");
     assert!(cached);
     assert_eq!(server.statuses("/data.txt").len(), before, "no request");
+
+    // With --checksum the key is the name and the pinned digest: downloaded again (the kept copy gone) with a
+    // new Last-Modified, the same bytes still reuse the cached step.
+    server.serve(
+        "/data.txt",
+        Resource {
+            body: b"three\n".to_vec(),
+            last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".to_owned()),
+            etag: None,
+        },
+    );
+    std::fs::remove_dir_all(fx.dir.path().join("scratch/downloads")).unwrap();
+    let (_, cached) = fx.build(&pinned, "eighth");
+    assert!(cached);
+    assert_eq!(
+        server.statuses("/data.txt").len(),
+        before + 1,
+        "downloaded again"
+    );
 }
