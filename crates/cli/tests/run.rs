@@ -494,6 +494,38 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .map(|entry| entry.unwrap().path())
         .collect();
     assert!(scratch.is_empty(), "{scratch:?}");
+
+    // Detached, rootless: after a `kill -9` of the supervisor, `rm` still removes the writable layer the
+    // supervisor left, overlayfs's mode-000 work directory included.
+    let detached = as_nobody(&home)
+        .args(["run", "-d", "--name", "bg", "rootless:1", "sleep", "1000"])
+        .output()
+        .unwrap();
+    let id = detached_id(&detached);
+    let dir = home.join(".local/share/hoist/containers-v1").join(&id);
+    let ps = as_nobody(&home).arg("ps").output().unwrap();
+    assert!(stdout(&ps).contains(" Up "), "{}", stdout(&ps));
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let supervisor = record["supervisorPid"].as_u64().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &supervisor])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(10, "the supervisor to die", || {
+        let ps = as_nobody(&home).args(["ps", "-a"]).output().unwrap();
+        stdout(&ps).contains("Exited (137)")
+    });
+    let rm = as_nobody(&home).args(["rm", "bg"]).output().unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(!dir.exists());
 }
 
 /// A container ID as `hoist run -d` prints it: 64 hex digits and a newline.
