@@ -47,7 +47,8 @@
 //! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
 //! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
 //! [`export_local`], [`export_tar`], [`export`] with [`ExportRequest`] and [`Exported`] (outputs, `--load`, pushes;
-//! [`export_image_at`] for `SOURCE_DATE_EPOCH`),
+//! [`export_image_at`] for `SOURCE_DATE_EPOCH`), [`read_secrets`], [`source_date_epoch`] and
+//! [`unpack_stdin_context`] (command-line inputs),
 //! [`EngineError`] and [`DownloadError`] (`ADD <URL>`). How it all works, and what is missing: `docs/engine.md`.
 
 mod cache;
@@ -60,6 +61,7 @@ mod exec;
 mod export;
 mod inflight;
 mod ingest;
+mod inputs;
 mod mounts;
 mod names;
 mod pull;
@@ -79,6 +81,9 @@ pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{
     BuiltImage, Destination, ExportRequest, Exported, OutputSpec, export, export_image,
     export_image_at, export_local, export_tar,
+};
+pub use inputs::{
+    SOURCE_DATE_EPOCH, StdinContext, read_secrets, source_date_epoch, unpack_stdin_context,
 };
 pub use pull::RegistryPuller;
 pub use remote::DownloadError;

@@ -30,7 +30,8 @@ use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file
 use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
 use hoist_engine::{
     EngineError, ExportRequest, LOAD_DEFINITION_SLOT, LOAD_IGNORE_SLOT, OutputSpec, RegistryPuller,
-    Reporter, SandboxExecutor, SolveRequest, Solver, StoreResolver, Vertex, VertexStatus,
+    Reporter, SOURCE_DATE_EPOCH, SandboxExecutor, SolveRequest, Solver, StdinContext,
+    StoreResolver, Vertex, VertexStatus,
 };
 use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
 use hoist_oci::{Reference, Store};
@@ -38,9 +39,6 @@ use hoist_plan::{NoCache, PlanRequest};
 
 use crate::diagnostics::{SourceError, use_color};
 use crate::progress;
-
-/// The build argument (and environment variable) that makes a build reproducible.
-const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// The inputs of every command that reads a Dockerfile and its build context.
 #[derive(Debug, Args)]
@@ -536,44 +534,6 @@ fn build_error(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `--secret` values by id, read from their files or environment variables (buildx's rules).
-fn read_secrets(specs: &[String]) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let mut secrets = BTreeMap::new();
-    for spec in specs {
-        let (mut id, mut file, mut env) = (None, None, None);
-        for field in spec.split(',') {
-            match field.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_owned()),
-                Some(("src" | "source", v)) => file = Some(v.to_owned()),
-                Some(("env", v)) => env = Some(v.to_owned()),
-                Some(("type", "file" | "env")) => {}
-                _ => return Err(format!("invalid secret {spec:?}: unexpected {field:?}")),
-            }
-        }
-        let id = match (id, &file, &env) {
-            (Some(id), _, _) => id,
-            (None, Some(path), _) => Path::new(path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            (None, None, Some(var)) => var.clone(),
-            (None, None, None) => return Err(format!("invalid secret {spec:?}: no id")),
-        };
-        let value = match (file, env) {
-            (Some(path), _) => std::fs::read(&path)
-                .map_err(|e| format!("failed to read secret {id} from {path}: {e}"))?,
-            (None, var) => {
-                let var = var.unwrap_or_else(|| id.clone());
-                std::env::var(&var)
-                    .map_err(|_| format!("secret {id}: environment variable {var} is not set"))?
-                    .into_bytes()
-            }
-        };
-        secrets.insert(id, value);
-    }
-    Ok(secrets)
-}
-
 /// `KEY=VALUE` pairs (`KEY` alone is an empty value, as docker's `--label`).
 fn key_values(items: &[String]) -> BTreeMap<String, String> {
     items
@@ -595,9 +555,19 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
         return build_error("-f - and a context on standard input cannot both read standard input");
     }
     let dir = std::env::temp_dir().join(format!("hoist-build-stdin-{}", std::process::id()));
-    let prepared = stdin_context(&dir);
+    let mut bytes = Vec::new();
+    let prepared = io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            hoist_engine::unpack_stdin_context(&bytes, &dir)
+                .map_err(|e| super::images::error_chain(&e))
+        });
     let code = match prepared {
-        Ok((context, dockerfile)) => {
+        Ok(StdinContext {
+            context,
+            dockerfile,
+        }) => {
             let input = DockerfileArgs {
                 file: dockerfile.or_else(|| args.input.file.as_ref().map(|f| context.join(f))),
                 target: args.input.target.clone(),
@@ -612,29 +582,6 @@ fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     };
     let _ = std::fs::remove_dir_all(&dir);
     code
-}
-
-/// Fills `dir` from standard input: a tar archive (plain, gzip or zstd) is the context; anything else is the
-/// Dockerfile, with an empty context. Returns the context directory and the Dockerfile when it is not in it.
-fn stdin_context(dir: &Path) -> io::Result<(PathBuf, Option<PathBuf>)> {
-    let mut bytes = Vec::new();
-    io::stdin().read_to_end(&mut bytes)?;
-    std::fs::create_dir_all(dir)?;
-    let mut header = Vec::new();
-    if let Ok(reader) = hoist_layer::Decompressor::new(&bytes[..]) {
-        let _ = reader.take(512).read_to_end(&mut header);
-    }
-    let context = dir.join("context");
-    std::fs::create_dir_all(&context)?;
-    if header.len() >= 262 && &header[257..262] == b"ustar" {
-        let reader = hoist_layer::Decompressor::new(&bytes[..])?;
-        hoist_layer::apply_layer(reader, &context, &hoist_layer::ApplyOptions::new())
-            .map_err(io::Error::other)?;
-        return Ok((context, None));
-    }
-    let dockerfile = dir.join("Dockerfile");
-    std::fs::write(&dockerfile, &bytes)?;
-    Ok((context, Some(dockerfile)))
 }
 
 /// The build of `input` (the Dockerfile and context, maybe prepared from standard input).
@@ -684,9 +631,10 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         Ok(tags) => tags,
         Err(message) => return build_error(&message),
     };
-    let secrets = match read_secrets(&args.secrets) {
+    let secrets = match hoist_engine::read_secrets(&args.secrets, &|name| std::env::var(name).ok())
+    {
         Ok(secrets) => secrets,
-        Err(message) => return build_error(&message),
+        Err(error) => return build_error(&error.to_string()),
     };
     let allow = match hoist_engine::Entitlements::parse(&args.allow) {
         Ok(allow) => allow,
@@ -708,20 +656,12 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     request.target = input.target.clone();
     request.build_args = checked.build_args.clone();
     // As buildx does: SOURCE_DATE_EPOCH from the environment is the build argument unless one is given.
-    if let Ok(epoch) = std::env::var(SOURCE_DATE_EPOCH)
-        && !request.build_args.contains_key(SOURCE_DATE_EPOCH)
-    {
-        request
-            .build_args
-            .insert(SOURCE_DATE_EPOCH.to_owned(), epoch);
-    }
-    let source_date_epoch = match request.build_args.get(SOURCE_DATE_EPOCH) {
-        None => None,
-        Some(value) if value.is_empty() => None,
-        Some(value) => match value.parse::<i64>() {
-            Ok(epoch) if epoch >= 0 => Some(epoch),
-            _ => return build_error(&format!("invalid SOURCE_DATE_EPOCH: {value:?}")),
-        },
+    let source_date_epoch = match hoist_engine::source_date_epoch(
+        &mut request.build_args,
+        std::env::var(SOURCE_DATE_EPOCH).ok(),
+    ) {
+        Ok(epoch) => epoch,
+        Err(error) => return build_error(&error.to_string()),
     };
     if let Some(platform) = &args.platform {
         match hoist_plan::Platform::parse(platform) {
