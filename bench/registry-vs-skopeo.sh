@@ -21,12 +21,13 @@
 #   pull: hoist pull 127.0.0.1:PORT/bench/image:1                  (into an empty store)
 #         skopeo copy --src-tls-verify=false docker://127.0.0.1:PORT/bench/image:1 oci:DIR:bench
 #
-# hoist's pull does more than skopeo's: it also decompresses each layer to record its diff ID and size in the
-# store (skopeo's `oci:` destination only stores the compressed blobs).
+# hoist's pull does more than skopeo's: it also decompresses each layer to verify and record its diff ID and
+# sizes in the store (a second SHA-256 over the uncompressed bytes); skopeo's `oci:` destination only stores and
+# hashes the compressed blobs.
 #
 # Runs are interleaved: ROUNDS rounds, each one hyperfine run of every command (hoist, skopeo, hoist, …), after
-# one warm-up round; the summary gives the median and range per command. Peak RSS comes from one extra run of each
-# under `/usr/bin/time -v`.
+# one warm-up round; the summary gives the median and range per command. Peak RSS and CPU time (user + system)
+# come from one extra run of each under `/usr/bin/time -v`.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -129,6 +130,7 @@ rss() { # name, prepare, command
   eval "$2"
   /usr/bin/time -v $3 2> "$RESULTS/rss-$1.txt" >/dev/null
   awk -F': ' '/Maximum resident set size/ {print $2}' "$RESULTS/rss-$1.txt" > "$RESULTS/rss-$1"
+  awk -F': ' '/User time|System time/ {cpu += $2} END {print cpu}' "$RESULTS/rss-$1.txt" > "$RESULTS/cpu-$1"
 }
 rss hoist-push "$WIPE" "$HOIST_PUSH"
 rss skopeo-push "$WIPE" "$SKOPEO_PUSH"
@@ -149,12 +151,14 @@ for op in ("push", "pull"):
             times.setdefault(result["command"], []).append(result["times"][0])
 def rss(name):
     return int(open(f"{results}/rss-{name}").read()) / 1024
-print(f"| command | median | min–max | throughput | peak RSS |")
-print(f"| --- | --- | --- | --- | --- |")
+def cpu(name):
+    return float(open(f"{results}/cpu-{name}").read())
+print(f"| command | median | min–max | throughput | peak RSS | CPU (user+sys) |")
+print(f"| --- | --- | --- | --- | --- | --- |")
 for name, values in times.items():
     median = statistics.median(values)
     print(f"| {name} | {median:.2f} s | {min(values):.2f}–{max(values):.2f} s | "
-          f"{size_mb / median:.0f} MB/s | {rss(name):.0f} MB |")
+          f"{size_mb / median:.0f} MB/s | {rss(name):.0f} MB | {cpu(name):.2f} s |")
 for op in ("push", "pull"):
     hoist, skopeo = statistics.median(times[f"hoist-{op}"]), statistics.median(times[f"skopeo-{op}"])
     print(f"{op}: hoist is {skopeo / hoist:.2f}x skopeo (median)")

@@ -448,7 +448,8 @@ impl Client {
         url.query_pairs_mut().extend_pairs(&query);
         let mut attempt = 0;
         let response = loop {
-            let mut request = http.get(url.clone());
+            // A token response is small: the whole exchange gets the response timeout.
+            let mut request = http.get(url.clone()).timeout(self.limits.response_timeout);
             if let Some(creds) = credentials {
                 request = request.basic_auth(&creds.username, Some(&creds.password));
             }
@@ -551,6 +552,7 @@ impl Client {
         let body = form.query().unwrap_or("").to_owned();
         let response = http
             .post(realm)
+            .timeout(self.limits.response_timeout)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
