@@ -1620,3 +1620,63 @@ fn source_date_epoch_makes_builds_reproducible_across_stores() {
     assert_ne!(d, e);
     assert_ne!(d, a);
 }
+
+/// `--push` uses the registry configuration `hoist push` uses: a TLS registry is refused until registries.conf
+/// names its CA.
+#[test]
+fn push_to_a_tls_registry_trusts_the_registries_conf_ca() {
+    let Some(registry) = support::TestRegistry::start_tls() else {
+        return;
+    };
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.write("Dockerfile", "FROM bb:1\nRUN echo tls > /tls.txt\n");
+    let target = format!("{}/tls/app:1", registry.addr);
+    let refused = fx.hoist(&["build", "--progress", "plain", "--push", "-t", &target, "."]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("invalid peer certificate"),
+        "{}",
+        refused.stderr
+    );
+    fs::write(
+        fx.path("registries.conf"),
+        format!(
+            "[[registry]]\nprefix = \"{}\"\nca-file = \"{}\"\n",
+            registry.addr,
+            registry.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let meta = fx.path("meta.json");
+    fx.build(&[
+        "--push",
+        "-t",
+        &target,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ]);
+    let digest = metadata(&meta)["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // skopeo reads `*.crt` from a directory that must hold no keys.
+    let certs = fx.path("certs");
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(registry.ca_file(), certs.join("ca.crt")).unwrap();
+    let output = Command::new("skopeo")
+        .args(["inspect", "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("docker://{target}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inspected: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+}
