@@ -127,11 +127,14 @@ impl RunArgs {
     /// The arguments after `run` that parse back to these (without `-d`): what the supervisor is started with.
     pub(crate) fn to_args(&self) -> Vec<OsString> {
         let mut out: Vec<OsString> = Vec::new();
+        // `--flag=value`, so a value starting with `-` is never taken for a flag.
         let mut flag = |name: &str, value: Option<OsString>| {
-            out.push(name.into());
+            let mut arg = OsString::from(name);
             if let Some(value) = value {
-                out.push(value);
+                arg.push("=");
+                arg.push(value);
             }
+            out.push(arg);
         };
         if self.rm {
             flag("--rm", None);
@@ -686,4 +689,64 @@ fn random_hostname() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    #[test]
+    fn recorded_arguments_parse_back_to_the_same_run() {
+        let argv = [
+            "run",
+            "--rm",
+            "-d",
+            "--name",
+            "web",
+            "--env=-dash=x",
+            "--env-file",
+            "vars.env",
+            "-v",
+            "/srv:/data:ro",
+            "-w",
+            "/app",
+            "-u",
+            "1000:1000",
+            "--network",
+            "none",
+            "-p",
+            "127.0.0.1:8080:80",
+            "-p",
+            "53:53/udp",
+            "--entrypoint",
+            "",
+            "--hostname",
+            "box",
+            "-it",
+            "--stop-timeout",
+            "3",
+            "bb:1",
+            "sh",
+            "-c",
+            "--not-a-flag",
+        ];
+        let first = Line::parse_from(argv).args;
+        assert!(first.detach);
+        let again =
+            Line::parse_from(std::iter::once(OsString::from("run")).chain(first.to_args())).args;
+        assert!(!again.detach, "the supervisor runs in the foreground");
+        let without_detach = RunArgs {
+            detach: false,
+            ..first
+        };
+        assert_eq!(format!("{without_detach:?}"), format!("{again:?}"));
+    }
 }
