@@ -36,8 +36,15 @@ pub(crate) fn vertex_names(plan: &BuildPlan, dockerfile: &str) -> HashMap<usize,
         }
     }
     for op in &plan.ops {
-        if let Op::Source(Source::Context { .. }) = op.op {
-            names.insert(op.id.0, "[internal] load build context".to_owned());
+        match &op.op {
+            Op::Source(Source::Context { .. }) => {
+                names.insert(op.id.0, "[internal] load build context".to_owned());
+            }
+            // An `ADD <URL>` download, named by its URL as the BuildKit of Docker 20.10 names it.
+            Op::Source(Source::Http { url, .. }) => {
+                names.insert(op.id.0, url.clone());
+            }
+            _ => {}
         }
     }
     names
