@@ -907,7 +907,7 @@ fn docker_loads_and_runs_a_built_image() {
         String::from_utf8_lossy(&load.stderr)
     );
     let run = Command::new("docker")
-        .args(["run", "--rm", &name])
+        .args(["run", "--rm", "--network", "none", &name])
         .output()
         .unwrap();
     let _ = Command::new("docker")
@@ -957,7 +957,7 @@ fn docker_load_flag_puts_the_image_in_docker() {
     );
     let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let run = Command::new("docker")
-        .args(["run", "--rm", &name])
+        .args(["run", "--rm", "--network", "none", &name])
         .output()
         .unwrap();
     let inspect = Command::new("docker")
