@@ -975,6 +975,67 @@ mod tests {
         assert_eq!(exited.status_column(later), "Exited (3) About a minute ago");
     }
 
+    /// A supervisor for a plain host process: holds the lock, records the exit, releases the lock.
+    fn supervise(
+        store: &ContainerStore,
+        script: &str,
+    ) -> (ContainerRecord, std::thread::JoinHandle<()>) {
+        use std::os::unix::process::ExitStatusExt;
+        let record = store.create(new(None)).unwrap();
+        let lock = store.claim(&record.id).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        store.mark_running(&record.id, child.id()).unwrap();
+        let supervisor = {
+            let store = store.clone();
+            let id = record.id.clone();
+            std::thread::spawn(move || {
+                let status = child.wait().unwrap();
+                let code = status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap());
+                store.mark_exited(&id, code, None).unwrap();
+                drop(lock);
+            })
+        };
+        (store.find(&record.id).unwrap(), supervisor)
+    }
+
+    #[test]
+    fn stop_signals_then_kills_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+
+        let (record, supervisor) =
+            supervise(&store, "trap 'exit 3' USR1; while :; do sleep 0.05; done");
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        store
+            .stop(&record, libc::SIGUSR1, Duration::from_secs(5))
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        supervisor.join().unwrap();
+        assert_eq!(store.find(&record.id).unwrap().exit_code, Some(3));
+
+        let (record, supervisor) = supervise(&store, "trap '' TERM; while :; do sleep 0.05; done");
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        store
+            .stop(&record, libc::SIGTERM, Duration::from_millis(500))
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        supervisor.join().unwrap();
+        let stopped = store.find(&record.id).unwrap();
+        assert_eq!(stopped.state, ContainerState::Exited);
+        assert_eq!(stopped.exit_code, Some(137));
+        // Stopping it again does nothing.
+        store
+            .stop(&stopped, libc::SIGTERM, Duration::from_secs(5))
+            .unwrap();
+    }
+
     #[test]
     fn logs_round_trip_line_by_line() {
         let dir = tempfile::tempdir().unwrap();
