@@ -178,10 +178,15 @@ fn lambda_example_dev_target_answers_invokes_through_the_emulator() {
     let versioned = fixture.inspect(&format!("hoist/rie:{}", env!("CARGO_PKG_VERSION")));
     assert_eq!(versioned["Id"], rie["Id"]);
 
+    assert_invokes_answer(&fixture, "fn:dev");
+}
+
+/// Runs `image` with its port 8080 published and checks two invokes' answers.
+fn assert_invokes_answer(fixture: &Fixture, image: &str) {
     let port = free_port();
     let child = fixture
         .hoist()
-        .args(["run", "--rm", "-p", &format!("{port}:8080"), "fn:dev"])
+        .args(["run", "--rm", "-p", &format!("{port}:8080"), image])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -206,6 +211,47 @@ fn lambda_example_dev_target_answers_invokes_through_the_emulator() {
         body,
         r#"{"message":"Hello, Ada! (from hoist's Lambda example)"}"#
     );
+}
+
+#[test]
+fn lambda_example_bootstrap_runs_from_hoist_rie_itself_without_libc() {
+    // FROM hoist/rie: the emulator's own image (scratch plus one static file) with its default entrypoint, which
+    // runs /var/task/bootstrap; busybox-static is the only other binary, so nothing in the image has a libc.
+    let fixture = Fixture::new();
+    let context = fixture.dir.path().join("on-rie");
+    fs::create_dir_all(context.join("rootfs/bin")).unwrap();
+    fs::create_dir_all(context.join("rootfs/tmp")).unwrap();
+    fs::copy("/bin/busybox", context.join("rootfs/bin/busybox")).unwrap();
+    for applet in APPLETS {
+        symlink("busybox", context.join("rootfs/bin").join(applet)).unwrap();
+    }
+    fs::copy(
+        workspace().join("examples/lambda/bootstrap"),
+        context.join("bootstrap"),
+    )
+    .unwrap();
+    fs::write(
+        context.join("Dockerfile"),
+        "FROM hoist/rie\nCOPY rootfs/ /\nCOPY bootstrap /var/task/bootstrap\n",
+    )
+    .unwrap();
+    let output = fixture
+        .hoist()
+        .args(["build", "-t", "fn:on-rie"])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let image = fixture.inspect("fn:on-rie");
+    assert_eq!(
+        image["Config"]["Entrypoint"],
+        serde_json::json!(["/aws-lambda-rie"])
+    );
+    assert_eq!(
+        image["Config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+    assert_invokes_answer(&fixture, "fn:on-rie");
 }
 
 #[test]
