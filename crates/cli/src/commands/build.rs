@@ -1,6 +1,6 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
-//! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF]…
+//! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]]…
 //! [--progress auto|plain|tty|rawjson|quiet] [-q] [--push] [--check] CONTEXT|-`: Docker's flags and meanings (`-` reads a Dockerfile or a
 //! context tar from standard input).
 //!
@@ -762,7 +762,10 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
 
     let ignore_patterns = match find_ignore_file(&input.context, checked.source.path.as_deref()) {
         Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
-        Err(error) => return super::images::fail(&error),
+        Err(error) => {
+            progress.finish();
+            return super::images::fail(&error);
+        }
     };
     // BuildKit's first two vertices: the Dockerfile and the ignore file as the builder received them.
     let definition = match &checked.source.path {
