@@ -21,7 +21,7 @@ use hoist_engine::{
     SandboxExecutor, Silent, SolveRequest, Solver, StoreResolver, export_image, export_local,
 };
 use hoist_oci::{ManifestFormat, Store};
-use hoist_plan::PlanRequest;
+use hoist_plan::{PlanErrorKind, PlanRequest};
 use serde_json::Value;
 use support::{BASE_CHANGES, BASE_IMAGE, Case, Expected};
 
@@ -92,7 +92,13 @@ impl Suite {
         };
         let plan = match hoist_plan::plan(&request, &resolver) {
             Ok(plan) => plan,
-            Err(error) => return failed(error.to_string()),
+            // An unknown target also carries the stage names, for the hint the CLI prints.
+            Err(error) => match error.kind.as_ref() {
+                PlanErrorKind::TargetNotFound { stages, .. } => {
+                    return failed(format!("{error} (stages: {})", stages.join(", ")));
+                }
+                _ => return failed(error.to_string()),
+            },
         };
         let ignore_patterns = hoist_context::find_ignore_file(&context, None)
             .unwrap()
