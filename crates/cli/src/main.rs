@@ -34,6 +34,8 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Remove unreferenced blobs, unused snapshots and build cache.
     Prune(commands::prune::PruneArgs),
+    /// Verify the store: blob digests, references, the build cache index.
+    Check(commands::check::CheckArgs),
     /// Create an image from a root filesystem tarball.
     Import(commands::import::ImportArgs),
     /// Save images to a docker-archive or an OCI image layout.

@@ -80,8 +80,12 @@ pub(crate) fn lookup(store: &Store, key: &CacheKey) -> Result<Option<OpRecord>> 
     let Ok(record) = serde_json::from_slice::<OpRecord>(&bytes) else {
         return Ok(None);
     };
+    // Retained, not just looked at: no reference holds a cache entry's layer, and a prune running beside this build
+    // would otherwise be free to delete it before the image that needs it is written.
     if let Some(layer) = &record.layer
-        && !store.has_blob(&layer.digest)
+        && !store
+            .retain_blob(&layer.digest)
+            .map_err(|e| EngineError::store("failed to read the build cache", e))?
     {
         return Ok(None);
     }
@@ -100,6 +104,50 @@ pub(crate) fn record(store: &Store, key: &CacheKey, record: &OpRecord) -> Result
         .commit()
         .map_err(|e| EngineError::store("failed to write the build cache", e))?;
     Ok(())
+}
+
+/// What [`check_cache`] found in the build cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheCheck {
+    /// Committed cache entries.
+    pub entries: usize,
+    /// Entries whose layer blob was pruned: lookups treat them as misses, and prune removes them in time.
+    pub stale: usize,
+    /// Entries whose `result.json` is missing or does not parse: a committed entry is always complete, so these
+    /// are damage.
+    pub broken: Vec<String>,
+}
+
+/// Verifies the cache index next to [`Store::check`](hoist_oci::Store::check): every committed entry holds a
+/// readable record. Entries still being written (`.tmp-…`) are leftovers and are not looked at.
+pub fn check_cache(store: &Store) -> Result<CacheCheck> {
+    let dir = store.area_dir(Area::Cache);
+    let mut check = CacheCheck::default();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(check),
+        Err(error) => return Err(EngineError::io("list", &dir, error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io("list", &dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        check.entries += 1;
+        let record = fs::read(entry.path().join(RESULT_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<OpRecord>(&bytes).ok());
+        match record {
+            None => check.broken.push(name),
+            Some(OpRecord {
+                layer: Some(layer), ..
+            }) if !store.has_blob(&layer.digest) => check.stale += 1,
+            Some(_) => {}
+        }
+    }
+    check.broken.sort();
+    Ok(check)
 }
 
 #[cfg(test)]
@@ -121,5 +169,41 @@ mod tests {
             CacheKey::compute(b"m", &[], None)
         );
         assert_eq!(a.hex().len(), 64);
+    }
+
+    #[test]
+    fn check_cache_tells_stale_from_broken_entries() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = store.ingest_bytes(b"layer").unwrap();
+        let layer = |digest| LayerRef {
+            digest,
+            diff_id: digest,
+            size: 5,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        };
+        let whole = OpRecord {
+            layer: Some(layer(blob.digest)),
+            created: "2024-01-01T00:00:00Z".into(),
+        };
+        record(&store, &CacheKey::compute(b"a", &[], None), &whole).unwrap();
+        let pruned = OpRecord {
+            layer: Some(layer(Digest::sha256(b"gone"))),
+            ..whole.clone()
+        };
+        record(&store, &CacheKey::compute(b"b", &[], None), &pruned).unwrap();
+        let broken = CacheKey::compute(b"c", &[], None);
+        let entry = store.begin_entry(Area::Cache, &broken.hex()).unwrap();
+        fs::write(entry.path().join(RESULT_FILE), b"{\"lay").unwrap();
+        entry.commit().unwrap();
+        assert_eq!(
+            check_cache(&store).unwrap(),
+            CacheCheck {
+                entries: 3,
+                stale: 1,
+                broken: vec![broken.hex()],
+            }
+        );
     }
 }

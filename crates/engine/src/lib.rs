@@ -73,8 +73,8 @@ mod solver;
 mod ssh;
 mod view;
 
+pub use cache::{CacheCheck, CacheKey, LayerRef, OpRecord, check_cache};
 pub use contexts::LayoutError;
-pub use cache::{CacheKey, LayerRef, OpRecord};
 pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};

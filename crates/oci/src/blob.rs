@@ -247,6 +247,14 @@ impl Store {
         self.ingest(bytes, &expected)
     }
 
+    /// Whether the blob is stored; if it is, it stays protected from prune for as long as this handle lives. For
+    /// content found through something prune does not follow, like a build cache entry naming a layer that no
+    /// reference holds: checking with [`has_blob`](Store::has_blob) alone would let a concurrent prune delete it
+    /// before it is used.
+    pub fn retain_blob(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.reuse_existing(&Expected::digest(*digest))?.is_some())
+    }
+
     /// If the expected blob is stored already, protects it in this handle's lease and returns it.
     pub(crate) fn reuse_existing(&self, expected: &Expected) -> Result<Option<BlobInfo>> {
         let Some(digest) = &expected.digest else {

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub(crate) mod build;
+pub(crate) mod check;
 pub(crate) mod images;
 pub(crate) mod import;
 pub(crate) mod inspect;
@@ -35,6 +36,7 @@ pub(crate) fn dispatch(cli: Cli) -> ExitCode {
         Command::Rmi(args) => rmi::run(cli.root.as_deref(), &args),
         Command::Inspect(args) => inspect::run(cli.root.as_deref(), &args),
         Command::Prune(args) => prune::run(cli.root.as_deref(), &args),
+        Command::Check(args) => check::run(cli.root.as_deref(), &args),
         Command::Import(args) => import::run(cli.root.as_deref(), &args),
         Command::Save(args) => save::run(cli.root.as_deref(), &args),
         Command::Load(args) => load::run(cli.root.as_deref(), &args),
