@@ -55,21 +55,33 @@ impl Store {
         let (copied, scanned) = std::thread::scope(|scope| {
             let (full, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPE_DEPTH);
             let (empty_tx, empty) = mpsc::channel::<Vec<u8>>();
-            let decoder = scope.spawn(move || {
-                let mut pipe = PipeReader {
-                    chunks: full_rx,
-                    current: Vec::new(),
-                    len: 0,
-                    pos: 0,
-                    recycle: empty_tx,
-                };
-                // Bytes after the end of the compressed stream (or the tar end) are part of the blob too: drained
-                // here so the reading side never blocks on a full pipe.
-                scan(&mut pipe).and_then(|scanned| {
-                    io::copy(&mut pipe, &mut io::sink())?;
-                    Ok(scanned)
-                })
-            });
+            let decoder = std::thread::Builder::new()
+                .name("layer-decoder".to_owned())
+                .spawn_scoped(scope, move || {
+                    let mut pipe = PipeReader {
+                        chunks: full_rx,
+                        current: Vec::new(),
+                        len: 0,
+                        pos: 0,
+                        recycle: empty_tx,
+                    };
+                    // Bytes after the end of the compressed stream (or the tar end) are part of the blob too: drained
+                    // here so the reading side never blocks on a full pipe.
+                    scan(&mut pipe).and_then(|scanned| {
+                        io::copy(&mut pipe, &mut io::sink())?;
+                        Ok(scanned)
+                    })
+                });
+            let decoder = match decoder {
+                Ok(decoder) => decoder,
+                Err(error) => {
+                    let error = io::Error::new(
+                        error.kind(),
+                        format!("cannot start the layer decoder thread: {error}"),
+                    );
+                    return (Ok(()), Err(error));
+                }
+            };
             let copied = copy_into_pipe(reader, &mut writer, expected.size, &full, &empty);
             drop(full);
             let scanned = decoder

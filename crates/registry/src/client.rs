@@ -1122,6 +1122,37 @@ mod tests {
     }
 
     #[test]
+    fn speed_check_judges_whole_windows() {
+        let limits = Limits {
+            low_speed_limit: 1000,
+            low_speed_time: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        // Fast enough: 1 MB in the first window, then the next window starts.
+        let mut fast = SpeedCheck::new(&limits);
+        assert!(fast.remaining() <= Duration::from_millis(50));
+        fast.record(1_000_000).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        fast.record(1_000_000).unwrap();
+        assert!(fast.remaining() > Duration::from_millis(40));
+        // A trickle, judged once the window is over.
+        let mut slow = SpeedCheck::new(&limits);
+        std::thread::sleep(Duration::from_millis(60));
+        let error = slow.record(2).unwrap_err();
+        assert!(error.contains("2 bytes in"), "{error}");
+        assert!(error.contains("below the 1000 bytes/s minimum"), "{error}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_64_times() {
+        let limits = Limits::default();
+        assert_eq!(limits.backoff(1), Duration::from_millis(200));
+        assert_eq!(limits.backoff(2), Duration::from_millis(400));
+        assert_eq!(limits.backoff(7), Duration::from_millis(200 * 64));
+        assert_eq!(limits.backoff(30), Duration::from_millis(200 * 64));
+    }
+
+    #[test]
     fn short_retry_after_is_waited_long_or_dated_is_not() {
         assert_eq!(wait(Some("3")), Some(Duration::from_secs(3)));
         assert_eq!(wait(Some(" 10 ")), Some(Limits::default().max_retry_after));
