@@ -12,6 +12,7 @@
 //! network (BuildKit trusts a pinned checksum the same way); otherwise the request carries `If-None-Match` and
 //! a `304 Not Modified` reuses the kept file, as BuildKit's http source does.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{ETAG, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH, LAST_MODIFIED};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -132,11 +133,14 @@ struct Seen {
 }
 
 /// Downloads `url` as `filename` into `downloads` (or reuses a kept copy, see the module docs).
+/// `secrets` are the build's `--secret`s: `HTTP_AUTH_HEADER_<host>` is sent as the `Authorization` header, and
+/// `HTTP_AUTH_TOKEN_<host>` as `Bearer <token>` (it wins when both are given), as BuildKit's http source does.
 pub(crate) fn fetch(
     downloads: &Path,
     url: &str,
     checksum: Option<&str>,
     filename: &str,
+    secrets: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Fetched, DownloadError> {
     if filename.is_empty() || filename == "." || filename == ".." || filename.contains('/') {
         return Err(DownloadError::BadFileName {
@@ -202,6 +206,9 @@ pub(crate) fn fetch(
     let path = staging.path().join(filename);
     let outcome = runtime.block_on(async {
         let mut request = client.get(url);
+        if let Some(authorization) = authorization(url, secrets) {
+            request = request.header(AUTHORIZATION, authorization);
+        }
         if let Some(etag) = seen.as_ref().and_then(|s| s.etag.as_deref()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -297,6 +304,19 @@ pub(crate) fn fetch(
         digest,
         last_modified,
     })
+}
+
+/// The `Authorization` value the build's secrets give `url`'s host, if any.
+fn authorization(url: &str, secrets: &BTreeMap<String, Vec<u8>>) -> Option<String> {
+    let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
+    let secret = |prefix: &str| {
+        secrets
+            .get(&format!("{prefix}{host}"))
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    };
+    secret("HTTP_AUTH_TOKEN_")
+        .map(|token| format!("Bearer {token}"))
+        .or_else(|| secret("HTTP_AUTH_HEADER_"))
 }
 
 fn verified(fetched: Fetched, url: &str, checksum: Option<&str>) -> Result<Fetched, DownloadError> {

@@ -431,8 +431,13 @@ impl Solver<'_> {
                 filename,
             } => {
                 let downloads = self.scratch.join("downloads");
-                let fetched =
-                    crate::remote::fetch(&downloads, url, checksum.as_deref(), filename)?;
+                let fetched = crate::remote::fetch(
+                    &downloads,
+                    url,
+                    checksum.as_deref(),
+                    filename,
+                    request.secrets,
+                )?;
                 let content = fetched.key_content(filename, checksum.is_some());
                 let output = Output::Context {
                     root: fetched.dir,

@@ -2,7 +2,7 @@
 //! test controls status codes, `Last-Modified`, `ETag` and sees every request): names, modes, times, checksums,
 //! errors, and the cache across rebuilds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +23,8 @@ struct Resource {
     body: Vec<u8>,
     last_modified: Option<String>,
     etag: Option<String>,
+    /// The `Authorization` header the server requires (401 without it).
+    authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -93,6 +95,7 @@ fn answer(stream: TcpStream, state: &Mutex<Served>) {
         .unwrap_or("")
         .to_owned();
     let mut if_none_match = None;
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -103,11 +106,19 @@ fn answer(stream: TcpStream, state: &Mutex<Served>) {
         {
             if_none_match = Some(value.trim().to_owned());
         }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_owned());
+        }
     }
     let mut state = state.lock().unwrap();
     let resource = state.files.get(&path).cloned();
     let (status, head, body) = match resource {
         None => (404, String::new(), b"no such file\n".to_vec()),
+        Some(r) if r.authorization.is_some() && r.authorization != authorization => {
+            (401, String::new(), b"who are you\n".to_vec())
+        }
         Some(r) if r.etag.is_some() && r.etag == if_none_match => {
             (304, format!("ETag: {}\r\n", r.etag.unwrap()), Vec::new())
         }
@@ -127,6 +138,7 @@ fn answer(stream: TcpStream, state: &Mutex<Served>) {
     let reason = match status {
         200 => "OK",
         304 => "Not Modified",
+        401 => "Unauthorized",
         _ => "Not Found",
     };
     let mut stream = stream;
@@ -142,6 +154,8 @@ fn answer(stream: TcpStream, state: &Mutex<Served>) {
 struct Fixture {
     dir: tempfile::TempDir,
     store: Store,
+    /// The build's `--secret`s.
+    secrets: BTreeMap<String, Vec<u8>>,
 }
 
 impl Fixture {
@@ -149,7 +163,11 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("store")).unwrap();
         std::fs::create_dir(dir.path().join("ctx")).unwrap();
-        Fixture { dir, store }
+        Fixture {
+            dir,
+            store,
+            secrets: BTreeMap::new(),
+        }
     }
 
     fn plan(&self, dockerfile: &str) -> Result<BuildPlan, hoist_plan::PlanError> {
@@ -176,7 +194,7 @@ impl Fixture {
             dockerfile,
             context_dir: &context,
             ignore_patterns: &[],
-            secrets: &Default::default(),
+            secrets: &self.secrets,
             named_contexts: &Default::default(),
             ssh: &Default::default(),
             allow: Default::default(),
@@ -250,6 +268,7 @@ fn add_url_names_modes_times_and_never_unpacks() {
             body: b"hello over http\n".to_vec(),
             last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".to_owned()),
             etag: None,
+            authorization: None,
         },
     );
     server.serve(
@@ -418,6 +437,7 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
                 body: body.as_bytes().to_vec(),
                 last_modified: None,
                 etag: etag.map(str::to_owned),
+                authorization: None,
             },
         );
     };
@@ -475,6 +495,7 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
             body: b"three\n".to_vec(),
             last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".to_owned()),
             etag: None,
+            authorization: None,
         },
     );
     std::fs::remove_dir_all(fx.dir.path().join("scratch/downloads")).unwrap();
@@ -485,4 +506,52 @@ fn add_url_rebuilds_hit_the_cache_until_the_content_changes() {
         before + 1,
         "downloaded again"
     );
+}
+
+#[test]
+fn add_url_sends_buildkits_http_auth_secrets() {
+    let server = Server::start();
+    server.serve(
+        "/private.txt",
+        Resource {
+            body: b"members only\n".to_vec(),
+            authorization: Some("Bearer t0ken".to_owned()),
+            ..Resource::default()
+        },
+    );
+    let url = server.url("/private.txt");
+    let dockerfile = format!("FROM scratch\nADD {url} /p\n");
+    let mut fx = Fixture::new();
+    let error = fx.error(&dockerfile);
+    assert!(
+        error.contains("invalid response status 401 Unauthorized"),
+        "{error}"
+    );
+
+    // HTTP_AUTH_TOKEN_<host> is a bearer token; it wins over HTTP_AUTH_HEADER_<host>.
+    fx.secrets
+        .insert("HTTP_AUTH_TOKEN_127.0.0.1".to_owned(), b"t0ken".to_vec());
+    fx.secrets.insert(
+        "HTTP_AUTH_HEADER_127.0.0.1".to_owned(),
+        b"Basic nope".to_vec(),
+    );
+    let (out, _) = fx.build(&dockerfile, "token");
+    assert_eq!(std::fs::read(out.join("p")).unwrap(), b"members only\n");
+
+    // HTTP_AUTH_HEADER_<host> is the whole header value.
+    server.serve(
+        "/private.txt",
+        Resource {
+            body: b"members only\n".to_vec(),
+            authorization: Some("Basic dXNlcjpwdw==".to_owned()),
+            ..Resource::default()
+        },
+    );
+    fx.secrets.clear();
+    fx.secrets.insert(
+        "HTTP_AUTH_HEADER_127.0.0.1".to_owned(),
+        b"Basic dXNlcjpwdw==".to_vec(),
+    );
+    let (out, _) = fx.build(&dockerfile, "header");
+    assert_eq!(std::fs::read(out.join("p")).unwrap(), b"members only\n");
 }
