@@ -93,6 +93,11 @@ impl Fixture {
         command
     }
 
+    /// `hoist run ARGS` without `--rm`.
+    fn run_kept(&self, args: &[&str]) -> Output {
+        self.hoist().arg("run").args(args).output().unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.hoist()
             .arg("run")
@@ -703,6 +708,24 @@ fn container_names_are_unique_until_removed() {
     let again = fixture.hoist_output(&["run", "--rm", "--name", "dup", "bb:1", "echo", "again"]);
     assert_eq!(stdout(&again), "again\n");
     assert!(fixture.ps(&["-a"]).is_empty());
+    // Without --rm a named foreground run is kept, its output both printed and logged.
+    let foreground = fixture.run_kept(&[
+        "--name",
+        "fg",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 2",
+    ]);
+    assert_eq!(foreground.status.code(), Some(2));
+    assert_eq!(stdout(&foreground), "out\n");
+    assert_eq!(String::from_utf8_lossy(&foreground.stderr), "err\n");
+    let logs = fixture.hoist_output(&["logs", "fg"]);
+    assert_eq!(stdout(&logs), "out\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
+    let all = fixture.ps(&["-a"]);
+    assert!(all[0][4].starts_with("Exited (2) "), "{all:?}");
+    assert!(fixture.hoist_output(&["rm", "fg"]).status.success());
     // Without --rm a detached container is kept when it exits, with its exit code; with --rm it is removed.
     let kept = detached_id(&fixture.hoist_output(&["run", "-d", "bb:1", "sh", "-c", "exit 4"]));
     let gone = detached_id(&fixture.hoist_output(&["run", "-d", "--rm", "bb:1", "true"]));

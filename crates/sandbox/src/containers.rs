@@ -18,7 +18,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -813,24 +813,48 @@ impl LogWriter {
     /// Copies `from` into the log line by line until end of file (lines over 16 KiB are split). `EIO`, how a
     /// pseudo-terminal's controlling side says the other side is closed, ends it too.
     pub fn copy(&self, stream: LogStream, from: impl Read) -> io::Result<()> {
-        let mut reader = BufReader::new(from);
-        let mut line = Vec::new();
+        self.copy_mirrored(stream, from, io::sink())
+    }
+
+    /// [`copy`](LogWriter::copy), also writing everything to `mirror` as soon as it is read (a prompt without a
+    /// newline included); a mirror that fails stops being written, the log goes on.
+    pub fn copy_mirrored(
+        &self,
+        stream: LogStream,
+        mut from: impl Read,
+        mut mirror: impl Write,
+    ) -> io::Result<()> {
+        let mut buffer = [0u8; 8192];
+        let mut pending: Vec<u8> = Vec::new();
+        let mut mirroring = true;
         loop {
-            line.clear();
-            let read = match (&mut reader)
-                .take(MAX_LOG_LINE as u64)
-                .read_until(b'\n', &mut line)
-            {
+            let read = match from.read(&mut buffer) {
+                Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) if error.raw_os_error() == Some(libc::EIO) => 0,
-                read => read?,
+                Err(error) => return Err(error),
             };
             if read == 0 {
-                if !line.is_empty() {
-                    self.write(stream, &line)?;
+                if !pending.is_empty() {
+                    self.write(stream, &pending)?;
                 }
                 return Ok(());
             }
-            self.write(stream, &line)?;
+            if mirroring {
+                mirroring = mirror
+                    .write_all(&buffer[..read])
+                    .and_then(|()| mirror.flush())
+                    .is_ok();
+            }
+            pending.extend_from_slice(&buffer[..read]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                self.write(stream, &line)?;
+            }
+            while pending.len() >= MAX_LOG_LINE {
+                let part: Vec<u8> = pending.drain(..MAX_LOG_LINE).collect();
+                self.write(stream, &part)?;
+            }
         }
     }
 }
@@ -1062,6 +1086,23 @@ mod tests {
             ]
         );
         assert!(reader.read_new().unwrap().is_empty());
+        let mut mirror = Vec::new();
+        let long = "x".repeat(MAX_LOG_LINE + 10);
+        writer
+            .copy_mirrored(
+                LogStream::Stdout,
+                format!("prompt> {long}").as_bytes(),
+                &mut mirror,
+            )
+            .unwrap();
+        assert_eq!(mirror, format!("prompt> {long}").into_bytes());
+        let split: Vec<usize> = reader
+            .read_new()
+            .unwrap()
+            .iter()
+            .map(|e| e.log.len())
+            .collect();
+        assert_eq!(split, [MAX_LOG_LINE, 18]);
         writer.write(LogStream::Stdout, b"more\n").unwrap();
         assert_eq!(reader.read_new().unwrap()[0].log, "more\n");
         let raw = fs::read_to_string(&path).unwrap();

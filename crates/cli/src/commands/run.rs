@@ -268,7 +268,15 @@ pub(crate) fn run(root: Option<&Path>, args: &RunArgs) -> ExitCode {
             let lock = containers
                 .claim(&record.id)
                 .map_err(|error| Failure::hoist(&error))?;
-            let result = run_recorded(&store, &containers, &record.id, args, Output::Inherit);
+            let log = hoist_sandbox::LogWriter::open(&containers.log_path(&record.id))
+                .map_err(|error| Failure::hoist(&error))?;
+            // With -t the terminal is copied as usual and nothing is logged.
+            let output = if args.tty {
+                Output::Inherit
+            } else {
+                Output::Tee(&log)
+            };
+            let result = run_recorded(&store, &containers, &record.id, args, output);
             drop(lock);
             result
         })
@@ -295,6 +303,9 @@ pub(crate) enum Output<'a> {
     Inherit,
     /// A detached container's log.
     Log(&'a hoist_sandbox::LogWriter),
+    /// A named foreground container's log and hoist's own standard output and error (standard input as with
+    /// `Inherit`).
+    Tee(&'a hoist_sandbox::LogWriter),
 }
 
 /// Runs a recorded container to its end (the caller holds its supervisor lock): `running` once started, then its
@@ -381,13 +392,16 @@ fn run_container(
             ));
             stdio
         }
-        Output::Log(_) => {
-            let stdin = if args.interactive {
-                let (read, write) = pipe()?;
-                held_stdin = Some(write);
-                read
-            } else {
-                dev_null()?
+        Output::Log(_) | Output::Tee(_) => {
+            let stdin = match output {
+                Output::Tee(_) if args.interactive => None,
+                Output::Tee(_) => Some(dev_null()?),
+                _ if args.interactive => {
+                    let (read, write) = pipe()?;
+                    held_stdin = Some(write);
+                    Some(read)
+                }
+                _ => Some(dev_null()?),
             };
             let (out_read, out_write) = pipe()?;
             let (err_read, err_write) = pipe()?;
@@ -398,21 +412,29 @@ fn run_container(
                 copiers.push((stream, File::from(read)));
             }
             Stdio {
-                stdin: Some(stdin),
+                stdin,
                 stdout: Some(out_write),
                 stderr: Some(err_write),
             }
         }
     };
     let status = std::thread::scope(|scope| {
-        if let Output::Log(log) = output {
-            for (stream, read) in copiers.drain(..) {
-                scope.spawn(move || {
-                    if let Err(error) = log.copy(stream, read) {
-                        report(&error);
+        for (stream, read) in copiers.drain(..) {
+            scope.spawn(move || {
+                let copied = match (output, stream) {
+                    (Output::Tee(log), hoist_sandbox::LogStream::Stdout) => {
+                        log.copy_mirrored(stream, read, io::stdout())
                     }
-                });
-            }
+                    (Output::Tee(log), hoist_sandbox::LogStream::Stderr) => {
+                        log.copy_mirrored(stream, read, io::stderr())
+                    }
+                    (Output::Log(log), _) => log.copy(stream, read),
+                    (Output::Inherit, _) => Ok(()),
+                };
+                if let Err(error) = copied {
+                    report(&error);
+                }
+            });
         }
         if args.runtime == "hoist" {
             container.run_and_notify(stdio, started)
