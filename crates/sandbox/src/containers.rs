@@ -14,6 +14,7 @@
 //!     ├── config.json           the ContainerRecord, replaced whole (write + rename)
 //!     ├── <id>-json.log         output, Docker's json-file format: {"log":"…\n","stream":"stdout","time":"…"}
 //!     ├── supervisor.lock       flocked by the supervisor while it lives
+//!     ├── supervisor.log        the supervisor's own standard error (hoist run -d points it there)
 //!     └── scratch/              the container's writable layer (a Snapshot's scratch directory)
 //! ```
 
