@@ -267,6 +267,15 @@ impl Planner<'_> {
             .position(|c| c.name.eq_ignore_ascii_case(name))
     }
 
+    /// A named context as a base; `docker-image://scratch` is the empty filesystem (BuildKit's
+    /// `EmptyImageName`).
+    fn named_base(&self, named: usize) -> Base {
+        match &self.request.named_contexts[named].kind {
+            NamedContextKind::Image(reference) if reference == "scratch" => Base::Scratch,
+            _ => Base::Named(named),
+        }
+    }
+
     /// BuildKit's `buildDispatchStates`: bases expanded with the global args, stages named.
     fn register_stages(&mut self, stages: &[Stage]) -> Result<(), PlanError> {
         for (i, stage) in stages.iter().enumerate() {
@@ -306,11 +315,11 @@ impl Planner<'_> {
             let base = if let Some(&b) = self.by_name.get(&base_name) {
                 Base::Stage(b)
             } else if let Some(named) = stage.name.as_deref().and_then(|n| self.named_context(n)) {
-                Base::Named(named)
+                self.named_base(named)
             } else if base_name == "scratch" {
                 Base::Scratch
             } else if let Some(named) = self.named_context(&base_name) {
-                Base::Named(named)
+                self.named_base(named)
             } else {
                 Base::Image(base_name.clone())
             };
@@ -389,7 +398,7 @@ impl Planner<'_> {
             return Ok(i);
         }
         let base = match self.named_context(from) {
-            Some(named) => Base::Named(named),
+            Some(named) => self.named_base(named),
             None if from == "scratch" => Base::Scratch,
             None => Base::Image(from.to_owned()),
         };

@@ -906,6 +906,29 @@ fn named_contexts_replace_images_and_stages() {
 }
 
 #[test]
+fn a_docker_image_scratch_context_is_the_empty_filesystem() {
+    let text = "FROM base\nCOPY --from=tools / /t\n";
+    let plan = plan_with(text, |r| {
+        for name in ["base", "tools"] {
+            r.named_contexts.push(hoist_plan::NamedContext {
+                name: name.to_owned(),
+                kind: hoist_plan::NamedContextKind::Image("scratch".to_owned()),
+            });
+        }
+    });
+    assert_eq!(plan.target_stage().base, StageBase::Scratch);
+    let copy = plan
+        .ops
+        .iter()
+        .find(|o| matches!(o.op, Op::Copy(_)))
+        .unwrap();
+    assert!(matches!(
+        plan.op(copy.inputs[1]).op,
+        Op::Source(Source::Scratch)
+    ));
+}
+
+#[test]
 fn go_hello_example_plans_for_every_target() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/go-hello/Dockerfile");
