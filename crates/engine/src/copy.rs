@@ -501,15 +501,18 @@ impl Copier<'_> {
                 self.linked.insert((meta.dev(), meta.ino()), dst.clone());
             }
             fs::copy(abs, &dst).map_err(|e| EngineError::io("copy", abs, e))?;
-            let mode = self.mode_for(meta.mode() & 0o7777, false);
-            fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-                .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
         } else {
             // Devices, fifos and sockets are not copied (BuildKit copies them only between layer filesystems).
             return Ok(());
         }
         std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))
             .map_err(|e| EngineError::io("change the owner of", &dst, e))?;
+        // The mode after the owner: chown(2) clears a file's setuid and setgid bits.
+        if file_type.is_file() {
+            let mode = self.mode_for(meta.mode() & 0o7777, false);
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
+                .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
+        }
         set_mtime(&dst, meta.mtime(), meta.mtime_nsec())?;
         Ok(())
     }
@@ -518,12 +521,12 @@ impl Copier<'_> {
         self.ensure_parents(target)?;
         let dst = self.staging.join(target);
         fs::write(&dst, file.content.as_bytes()).map_err(|e| EngineError::io("write", &dst, e))?;
-        let mode = self.mode_for(file.mode, false);
-        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-            .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
         let (uid, gid) = self.chown.unwrap_or((0, 0));
         std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))
             .map_err(|e| EngineError::io("change the owner of", &dst, e))?;
+        let mode = self.mode_for(file.mode, false);
+        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
+            .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
         Ok(())
     }
 
