@@ -18,6 +18,7 @@ cases = cases.split()
 ctx = f"{int(ctx_mb) // 1024} GiB" if int(ctx_mb) >= 1024 else f"{ctx_mb} MiB"
 
 TITLES = {
+    "base-import": "0 setup: import the Go base (613 MB), unpacked",
     "go-cold": "1 Go example, cold build (`--target release`)",
     "go-noop": "1 Go example, no-op rebuild",
     "go-edit": "1 Go example, rebuild after editing main.go",
