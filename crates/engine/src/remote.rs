@@ -296,9 +296,16 @@ pub(crate) fn fetch(
         dir: name,
     };
     let json = serde_json::to_vec(&seen).expect("the index record serializes");
-    let partial = index.with_extension(format!("json.{}", std::process::id()));
-    fs::write(&partial, json).map_err(io("write", &partial))?;
-    fs::rename(&partial, &index).map_err(io("write", &index))?;
+    // Written beside and renamed over, so a reader never sees half a record (two writers: the last wins).
+    let urls = downloads.join("urls");
+    let mut partial =
+        tempfile::NamedTempFile::new_in(&urls).map_err(io("create a file in", &urls))?;
+    partial
+        .write_all(&json)
+        .map_err(io("write", partial.path()))?;
+    partial
+        .persist(&index)
+        .map_err(|e| io("write", &index)(e.error))?;
     Ok(Fetched {
         dir,
         digest,
