@@ -728,7 +728,7 @@ fn container_names_are_unique_until_removed() {
     assert!(fixture.hoist_output(&["rm", "fg"]).status.success());
     // Without --rm a detached container is kept when it exits, with its exit code; with --rm it is removed.
     let kept = detached_id(&fixture.hoist_output(&["run", "-d", "bb:1", "sh", "-c", "exit 4"]));
-    let gone = detached_id(&fixture.hoist_output(&["run", "-d", "--rm", "bb:1", "true"]));
+    let gone = detached_id(&fixture.hoist_output(&["run", "-d", "--rm", "bb:1", "echo"]));
     wait_until(10, "both containers to exit", || {
         fixture.ps(&[]).is_empty() && !fixture.root.join("containers-v1").join(&gone).exists()
     });
@@ -746,6 +746,19 @@ fn container_names_are_unique_until_removed() {
             .any(|row| row[4] == "Created" && row.last().unwrap() == "broken"),
         "{all:?}"
     );
+    // With --rm the error is still reported, and nothing is kept.
+    for detach in [true, false] {
+        let mut args = vec!["run", "--rm", "--name", "gone"];
+        if detach {
+            args.push("-d");
+        }
+        args.extend(["bb:1", "no-such-command"]);
+        let missing = fixture.hoist_output(&args);
+        assert_eq!(missing.status.code(), Some(127), "detach: {detach}");
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert!(stderr.contains("no-such-command"), "{stderr}");
+        assert_eq!(fixture.ps(&["-a"]).len(), all.len(), "detach: {detach}");
+    }
 }
 
 #[test]

@@ -452,16 +452,18 @@ impl ContainerStore {
     }
 
     /// Marks a container ended with `exit_code` (and `error` if its command could not be started); a `--rm`
-    /// container's directory is removed instead.
+    /// container that ran is removed instead (one that could not start keeps its record, so that `hoist run` can
+    /// read the error; it removes the record then).
     pub fn mark_exited(&self, id: &str, exit_code: i32, error: Option<String>) -> Result<()> {
         let _lock = self.lock()?;
         let Some(mut record) = self.read_record(id)? else {
             return Ok(());
         };
-        if record.auto_remove {
+        let never_started = error.is_some() && record.started_at.is_none();
+        if record.auto_remove && !never_started {
             return remove_tree(&self.container_dir(id));
         }
-        record.state = if error.is_some() && record.started_at.is_none() {
+        record.state = if never_started {
             ContainerState::Created
         } else {
             ContainerState::Exited

@@ -278,6 +278,10 @@ pub(crate) fn run(root: Option<&Path>, args: &RunArgs) -> ExitCode {
             };
             let result = run_recorded(&store, &containers, &record.id, args, output);
             drop(lock);
+            if result.is_err() && args.rm {
+                // A --rm container that could not start (one that ran is removed on exit).
+                let _ = containers.remove(&record);
+            }
             result
         })
     } else {
