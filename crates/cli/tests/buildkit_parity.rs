@@ -400,7 +400,10 @@ fn docker_buildkit_parity() {
         .into_iter()
         .filter(|c| c.expected.buildkit.is_none())
         .collect();
-    assert!(cases.len() >= 10, "at least 10 cases run against BuildKit");
+    assert!(
+        cases.len() >= 10 || std::env::var_os("HOIST_CONFORMANCE_CASE").is_some(),
+        "at least 10 cases run against BuildKit"
+    );
     // A few cases at a time: most of the time is spent waiting for dockerd.
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
