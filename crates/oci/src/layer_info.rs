@@ -41,8 +41,8 @@ pub struct LayerBlob {
 impl Store {
     /// Ingests a layer blob (plain, gzip or zstd tar; recognised by magic bytes) and records its [`LayerInfo`], in
     /// one pass over the source: the bytes are stored and hashed as they are read, and handed to a second thread
-    /// that decompresses, hashes (the diffID) and walks them as tar, so reading (a download) never waits for
-    /// decompression and a layer uses two cores.
+    /// that decompresses, hashes (the diffID; a plain tar's is its blob digest) and walks them as tar, so reading
+    /// (a download) never waits for decompression and a layer uses two cores.
     ///
     /// If `expected` names a stored blob whose info is known, nothing is read. Reading stops with
     /// [`Error::SizeMismatch`] as soon as the content exceeds an expected size; a layer that does not decode is
@@ -89,7 +89,7 @@ impl Store {
                 .unwrap_or_else(|_| Err(io::Error::other("the layer decoder thread panicked")));
             (copied, scanned)
         });
-        let (compression, info) = match (copied, scanned) {
+        let scanned = match (copied, scanned) {
             (Err(Copy::Read(source)), _) => {
                 return Err(Error::ReadSource {
                     expected: describe(expected),
@@ -128,10 +128,11 @@ impl Store {
             (Ok(()), Ok(scanned)) => scanned,
         };
         let blob = writer.commit(expected)?;
+        let info = scanned.info(blob.digest);
         self.set_layer_info(&blob.digest, &info)?;
         Ok(LayerBlob {
             blob,
-            compression,
+            compression: scanned.compression,
             info,
         })
     }
@@ -184,10 +185,12 @@ impl Store {
             return Ok(info);
         }
         let mut file = io::BufReader::with_capacity(IO_BUFFER, self.open_blob(digest)?);
-        let (_, info) = scan(&mut file).map_err(|source| Error::ScanLayer {
-            layer: digest.to_string(),
-            source,
-        })?;
+        let info = scan(&mut file)
+            .map_err(|source| Error::ScanLayer {
+                layer: digest.to_string(),
+                source,
+            })?
+            .info(*digest);
         self.set_layer_info(digest, &info)?;
         Ok(info)
     }
@@ -311,22 +314,69 @@ fn read_prefix(reader: &mut impl Read, prefix: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Decompresses (by magic bytes) and walks a layer, returning its compression and [`LayerInfo`]. `reader` should
-/// be buffered or hand out large reads (the decompressors read it in 32 KiB pieces, tar in 512-byte ones).
-pub(crate) fn scan(reader: &mut impl Read) -> io::Result<(Compression, LayerInfo)> {
+/// What [`scan`] found in a layer.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    compression: Compression,
+    /// The SHA-256 of the tar stream; `None` for a plain tar, whose diffID is the blob's own digest (the same
+    /// bytes), so it is not hashed a second time.
+    diff_id: Option<Digest>,
+    uncompressed_size: u64,
+    content_size: u64,
+}
+
+impl Scanned {
+    /// The layer's [`LayerInfo`], given the digest of the blob scanned.
+    fn info(&self, blob: Digest) -> LayerInfo {
+        LayerInfo {
+            diff_id: self.diff_id.unwrap_or(blob),
+            uncompressed_size: self.uncompressed_size,
+            content_size: self.content_size,
+        }
+    }
+}
+
+/// Decompresses (by magic bytes) and walks a layer. `reader` should be buffered or hand out large reads (the
+/// decompressors read it in 32 KiB pieces, tar in 512-byte ones).
+pub(crate) fn scan(reader: &mut impl Read) -> io::Result<Scanned> {
     let decompressor = Decompressor::new(reader)?;
     let compression = decompressor.compression();
+    if compression == Compression::None {
+        let mut counted = Counted {
+            inner: decompressor,
+            size: 0,
+        };
+        let content_size = tar_content_size(&mut counted)?;
+        return Ok(Scanned {
+            compression,
+            diff_id: None,
+            uncompressed_size: counted.size,
+            content_size,
+        });
+    }
     let mut decoded = DigestReader::new(decompressor);
     let content_size = tar_content_size(&mut decoded)?;
     let (_, digested) = decoded.finish()?;
-    Ok((
+    Ok(Scanned {
         compression,
-        LayerInfo {
-            diff_id: digested.digest,
-            uncompressed_size: digested.size,
-            content_size,
-        },
-    ))
+        diff_id: Some(digested.digest),
+        uncompressed_size: digested.size,
+        content_size,
+    })
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    size: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
 }
 
 /// Walks a tar stream to its end, validating every header, and returns its [`LayerInfo::content_size`]: regular
@@ -397,8 +447,11 @@ mod tests {
             (gzip(&tar), Compression::Gzip),
             (zstd::encode_all(&tar[..], 3).unwrap(), Compression::Zstd),
         ] {
-            let (found, info) = scan(&mut &bytes[..]).unwrap();
-            assert_eq!(found, compression);
+            let scanned = scan(&mut &bytes[..]).unwrap();
+            assert_eq!(scanned.compression, compression);
+            // A plain tar is not hashed twice: its diffID is the blob digest.
+            assert_eq!(scanned.diff_id.is_none(), compression == Compression::None);
+            let info = scanned.info(Digest::sha256(&bytes));
             assert_eq!(info.diff_id, Digest::sha256(&tar));
             assert_eq!(info.uncompressed_size, tar.len() as u64);
             // 5 bytes of file + 5 bytes of symlink target; the hard link is not counted again.
@@ -430,6 +483,19 @@ mod tests {
             .ingest_layer(io::empty(), &Expected::digest(layer.blob.digest))
             .unwrap();
         assert_eq!(again, layer);
+    }
+
+    #[test]
+    fn plain_layer_diff_id_is_its_blob_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = sample_tar();
+        let layer = store.ingest_layer(&tar[..], &Expected::unknown()).unwrap();
+        assert_eq!(layer.compression, Compression::None);
+        assert_eq!(layer.blob.digest, Digest::sha256(&tar));
+        assert_eq!(layer.info.diff_id, Digest::sha256(&tar));
+        assert_eq!(layer.info.uncompressed_size, tar.len() as u64);
+        assert_eq!(layer.info.content_size, 10);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! mirrors first, then the origin; the [`Client`] speaks the distribution API with the Docker CLI's auth
 //! (anonymous bearer tokens, basic auth, `~/.docker/config.json` and credential helpers), and [`Client::pull`]
 //! streams each layer through [`hoist_oci::Store::ingest_layer`], which hashes and measures it in one pass.
+//! Everything a registry can make the client wait for or retry (response time, stalled bodies, `5xx`/`429`
+//! storms, `Retry-After`, manifest size, redirects) is bounded by [`Limits`].
 //! Nothing is printed: progress goes to a [`Reporter`]. Synchronous callers use [`Client::pull_blocking`] and
 //! [`Client::push_blocking`].
 //!
