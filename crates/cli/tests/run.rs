@@ -1061,6 +1061,13 @@ fn detached_terminal_keeps_a_shell_and_stop_sends_the_images_stopsignal() {
         stdout(&fixture.hoist_output(&["logs", "usr1"])),
         "ready\ngot-usr1\n"
     );
+    let last = stdout(&fixture.hoist_output(&["logs", "--tail", "1", "-t", "usr1"]));
+    let (time, line) = last.split_once(' ').unwrap();
+    assert_eq!(line, "got-usr1\n");
+    assert!(
+        time.starts_with("20") && time.ends_with('Z') && time.len() == 30,
+        "{last:?}"
+    );
     let rows = fixture.ps(&["-a"]);
     assert!(rows[0][4].starts_with("Exited (5) "), "{rows:?}");
 }

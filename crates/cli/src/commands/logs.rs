@@ -18,6 +18,14 @@ pub(crate) struct LogsArgs {
     #[arg(short, long)]
     follow: bool,
 
+    /// Number of lines to show from the end of the log (`all` for every line).
+    #[arg(short = 'n', long, value_name = "N", default_value = "all")]
+    tail: String,
+
+    /// Show each line's time (RFC 3339 with nanoseconds) before it.
+    #[arg(short, long)]
+    timestamps: bool,
+
     /// The container, by name, ID or ID prefix.
     #[arg(value_name = "CONTAINER")]
     container: String,
@@ -33,6 +41,16 @@ pub(crate) fn run(root: Option<&Path>, args: &LogsArgs) -> ExitCode {
         Ok(record) => record,
         Err(error) => return fail(&error),
     };
+    let tail = match args.tail.as_str() {
+        "all" => None,
+        count => match count.parse::<usize>() {
+            Ok(count) => Some(count),
+            Err(_) => {
+                let error = std::io::Error::other(format!("invalid --tail value {count:?}"));
+                return fail(&error);
+            }
+        },
+    };
     let path = containers.log_path(&record.id);
     if !path.exists() {
         // Never started, or run in the foreground: nothing was logged.
@@ -42,12 +60,17 @@ pub(crate) fn run(root: Option<&Path>, args: &LogsArgs) -> ExitCode {
         Ok(reader) => reader,
         Err(error) => return fail(&error),
     };
+    let mut first = true;
     loop {
         // Checked before reading, so the last read sees everything a finished supervisor wrote.
         let running = args.follow && containers.is_supervised(&record.id);
         match reader.read_new() {
-            Ok(entries) => {
-                if let Err(error) = print(&entries) {
+            Ok(mut entries) => {
+                if let Some(count) = tail.filter(|_| first) {
+                    entries.drain(..entries.len().saturating_sub(count));
+                }
+                first = false;
+                if let Err(error) = print(&entries, args.timestamps) {
                     if error.kind() == io::ErrorKind::BrokenPipe {
                         return ExitCode::SUCCESS;
                     }
@@ -63,14 +86,18 @@ pub(crate) fn run(root: Option<&Path>, args: &LogsArgs) -> ExitCode {
     }
 }
 
-fn print(entries: &[LogEntry]) -> io::Result<()> {
+fn print(entries: &[LogEntry], timestamps: bool) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr().lock();
     for entry in entries {
-        match entry.stream {
-            LogStream::Stdout => stdout.write_all(entry.log.as_bytes())?,
-            LogStream::Stderr => stderr.write_all(entry.log.as_bytes())?,
+        let out: &mut dyn Write = match entry.stream {
+            LogStream::Stdout => &mut stdout,
+            LogStream::Stderr => &mut stderr,
+        };
+        if timestamps {
+            write!(out, "{} ", entry.time)?;
         }
+        out.write_all(entry.log.as_bytes())?;
     }
     stdout.flush()?;
     stderr.flush()
