@@ -4,7 +4,7 @@
 //! As in BuildKit: the file is named by the Dockerfile frontend (the URL path's last element, `__unnamed__` when
 //! there is none; a `Content-Disposition` header is not consulted because the frontend always names the file),
 //! written with mode 0600 and the `Last-Modified` time (the Unix epoch without one), never unpacked unless
-//! `--unpack=true`. `--checksum=sha256:…` is verified. What later steps' cache keys see is the file's name,
+//! `--unpack=true`. `--checksum=sha256:…` (or `sha384:`, `sha512:`) is verified. What later steps' cache keys see is the file's name,
 //! digest and time, so an unchanged download reuses the cached ADD and a changed one runs it again.
 //!
 //! Downloads are kept under `<scratch>/downloads`: one directory per (name, digest, time), and an index per URL
@@ -23,13 +23,15 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH, LAST_MODIFIED};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 /// A download that failed, naming the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    /// `--checksum` is not a sha256 digest.
-    #[error("invalid checksum {checksum:?} for {url}: expected sha256:<64 lower-case hex digits>")]
+    /// `--checksum` is not a sha256, sha384 or sha512 digest.
+    #[error(
+        "invalid checksum {checksum:?} for {url}: expected sha256:, sha384: or sha512: and lower-case hex digits"
+    )]
     BadChecksum {
         /// The URL.
         url: String,
@@ -107,14 +109,16 @@ impl Fetched {
     /// What the ADD's cache key depends on, as BuildKit's http source keys it: the name, the digest and the
     /// time; with `--checksum` only the name and the pinned digest (a new `Last-Modified` alone reuses the
     /// cached step, whose file keeps the time it was first downloaded with).
-    pub(crate) fn key_content(&self, filename: &str, pinned: bool) -> Vec<u8> {
-        let time = if pinned {
-            ""
-        } else {
-            self.last_modified.as_deref().unwrap_or("")
+    pub(crate) fn key_content(&self, filename: &str, pinned: Option<&str>) -> Vec<u8> {
+        let (digest, time) = match pinned {
+            Some(pinned) => (pinned, ""),
+            None => (
+                self.digest.as_str(),
+                self.last_modified.as_deref().unwrap_or(""),
+            ),
         };
         let mut content = Vec::new();
-        for part in [filename, &self.digest, time] {
+        for part in [filename, digest, time] {
             content.extend_from_slice(&(part.len() as u64).to_le_bytes());
             content.extend_from_slice(part.as_bytes());
         }
@@ -125,7 +129,11 @@ impl Fetched {
 /// What the index remembers about a URL.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Seen {
+    /// `sha256:…` of the file.
     digest: String,
+    /// Its digests in the other algorithms a `--checksum` asked for.
+    #[serde(default)]
+    other: Vec<String>,
     etag: Option<String>,
     last_modified: Option<String>,
     /// The directory name under `downloads/`.
@@ -148,17 +156,14 @@ pub(crate) fn fetch(
             filename: filename.to_owned(),
         });
     }
-    if let Some(checksum) = checksum {
-        let valid = checksum.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if !valid {
-            return Err(DownloadError::BadChecksum {
+    let algorithm = checksum
+        .map(|checksum| {
+            Algorithm::of(checksum).ok_or_else(|| DownloadError::BadChecksum {
                 url: url.to_owned(),
                 checksum: checksum.to_owned(),
-            });
-        }
-    }
+            })
+        })
+        .transpose()?;
     let io = |action, path: &Path| {
         let url = url.to_owned();
         let path = path.to_path_buf();
@@ -183,7 +188,7 @@ pub(crate) fn fetch(
         last_modified: seen.last_modified.clone(),
     };
     if let (Some(seen), Some(checksum)) = (&seen, checksum)
-        && seen.digest == checksum
+        && seen.knows(checksum)
     {
         return Ok(reuse(seen));
     }
@@ -239,29 +244,55 @@ pub(crate) fn fetch(
             .open(&path)
             .map_err(io("create", &path))?;
         let mut hasher = Sha256::new();
+        // A sha384 or sha512 `--checksum` is computed on the way too.
+        let mut pinned = algorithm
+            .filter(|a| *a != Algorithm::Sha256)
+            .map(Algorithm::hasher);
         while let Some(chunk) = response.chunk().await.map_err(request_error)? {
             hasher.update(&chunk);
+            if let Some(pinned) = &mut pinned {
+                pinned.update(&chunk);
+            }
             file.write_all(&chunk).map_err(io("write", &path))?;
         }
         file.sync_all().map_err(io("write", &path))?;
         Ok(Some((
             format!("sha256:{}", hex::encode(hasher.finalize())),
+            pinned.map(Hasher::finish),
             etag,
             last_modified,
         )))
     })?;
-    let Some((digest, etag, last_modified)) = outcome else {
+    let Some((digest, other, etag, last_modified)) = outcome else {
         let seen = seen.expect("a 304 is taken only when the index has an entry");
-        return verified(reuse(&seen), url, checksum);
+        if let (Some(expected), Some(algorithm)) = (checksum, algorithm)
+            && !seen.knows(expected)
+        {
+            let kept = downloads.join(&seen.dir).join(filename);
+            let actual = if algorithm == Algorithm::Sha256 {
+                seen.digest.clone()
+            } else {
+                algorithm.digest_file(&kept).map_err(io("read", &kept))?
+            };
+            if actual != expected {
+                return Err(DownloadError::ChecksumMismatch {
+                    url: url.to_owned(),
+                    expected: expected.to_owned(),
+                    actual,
+                });
+            }
+        }
+        return Ok(reuse(&seen));
     };
-    if let Some(expected) = checksum
-        && digest != expected
-    {
-        return Err(DownloadError::ChecksumMismatch {
-            url: url.to_owned(),
-            expected: expected.to_owned(),
-            actual: digest,
-        });
+    if let Some(expected) = checksum {
+        let actual = other.as_deref().unwrap_or(&digest);
+        if actual != expected {
+            return Err(DownloadError::ChecksumMismatch {
+                url: url.to_owned(),
+                expected: expected.to_owned(),
+                actual: actual.to_owned(),
+            });
+        }
     }
     // BuildKit: the time is `Last-Modified` when it parses, else the Unix epoch.
     let mtime = last_modified
@@ -291,6 +322,7 @@ pub(crate) fn fetch(
     }
     let seen = Seen {
         digest: digest.clone(),
+        other: other.into_iter().collect(),
         etag,
         last_modified: last_modified.clone(),
         dir: name,
@@ -326,14 +358,79 @@ fn authorization(url: &str, secrets: &BTreeMap<String, Vec<u8>>) -> Option<Strin
         .or_else(|| secret("HTTP_AUTH_HEADER_"))
 }
 
-fn verified(fetched: Fetched, url: &str, checksum: Option<&str>) -> Result<Fetched, DownloadError> {
-    match checksum {
-        Some(expected) if fetched.digest != expected => Err(DownloadError::ChecksumMismatch {
-            url: url.to_owned(),
-            expected: expected.to_owned(),
-            actual: fetched.digest,
-        }),
-        _ => Ok(fetched),
+impl Seen {
+    /// Whether `digest` is one of the kept file's digests.
+    fn knows(&self, digest: &str) -> bool {
+        self.digest == digest || self.other.iter().any(|d| d == digest)
+    }
+}
+
+/// The digest algorithms `--checksum` takes (BuildKit's `digest.Parse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    /// The algorithm of a well-formed `algorithm:hex` digest.
+    fn of(digest: &str) -> Option<Algorithm> {
+        let (name, hex) = digest.split_once(':')?;
+        let (algorithm, len) = match name {
+            "sha256" => (Algorithm::Sha256, 64),
+            "sha384" => (Algorithm::Sha384, 96),
+            "sha512" => (Algorithm::Sha512, 128),
+            _ => return None,
+        };
+        (hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then_some(algorithm)
+    }
+
+    fn hasher(self) -> Hasher {
+        match self {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha384 => Hasher::Sha384(Sha384::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    /// `algorithm:hex` of a file's bytes.
+    fn digest_file(self, path: &Path) -> std::io::Result<String> {
+        let mut hasher = self.hasher();
+        let mut file = fs::File::open(path)?;
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finish());
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+}
+
+enum Hasher {
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha384(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha384(h) => format!("sha384:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
     }
 }
 

@@ -438,7 +438,7 @@ impl Solver<'_> {
                     filename,
                     request.secrets,
                 )?;
-                let content = fetched.key_content(filename, checksum.is_some());
+                let content = fetched.key_content(filename, checksum.as_deref());
                 let output = Output::Context {
                     root: fetched.dir,
                     ignore: Vec::new(),

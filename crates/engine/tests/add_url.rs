@@ -386,6 +386,25 @@ fn add_url_checksum_is_verified() {
         "{error}"
     );
 
+    // sha384 and sha512 pins work too (BuildKit's digest.Parse); the mismatch names the pinned algorithm.
+    let sha512 = format!("sha512:{}", hex::encode(sha2::Sha512::digest(body)));
+    let (out, _) = fx.build(
+        &format!("FROM scratch\nADD --checksum={sha512} {url} /p512\n"),
+        "out512",
+    );
+    assert_eq!(std::fs::read(out.join("p512")).unwrap(), body);
+    let sha384 = format!("sha384:{}", hex::encode(sha2::Sha384::digest(body)));
+    let wrong384 = format!("sha384:{}", "0".repeat(96));
+    let error = fx.error(&format!(
+        "FROM scratch\nADD --checksum={wrong384} {url} /p384\n"
+    ));
+    assert!(
+        error.contains(&format!(
+            "digest mismatch for {url}: {sha384} (expected: {wrong384})"
+        )),
+        "{error}"
+    );
+
     let error = fx.error(&format!("FROM scratch\nADD --checksum=md5:abc {url} /p\n"));
     assert!(error.contains("invalid checksum \"md5:abc\""), "{error}");
     assert!(error.contains(&url), "{error}");
