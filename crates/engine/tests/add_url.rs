@@ -574,3 +574,92 @@ fn add_url_sends_buildkits_http_auth_secrets() {
     let (out, _) = fx.build(&dockerfile, "header");
     assert_eq!(std::fs::read(out.join("p")).unwrap(), b"members only\n");
 }
+
+/// Whether dockerd answers; without it the peer test fails unless `HOIST_SKIP_PEER_TESTS=1`.
+#[allow(clippy::print_stderr, reason = "a skipped test must say so loudly")]
+fn dockerd_available() -> bool {
+    let answers = std::process::Command::new("/usr/bin/docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers && std::env::var_os("HOIST_SKIP_PEER_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: dockerd is not running (HOIST_SKIP_PEER_TESTS=1)");
+        return false;
+    }
+    assert!(
+        answers,
+        "dockerd is not running: run `bash .ci/services.sh` (or set HOIST_SKIP_PEER_TESTS=1)"
+    );
+    true
+}
+
+/// The same ADDs through dockerd's BuildKit (which fetches from the host, so 127.0.0.1 reaches this server)
+/// and through hoist: the same names, bytes, modes and times.
+#[test]
+fn docker_add_url_matches_buildkit() {
+    if !dockerd_available() {
+        return;
+    }
+    let server = Server::start();
+    server.serve(
+        "/files/tool.bin",
+        Resource {
+            body: b"tool bytes\n".to_vec(),
+            last_modified: Some("Tue, 15 Nov 1994 08:12:31 GMT".to_owned()),
+            ..Resource::default()
+        },
+    );
+    server.serve(
+        "/",
+        Resource {
+            body: b"index\n".to_vec(),
+            ..Resource::default()
+        },
+    );
+    server.serve(
+        "/a.tar.gz",
+        Resource {
+            body: tar_gz(),
+            ..Resource::default()
+        },
+    );
+    let dockerfile = format!(
+        "FROM scratch\n\
+         ADD {tool} /dl/\n\
+         ADD {root}/ /named/\n\
+         ADD {tar} /renamed.tgz\n",
+        tool = server.url("/files/tool.bin"),
+        root = server.url(""),
+        tar = server.url("/a.tar.gz"),
+    );
+    let fx = Fixture::new();
+    let (ours, _) = fx.build(&dockerfile, "hoist-out");
+
+    let docker_dir = fx.dir.path().join("docker");
+    std::fs::create_dir(&docker_dir).unwrap();
+    std::fs::write(docker_dir.join("Dockerfile"), &dockerfile).unwrap();
+    let theirs = fx.dir.path().join("docker-out");
+    let output = std::process::Command::new("/usr/bin/docker")
+        .arg("build")
+        .arg("--output")
+        .arg(format!("type=local,dest={}", theirs.display()))
+        .arg(&docker_dir)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for file in ["dl/tool.bin", "named/__unnamed__", "renamed.tgz"] {
+        let (a, b) = (meta(&ours.join(file)), meta(&theirs.join(file)));
+        assert_eq!(
+            std::fs::read(ours.join(file)).unwrap(),
+            std::fs::read(theirs.join(file)).unwrap(),
+            "{file}"
+        );
+        assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{file} mode");
+        assert_eq!(a.mtime(), b.mtime(), "{file} time");
+    }
+}
