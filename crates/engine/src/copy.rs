@@ -181,7 +181,8 @@ pub(crate) fn copy(
                     _ => (PathBuf::new(), path.clone()),
                 };
                 let matches = expand(tree, &base, &pattern)?;
-                if matches.is_empty() {
+                // A wildcard may match nothing (BuildKit's AllowEmptyWildcard); a plain path must exist.
+                if matches.is_empty() && !has_wildcard(&pattern) {
                     return Err(EngineError::SourceNotFound { path: path.clone() });
                 }
                 for rel in matches {
