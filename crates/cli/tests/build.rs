@@ -978,6 +978,30 @@ fn docker_load_flag_puts_the_image_in_docker() {
         id,
         "docker sees the same image ID"
     );
+
+    // `--output type=docker` without `dest` loads too, under its `name=`.
+    fx.write("Dockerfile", "FROM bb:1\nRUN echo named > /named\n");
+    let named = format!("hoist-build-load-named:{}", std::process::id());
+    let iid = fx.path("named.iid");
+    fx.build(&[
+        "-o",
+        &format!("type=docker,name={named}"),
+        "--iidfile",
+        iid.to_str().unwrap(),
+    ]);
+    let inspect = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &named])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker")
+        .args(["image", "rm", "-f", &named])
+        .output();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), read(&iid));
 }
 
 #[test]

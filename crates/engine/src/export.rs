@@ -296,6 +296,12 @@ pub enum OutputSpec {
         /// `name=`: the image's names in the archive.
         names: Vec<String>,
     },
+    /// `type=docker` without `dest` (and `--load`): a docker-archive piped into `docker load`, as buildx loads
+    /// it, its `RepoTags` the names (or the `-t` tags).
+    Load {
+        /// `name=`: the image's names in Docker.
+        names: Vec<String>,
+    },
     /// `type=oci,dest=FILE[,name=N]`: an OCI image layout tar.
     Oci {
         /// Where it goes.
@@ -382,6 +388,7 @@ impl OutputSpec {
                 }
             },
             "tar" => OutputSpec::Tar(file(dest)?),
+            "docker" if dest.as_deref().is_none_or(str::is_empty) => OutputSpec::Load { names },
             "docker" => OutputSpec::Docker {
                 dest: file(dest)?,
                 names,
@@ -476,10 +483,9 @@ pub fn export_tar(
 pub struct ExportRequest<'a> {
     /// The `-t` names: tagged in the store, the names of archives and pushes that give none.
     pub tags: &'a [Reference],
-    /// Every `--output` (`--push` is an [`OutputSpec::Image`] with `push`).
+    /// Every `--output`, sent in order (`--push` is an [`OutputSpec::Image`] with `push`, `--load` an
+    /// [`OutputSpec::Load`]).
     pub outputs: &'a [OutputSpec],
-    /// `--load`: a docker-archive piped into `docker load`.
-    pub load: bool,
     /// `SOURCE_DATE_EPOCH`: see [`export_image_at`].
     pub source_date_epoch: Option<i64>,
     /// Makes the registry client, on the first push only.
@@ -586,6 +592,7 @@ fn export_in_vertex(
     for output in request.outputs {
         if let OutputSpec::Image { names: own, .. }
         | OutputSpec::Docker { names: own, .. }
+        | OutputSpec::Load { names: own }
         | OutputSpec::Oci { names: own, .. } = output
         {
             for name in own {
@@ -610,11 +617,12 @@ fn export_in_vertex(
     }
 
     // The archive writers read the store by reference; an untagged image gets a temporary one.
-    let needs_name = request.load
-        || request
-            .outputs
-            .iter()
-            .any(|o| matches!(o, OutputSpec::Docker { .. } | OutputSpec::Oci { .. }));
+    let needs_name = request.outputs.iter().any(|o| {
+        matches!(
+            o,
+            OutputSpec::Docker { .. } | OutputSpec::Oci { .. } | OutputSpec::Load { .. }
+        )
+    });
     let temporary = (names.is_empty() && needs_name)
         .then(|| format!("hoist-build/untagged:{}", &image.id.encoded()[..12]));
     if let Some(name) = &temporary {
@@ -647,7 +655,7 @@ fn export_in_vertex(
     })
 }
 
-/// Sends the image to every output, `--load`s it, then pushes; returns the pushes.
+/// Sends the image to every output in order, then pushes; returns the pushes.
 #[allow(
     clippy::too_many_arguments,
     reason = "the export's pieces, threaded from one caller"
@@ -736,12 +744,11 @@ fn send_outputs(
                 })?;
                 done("sending tarball".to_owned(), started);
             }
+            OutputSpec::Load { names: own } => {
+                docker_load(store, &archive_names(own))?;
+                done("loading image to docker".to_owned(), started);
+            }
         }
-    }
-    if request.load {
-        let started = Instant::now();
-        docker_load(store, &archive_names(&[]))?;
-        done("loading image to docker".to_owned(), started);
     }
     let mut pushed = Vec::new();
     if !pushes.is_empty() {
@@ -794,7 +801,7 @@ fn with_destination(
     written
 }
 
-/// `--load`: a docker-archive of `specs` piped into `docker load`.
+/// `--load` (`type=docker` without `dest`): a docker-archive of `specs` piped into `docker load`.
 fn docker_load(store: &Store, specs: &[String]) -> Result<()> {
     let fail = |message: String| EngineError::Export {
         dest: "docker".to_owned(),
@@ -1249,7 +1256,14 @@ mod tests {
         );
         assert!(OutputSpec::parse("type=image,push=maybe").is_err());
         assert!(OutputSpec::parse(r#"type=image,"name=a"#).is_err());
-        assert!(OutputSpec::parse("type=docker").is_err());
+        assert_eq!(
+            parse("type=docker,name=a:1"),
+            OutputSpec::Load {
+                names: vec!["a:1".to_owned()]
+            }
+        );
+        assert_eq!(parse("type=docker"), OutputSpec::Load { names: vec![] });
+        assert!(OutputSpec::parse("type=oci").is_err());
         assert!(OutputSpec::parse("type=local").is_err());
         assert!(OutputSpec::parse("type=registry,dest=x").is_err());
         assert!(OutputSpec::parse("type=weird,dest=x").is_err());

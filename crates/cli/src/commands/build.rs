@@ -603,6 +603,10 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         Ok(outputs) => outputs,
         Err(error) => return build_error(&error.to_string()),
     };
+    if args.load {
+        // buildx: `--load` is `--output type=docker`.
+        outputs.push(OutputSpec::Load { names: Vec::new() });
+    }
     if args.push {
         // buildx: `--push` is `--output type=registry`, or sets `push=true` on a `type=image` output.
         let mut found = false;
@@ -843,7 +847,6 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     let request = ExportRequest {
         tags: &tags,
         outputs: &outputs,
-        load: args.load,
         source_date_epoch,
         registry: &make_client,
         scratch: &solver.scratch,
