@@ -988,6 +988,21 @@ fn connect_error(endpoint: &Endpoint, source: reqwest::Error) -> Error {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost` (reqwest's own message is often just "error decoding
+/// response body").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Whether TLS failed on the server's certificate (unknown issuer, wrong name, expired), as opposed to the
 /// server not speaking TLS at all.
 fn is_certificate_error(error: &reqwest::Error) -> bool {

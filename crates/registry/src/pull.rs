@@ -17,7 +17,7 @@ use hoist_oci::oci_spec::image::{
 use hoist_oci::{DigestExt, Expected, Store, digest_from_oci};
 use tokio::runtime::Handle;
 
-use crate::client::{Client, FetchedManifest, SpeedCheck};
+use crate::client::{Client, FetchedManifest, SpeedCheck, error_chain};
 use crate::config::Endpoint;
 use crate::progress::{Event, Reporter};
 use crate::{Error, ImageReference, Platform, Result};
@@ -469,7 +469,7 @@ impl BlobBody<'_> {
                 self.speed = SpeedCheck::new(job.client.limits());
                 Ok(())
             }
-            Err(Error::Connect { source, .. }) => self.fault(source.to_string()),
+            Err(Error::Connect { source, .. }) => self.fault(error_chain(&source)),
             Err(error) => Err(self.fail(error)),
         }
     }
@@ -544,7 +544,7 @@ impl Read for BlobBody<'_> {
                 }
                 Ok(None) => return Ok(0),
                 // The status was fine: any error now is the transport failing mid-body.
-                Err(error) => self.fault(error.to_string())?,
+                Err(error) => self.fault(error_chain(&error))?,
             }
         }
     }

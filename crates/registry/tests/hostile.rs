@@ -572,14 +572,14 @@ fn a_redirect_loop_is_cut_off() {
 #[test]
 fn a_slow_drip_times_out() {
     let image = Image::new();
-    // The blob's body at one byte per 200 ms: below 1 kB/s, a stall after each one-second window.
+    // The blob's body at one byte per second: below 1 kB/s, a stall after each one-second window.
     let served = image.clone();
     let server = Hostile::start(move |request| {
         if request.path == served.blob_path(&served.layer_digest) {
             let start = request.range.unwrap_or(0);
             return Reply::Drip {
                 body: served.layer[start..].to_vec(),
-                interval: Duration::from_millis(200),
+                interval: Duration::from_secs(1),
                 headers_too: false,
             };
         }
