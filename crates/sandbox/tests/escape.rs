@@ -314,6 +314,7 @@ fn device_nodes_made_inside_do_not_open_host_devices() {
          mknod /dev/shm/null c 1 3 && (echo x > /dev/shm/null) 2>/dev/null && echo opened-shm-node; \
          mknod /mnt/bound/null c 1 3 && (echo x > /mnt/bound/null) 2>/dev/null && echo opened-bound-node; \
          mknod /tmp/disk b {major} {minor} && head -c 512 /tmp/disk > /dev/null 2>&1 && echo read-disk; \
+         mkdir -p /mnt/disk && mount -o ro /tmp/disk /mnt/disk 2>/dev/null && echo mounted-disk; \
          echo x > /dev/null && echo dev-null-works; echo checked"
     );
     let mut container = container(&snapshot, &script);
