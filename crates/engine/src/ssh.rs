@@ -61,6 +61,11 @@ impl SshAgents {
                 }
                 [single] if is_socket(Path::new(single)) => PathBuf::from(single),
                 keys => {
+                    if let Some(missing) = keys.iter().find(|k| !Path::new(k).is_file()) {
+                        return Err(EngineError::invalid(format!(
+                            "invalid --ssh {spec}: {missing} is neither an agent socket nor a key file"
+                        )));
+                    }
                     let agent = StartedAgent::with_keys(keys, scratch, agents.started.len())?;
                     let socket = agent.socket.clone();
                     agents.started.push(agent);
@@ -256,7 +261,20 @@ mod tests {
         assert_eq!(agents.socket("work"), Some(socket.as_path()));
         assert_eq!(agents.socket(DEFAULT_SSH_ID), None);
         let missing = SshAgents::from_specs(&["k=/nonexistent/key".to_owned()], dir.path());
-        assert!(missing.is_err());
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "invalid --ssh k=/nonexistent/key: /nonexistent/key is neither an agent socket nor a key file"
+        );
+        // A file that is no key: ssh-add refuses it.
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "not a key").unwrap();
+        let refused = SshAgents::from_specs(&[format!("k={}", junk.display())], dir.path());
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .starts_with("failed to load ssh keys")
+        );
     }
 
     #[test]
