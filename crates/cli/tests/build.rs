@@ -1580,7 +1580,8 @@ fn source_date_epoch_makes_builds_reproducible_across_stores() {
         value[0].clone()
     };
     assert_eq!(image["Created"], "2023-11-14T22:13:20Z", "{image}");
-    let tar = fx.path("fs.tar");
+    let tar = fx.path("image.tar");
+    let fs_tar = fx.path("fs.tar");
     let out = hoist_env(
         &fx,
         "store-b",
@@ -1590,6 +1591,8 @@ fn source_date_epoch_makes_builds_reproducible_across_stores() {
             "plain",
             "-o",
             &format!("type=docker,dest={}", tar.display()),
+            "-o",
+            &format!("type=tar,dest={}", fs_tar.display()),
             ".",
         ],
         &[("SOURCE_DATE_EPOCH", epoch)],
@@ -1620,13 +1623,24 @@ fn source_date_epoch_makes_builds_reproducible_across_stores() {
             .all(|h| h["created"] == "2023-11-14T22:13:20Z"),
         "{history:?}"
     );
-    // Every layer, the base's too (imported just now), as BuildKit's rewrite-timestamp does.
+    // The base image's own entry keeps its time (imported just now), as BuildKit keeps it.
+    let base = fx.inspect("bb:1");
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_ne!(history[0]["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(history[0], base["History"][0], "{history:?} {base}");
+    // Every layer, the base's too (imported just now), as BuildKit's rewrite-timestamp does, and the
+    // filesystem tar.
     let layers = manifest[0]["Layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3);
-    for layer in layers {
+    let mut tars: Vec<PathBuf> = layers
+        .iter()
+        .map(|l| unpacked.join(l.as_str().unwrap()))
+        .collect();
+    tars.push(fs_tar.clone());
+    for layer in tars {
         let listing = Command::new("tar")
             .args(["--numeric-owner", "--full-time", "-tvf"])
-            .arg(unpacked.join(layer.as_str().unwrap()))
+            .arg(&layer)
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&listing.stdout).into_owned();

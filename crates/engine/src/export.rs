@@ -3,7 +3,7 @@
 //! exporters do after a solve. [`export`] runs them all as one `exporting to image` vertex.
 //!
 //! With `SOURCE_DATE_EPOCH` ([`ExportRequest::source_date_epoch`]) the image is reproducible, as BuildKit's
-//! `rewrite-timestamp=true`: the config's `created` is the epoch, history entries and file times newer than it
+//! `rewrite-timestamp=true`: the config's `created`, the build's history entries and file times newer than it
 //! are clamped to it (layers with newer files are rewritten, header by header, into new blobs).
 
 use std::collections::HashMap;
@@ -53,8 +53,9 @@ pub fn export_image(
 }
 
 /// [`export_image`], reproducibly when `source_date_epoch` (seconds since 1970) is given: the config's `created`
-/// is the epoch, later history times are clamped to it, and layers holding files newer than it are rewritten
-/// with those times clamped (BuildKit's `SOURCE_DATE_EPOCH` with `rewrite-timestamp=true`).
+/// and the build's history times are clamped to it (the base image's own history entries keep theirs), and
+/// layers holding files newer than it are rewritten with those times clamped (BuildKit's `SOURCE_DATE_EPOCH` with
+/// `rewrite-timestamp=true`).
 pub fn export_image_at(
     store: &Store,
     plan: &BuildPlan,
@@ -73,17 +74,26 @@ pub fn export_image_at(
         let stamp =
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(epoch as u64))
                 .to_string();
-        for entry in &mut history {
-            let later = entry
-                .get("created")
+        let epoch_time = UNIX_EPOCH + Duration::from_secs(epoch as u64);
+        let later = |value: Option<&Value>| {
+            value
                 .and_then(Value::as_str)
                 .and_then(hoist_oci::units::parse_timestamp)
-                .is_some_and(|t| t > UNIX_EPOCH + Duration::from_secs(epoch as u64));
-            if later && let Some(object) = entry.as_object_mut() {
+                .is_none_or(|t| t > epoch_time)
+        };
+        // The base image's own entries keep their times (BuildKit does, so the history still matches the base's
+        // config); the build's entries are clamped, and get the epoch when they have no time.
+        let base = base_history_len(plan, solution, plan.target).min(history.len());
+        for entry in &mut history[base..] {
+            if later(entry.get("created"))
+                && let Some(object) = entry.as_object_mut()
+            {
                 object.insert("created".into(), json!(stamp));
             }
         }
-        created = Some(stamp);
+        if created.as_ref().is_none_or(|c| later(Some(&json!(c)))) {
+            created = Some(stamp);
+        }
         for layer in &mut layers {
             *layer = clamp_layer_times(store, layer, epoch as u64)?;
         }
@@ -144,6 +154,37 @@ pub fn export_image_at(
     })
 }
 
+/// How many leading entries of a stage's history are its base image's (through `FROM stage` chains).
+fn base_history_len(plan: &BuildPlan, solution: &Solution, position: usize) -> usize {
+    let stage = &plan.stages[position];
+    match &stage.base {
+        StageBase::Stage(index) => plan
+            .stages
+            .iter()
+            .position(|s| s.index == *index)
+            .map_or(0, |p| base_history_len(plan, solution, p)),
+        StageBase::Image(_) => base_image_config(plan, solution, position)
+            .as_ref()
+            .and_then(|c| c.get("history"))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len),
+        StageBase::Scratch | StageBase::NamedContext(_) => 0,
+    }
+}
+
+/// The config of the image a stage starts from, as its source op read it.
+fn base_image_config(plan: &BuildPlan, solution: &Solution, position: usize) -> Option<Value> {
+    let stage = &plan.stages[position];
+    let mut base = stage.root;
+    while plan.op(base).stage == Some(stage.index) && !plan.op(base).inputs.is_empty() {
+        base = plan.op(base).inputs[0];
+    }
+    match &plan.op(base).op {
+        Op::Source(_) => solution.get(base).and_then(|r| r.base_config.clone()),
+        _ => None,
+    }
+}
+
 /// The history of a stage: its base's, then one entry per instruction, `empty_layer` where the step made no
 /// layer; and the latest time a step of it (or its base) was created.
 fn stage_history(
@@ -158,14 +199,7 @@ fn stage_history(
             None => (Vec::new(), None),
         },
         StageBase::Image(_) => {
-            let mut base = stage.root;
-            while plan.op(base).stage == Some(stage.index) && !plan.op(base).inputs.is_empty() {
-                base = plan.op(base).inputs[0];
-            }
-            let config = match &plan.op(base).op {
-                Op::Source(_) => solution.get(base).and_then(|r| r.base_config.clone()),
-                _ => None,
-            };
+            let config = base_image_config(plan, solution, position);
             let history = config
                 .as_ref()
                 .and_then(|c| c.get("history"))
@@ -465,16 +499,30 @@ pub fn export_tar(
     scratch: &Path,
     out: impl Write + Send,
 ) -> Result<()> {
+    write_tar(store, layers, scratch, out, None)
+}
+
+/// [`export_tar`], with every time clamped to `source_date_epoch` when given (the assembly directory itself is
+/// new, so without it the tar's root entry would carry the export's time).
+fn write_tar(
+    store: &Store,
+    layers: &[LayerRef],
+    scratch: &Path,
+    out: impl Write + Send,
+    source_date_epoch: Option<i64>,
+) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("export-")
         .tempdir_in(scratch)
         .map_err(|e| EngineError::io("create a directory in", scratch, e))?;
     export_local(store, layers, dir.path())?;
-    hoist_layer::write_layer(dir.path(), out, &WriteOptions::new()).map_err(|e| {
-        EngineError::Export {
-            dest: "tar".to_owned(),
-            source: Box::new(e),
-        }
+    let options = match source_date_epoch {
+        Some(epoch) => WriteOptions::new().with_source_date_epoch(epoch),
+        None => WriteOptions::new(),
+    };
+    hoist_layer::write_layer(dir.path(), out, &options).map_err(|e| EngineError::Export {
+        dest: "tar".to_owned(),
+        source: Box::new(e),
     })?;
     Ok(())
 }
@@ -723,7 +771,13 @@ fn send_outputs(
             }
             OutputSpec::Tar(dest) => {
                 with_destination(dest, stdout, |out| {
-                    export_tar(store, &image.layers, request.scratch, out)
+                    write_tar(
+                        store,
+                        &image.layers,
+                        request.scratch,
+                        out,
+                        request.source_date_epoch,
+                    )
                 })?;
                 done("sending tarball".to_owned(), started);
             }
