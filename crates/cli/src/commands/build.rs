@@ -92,12 +92,13 @@ pub(crate) struct BuildArgs {
     pub(crate) labels: Vec<String>,
 
     /// Output destination: `type=local,dest=DIR`, `type=tar,dest=FILE`, `type=docker,dest=FILE[,name=N]`,
-    /// `type=oci,dest=FILE[,name=N]`, `type=image[,name=N][,push=true]`, `type=registry[,name=N]`, a directory,
-    /// or `-` (a tar on stdout); may be repeated.
+    /// `type=docker[,name=N]` (into `docker load`), `type=oci,dest=FILE[,name=N]`,
+    /// `type=image[,name=N][,push=true]`, `type=registry[,name=N]`, a directory, or `-` (a tar on stdout); may be
+    /// repeated.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub(crate) outputs: Vec<String>,
 
-    /// Load the image into Docker (`docker load`).
+    /// Load the image into Docker (`docker load`; `--output type=docker`).
     #[arg(long)]
     pub(crate) load: bool,
 
