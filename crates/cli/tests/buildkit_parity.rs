@@ -21,7 +21,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use conformance::{BASE_CHANGES, BASE_IMAGE, Case};
+use conformance::Case;
 use serde_json::Value;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
@@ -389,13 +389,15 @@ fn docker_buildkit_parity() {
     fs::create_dir_all(peer.path("tmp")).unwrap();
     fs::write(peer.path("registries.conf"), "").unwrap();
     let tar = conformance::base_rootfs_tar(peer.work.path());
-    let mut import = peer.hoist();
-    import.arg("import").arg(&tar).args(["-t", BASE_IMAGE]);
-    for change in BASE_CHANGES {
-        import.args(["--change", change]);
+    for (i, (name, changes)) in conformance::IMAGES.iter().enumerate() {
+        let mut import = peer.hoist();
+        import.arg("import").arg(&tar).args(["-t", name]);
+        for change in *changes {
+            import.args(["--change", change]);
+        }
+        run(&mut import);
+        peer.load_into_docker(name, &format!("image-{i}"));
     }
-    run(&mut import);
-    peer.load_into_docker(BASE_IMAGE, "base");
     let cases: Vec<Case> = conformance::load_cases()
         .into_iter()
         .filter(|c| c.expected.buildkit.is_none())

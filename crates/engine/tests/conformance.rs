@@ -23,7 +23,7 @@ use hoist_engine::{
 use hoist_oci::{ManifestFormat, Store};
 use hoist_plan::{PlanErrorKind, PlanRequest};
 use serde_json::Value;
-use support::{BASE_CHANGES, BASE_IMAGE, Case, Expected};
+use support::{BASE_IMAGE, Case, Expected};
 
 /// What a case produced: an error, or the image's parts in `expected.json`'s form.
 struct Outcome {
@@ -46,13 +46,15 @@ impl Suite {
         let work = tempfile::tempdir().unwrap();
         let store = Store::open(work.path().join("store")).unwrap();
         let tar = support::base_rootfs_tar(work.path());
-        let options = hoist_archive::ImportOptions {
-            references: vec![BASE_IMAGE.parse().unwrap()],
-            changes: BASE_CHANGES.iter().map(|c| (*c).to_owned()).collect(),
-            created: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
-            ..hoist_archive::ImportOptions::default()
-        };
-        hoist_archive::import(&store, fs::File::open(&tar).unwrap(), &options).unwrap();
+        for (name, changes) in support::IMAGES {
+            let options = hoist_archive::ImportOptions {
+                references: vec![name.parse().unwrap()],
+                changes: changes.iter().map(|c| (*c).to_owned()).collect(),
+                created: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                ..hoist_archive::ImportOptions::default()
+            };
+            hoist_archive::import(&store, fs::File::open(&tar).unwrap(), &options).unwrap();
+        }
         // The base's own listing, from the same unpacking path as the cases' images.
         let image = store.read_image(BASE_IMAGE).unwrap();
         let base_dir = work.path().join("base");

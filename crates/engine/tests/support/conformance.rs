@@ -40,6 +40,25 @@ pub const BASE_CHANGES: &[&str] = &[
     r#"CMD ["sh"]"#,
 ];
 
+/// A second image on the same root filesystem, with a config to inherit: ENV, WORKDIR, USER, LABEL, ENTRYPOINT,
+/// CMD and an ONBUILD trigger (what `FROM <image>` does with an image's config, as opposed to a stage's).
+pub const APP_IMAGE: &str = "hoist-conformance-app:1";
+
+/// The `--change`s the app image is imported with.
+pub const APP_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV APP_HOME=/home/app",
+    "WORKDIR /home/app",
+    "USER app",
+    "LABEL from=app-image",
+    r#"ENTRYPOINT ["/bin/sh", "-c"]"#,
+    r#"CMD ["echo app"]"#,
+    "ONBUILD RUN echo \"trigger in $(pwd) as $(id -u)\" > onbuild.txt",
+];
+
+/// Every image the cases may name, with its `--change`s.
+pub const IMAGES: &[(&str, &[&str])] = &[(BASE_IMAGE, BASE_CHANGES), (APP_IMAGE, APP_CHANGES)];
+
 /// `/etc/passwd` of the base: root, `app` (1000), `dev` (1001, primary group `staff`) and `nobody`.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
 app:x:1000:1000:app:/home/app:/bin/sh\n\
