@@ -60,7 +60,9 @@ pub enum Capabilities {
     /// bounding set.
     #[default]
     Default,
-    /// Every capability (BuildKit's `--security=insecure`).
+    /// Privileged, as BuildKit's `--security=insecure`: every capability, device files usable (and the host's
+    /// [`PRIVILEGED_DEVICES`](crate::PRIVILEGED_DEVICES) bound into `/dev`), no masked or read-only path, a
+    /// writable `/sys`.
     All,
 }
 

@@ -48,7 +48,9 @@ pub use containers::{
     EXIT_SUPERVISOR_DIED, LogEntry, LogReader, LogStream, LogWriter, NewContainer, SupervisorLock,
 };
 pub use error::{Error, Result};
-pub use plan::{DEFAULT_CAPABILITIES, DEFAULT_PATH, DEVICES, MASKED_PATHS, READONLY_PATHS};
+pub use plan::{
+    DEFAULT_CAPABILITIES, DEFAULT_PATH, DEVICES, MASKED_PATHS, PRIVILEGED_DEVICES, READONLY_PATHS,
+};
 pub use proxy::{PortMapping, Protocol, UDP_IDLE_TIMEOUT};
 pub use run_options::{OptionError, parse_env_file, parse_signal, parse_volume, read_env_file};
 pub use snapshot::{

@@ -42,6 +42,10 @@ pub const READONLY_PATHS: &[&str] = &[
 /// Host device nodes bind-mounted into the container's `/dev`.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Host device nodes a privileged container ([`Capabilities::All`], BuildKit's `--security=insecure`) also gets,
+/// when the host has them (BuildKit's insecure mode adds the same ones).
+pub const PRIVILEGED_DEVICES: &[&str] = &["fuse", "net/tun", "loop-control", "kvm", "kmsg"];
+
 /// Docker's default capabilities (moby `oci/caps/defaults.go`), with their numbers: every other capability is
 /// dropped from the bounding set, so the command, even as root, can never hold it.
 pub const DEFAULT_CAPABILITIES: &[(&str, u32)] = &[
@@ -293,9 +297,12 @@ impl Plan {
                 ops.push(Op::MountOverlay(overlay));
             }
         }
+        // A privileged container (BuildKit's insecure mode) has every device, no masked or read-only path and a
+        // writable /sys.
+        let privileged = container.capabilities == Capabilities::All;
         // Without cgroups there is no device allow-list: device files are refused on every mount but the device
-        // nodes hoist binds into /dev (an insecure step is privileged, as with BuildKit, and keeps them).
-        let nodev = container.capabilities == Capabilities::Default;
+        // nodes hoist binds into /dev.
+        let nodev = !privileged;
         if nodev {
             ops.push(Op::NoDevices {
                 path: rootc.clone(),
@@ -325,7 +332,15 @@ impl Plan {
             flags: libc::MS_NOSUID | libc::MS_STRICTATIME | if nodev { libc::MS_NODEV } else { 0 },
             data: Some(host("mode=755,size=65536k")?),
         });
-        for device in DEVICES {
+        let extra: &[&str] = if privileged { PRIVILEGED_DEVICES } else { &[] };
+        let present = |device: &&&str| Path::new("/dev").join(device).exists();
+        for device in DEVICES.iter().chain(extra.iter().filter(present)) {
+            if let Some((dir, _)) = device.split_once('/') {
+                inside.push(Op::Mkdir {
+                    path: at(&format!("/dev/{dir}"))?,
+                    mode: 0o755,
+                });
+            }
             let target = at(&format!("/dev/{device}"))?;
             inside.push(Op::Touch {
                 path: target.clone(),
@@ -401,7 +416,7 @@ impl Plan {
                 &mut slots,
                 host("/sys")?,
                 at("/sys")?,
-                true,
+                !privileged,
                 nodev,
             );
         } else {
@@ -409,7 +424,7 @@ impl Plan {
                 source: host("sysfs")?,
                 target: at("/sys")?,
                 fstype: host("sysfs")?,
-                flags: nosuid_nodev_noexec | libc::MS_RDONLY,
+                flags: nosuid_nodev_noexec | if privileged { 0 } else { libc::MS_RDONLY },
                 data: None,
             });
         }
@@ -464,11 +479,13 @@ impl Plan {
                 nodev,
             );
         }
-        for path in MASKED_PATHS {
-            inside.push(Op::Mask { path: at(path)? });
-        }
-        for path in READONLY_PATHS {
-            inside.push(Op::ReadOnly { path: at(path)? });
+        if !privileged {
+            for path in MASKED_PATHS {
+                inside.push(Op::Mask { path: at(path)? });
+            }
+            for path in READONLY_PATHS {
+                inside.push(Op::ReadOnly { path: at(path)? });
+            }
         }
 
         let old_root = old_root_name();
@@ -771,7 +788,9 @@ mod tests {
         assert!(default.contains(&("/etc/hosts".to_owned(), false, true)));
         let mut privileged = container(Network::Host);
         privileged.capabilities = Capabilities::All;
-        assert!(attached(&privileged).iter().all(|(_, _, nodev)| !nodev));
+        let attached_privileged = attached(&privileged);
+        assert!(attached_privileged.iter().all(|(_, _, nodev)| !nodev));
+        assert!(attached_privileged.contains(&("/sys".to_owned(), false, false)));
         let ops = Plan::build(
             &privileged,
             Path::new("/mnt/root"),
@@ -780,7 +799,10 @@ mod tests {
         )
         .unwrap()
         .ops;
-        assert!(!ops.iter().any(|op| matches!(op, Op::NoDevices { .. })));
+        assert!(!ops.iter().any(|op| matches!(
+            op,
+            Op::NoDevices { .. } | Op::Mask { .. } | Op::ReadOnly { .. }
+        )));
     }
 
     #[test]

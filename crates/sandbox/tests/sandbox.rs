@@ -18,7 +18,7 @@ use hoist_sandbox::{
 
 const APPLETS: &[&str] = &[
     "sh", "id", "hostname", "cat", "ls", "echo", "sleep", "httpd", "nc", "rm", "mkdir", "touch",
-    "test", "grep", "pwd", "readlink", "wc", "stat", "tr", "cut",
+    "test", "grep", "pwd", "readlink", "wc", "stat", "tr", "cut", "mount",
 ];
 
 /// A store holding `busybox:test`: `/bin/busybox`, applet symlinks, an `app` user (1000) in groups 1000 and 44.
@@ -175,6 +175,30 @@ fn capabilities_are_dockers_default_set_unless_all_are_asked_for() {
     container.capabilities = Capabilities::All;
     let (_, out) = run(&container);
     assert!(!out.contains("a80425fb"), "{out}");
+}
+
+#[test]
+fn an_insecure_container_is_privileged_as_with_buildkit() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot();
+    let script = "mkdir -p /mnt && mount -t tmpfs tmpfs /mnt && echo mounted-tmpfs; \
+         test -n \"$(cat /proc/interrupts)\" && echo interrupts-unmasked; \
+         grep ' /sys ' /proc/self/mountinfo | grep -q ' rw,' && echo sys-rw; \
+         grep ' /proc/sys ' /proc/self/mountinfo | grep -q ' ro,' || echo proc-sys-rw; \
+         for d in fuse net/tun; do test -c /dev/$d && echo dev-$d; done";
+    let mut container = fixture.container(&snapshot, script);
+    let (_, confined) = run(&container);
+    assert_eq!(confined, "", "a confined container has none of it");
+    container.capabilities = Capabilities::All;
+    let (status, out) = run(&container);
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    let mut expected = "mounted-tmpfs\ninterrupts-unmasked\nsys-rw\nproc-sys-rw\n".to_owned();
+    for device in ["fuse", "net/tun"] {
+        if Path::new("/dev").join(device).exists() {
+            expected.push_str(&format!("dev-{device}\n"));
+        }
+    }
+    assert_eq!(out, expected);
 }
 
 #[test]
