@@ -1,6 +1,6 @@
 //! Safe extraction of a layer tar into a root file system; see [`apply_layer`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -19,6 +19,11 @@ pub const INCOMPLETE_MARKER: &str = ".hoist-incomplete";
 
 /// Symlinks followed per path before giving up, as the kernel's `ELOOP` limit.
 const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Longest entry path or hard-link target accepted, Linux's `PATH_MAX`. Docker and containerd
+/// extract with whole-path system calls, which fail beyond it; refusing earlier also bounds
+/// the memory remembered per path (every directory created is remembered by its path).
+pub const MAX_PATH_LEN: usize = 4096;
 
 /// Size of the buffer entry data is copied through.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -51,6 +56,7 @@ pub enum ParentSymlinks {
 pub struct ApplyOptions {
     ownership: Ownership,
     parent_symlinks: ParentSymlinks,
+    max_size: Option<u64>,
 }
 
 impl ApplyOptions {
@@ -71,6 +77,16 @@ impl ApplyOptions {
     #[must_use]
     pub fn with_parent_symlinks(mut self, parent_symlinks: ParentSymlinks) -> Self {
         self.parent_symlinks = parent_symlinks;
+        self
+    }
+
+    /// Refuses a layer whose uncompressed tar stream is longer than `bytes`
+    /// ([`ApplyError::TooLarge`]). Without a limit (the default) the stream is applied however
+    /// long it is: memory stays bounded, but a small compressed blob can expand to fill the
+    /// disk (gzip reaches about 1000:1, zstd far more).
+    #[must_use]
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
         self
     }
 }
@@ -123,6 +139,12 @@ pub enum UnsafeReason {
     /// The entry would overwrite [`INCOMPLETE_MARKER`].
     #[error("the name {INCOMPLETE_MARKER} is reserved")]
     ReservedName,
+    /// The path (or hard-link target) is longer than [`MAX_PATH_LEN`].
+    #[error("path of {len} bytes is longer than the limit of {MAX_PATH_LEN}")]
+    PathTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// A whiteout naming nothing (`.wh.`) or `.`/`..`.
     #[error("invalid whiteout name")]
     BadWhiteout,
@@ -202,6 +224,17 @@ pub enum ApplyError {
         entry: String,
         /// The type.
         kind: String,
+    },
+    /// The uncompressed stream is longer than [`ApplyOptions::with_max_size`] allows.
+    #[error(
+        "layer is larger than the limit of {limit} bytes uncompressed (a decompression bomb?), \
+         stopped in entry {entry:?}"
+    )]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+        /// The entry being read when the limit was reached (empty before the first).
+        entry: String,
     },
     /// A file-system operation for the entry failed.
     #[error("entry {entry:?}: failed to {action}")]
@@ -308,11 +341,30 @@ pub fn apply_layer<R: Read + Send>(
         make_devices: is_root,
         created: BTreeSet::new(),
         dirs: Vec::new(),
+        dir_index: HashMap::new(),
+        last_entry: String::new(),
         cache: Vec::new(),
         report: ApplyReport::default(),
         buffer: vec![0u8; COPY_BUFFER],
     };
-    read_ahead(reader, |stream| applier.apply_stream(stream))?;
+    read_ahead(reader, |stream| match options.max_size {
+        None => applier.apply_stream(stream),
+        Some(limit) => {
+            let mut limited = LimitedReader {
+                inner: stream,
+                left: limit,
+                exceeded: false,
+            };
+            let result = applier.apply_stream(&mut limited);
+            if limited.exceeded {
+                return Err(ApplyError::TooLarge {
+                    limit,
+                    entry: applier.last_entry.clone(),
+                });
+            }
+            result
+        }
+    })?;
     applier.finish_dirs()?;
     sys::unlink_at(applier.root_fd.as_fd(), &marker).map_err(|source| ApplyError::Marker {
         root: root.to_owned(),
@@ -320,6 +372,36 @@ pub fn apply_layer<R: Read + Send>(
         source,
     })?;
     Ok(applier.report)
+}
+
+/// A reader failing once more than `left` bytes are asked of it, remembering that it did.
+struct LimitedReader<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    exceeded: bool,
+}
+
+impl Read for LimitedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // One byte more tells a stream ending exactly at the limit from a longer one.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(io::Error::other("layer stream exceeds the size limit"));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Directory metadata applied once all entries are in place.
@@ -346,7 +428,14 @@ struct Applier {
     make_devices: bool,
     /// Paths (normalized, as in the archive) this layer has put in place.
     created: BTreeSet<Vec<u8>>,
+    /// One record per directory path, in the order each was first seen; a later entry for the
+    /// same path updates its record (so a stream repeating one directory entry cannot grow
+    /// memory).
     dirs: Vec<DeferredDir>,
+    /// Index in `dirs` by path.
+    dir_index: HashMap<Vec<u8>, usize>,
+    /// The path of the entry being applied, for errors raised outside it.
+    last_entry: String,
     /// The last resolved directory chain: (component, path descriptor) from the root down,
     /// keyed by archive path components. Only chains reached without symlinks are cached.
     cache: Vec<(Vec<u8>, OwnedFd)>,
@@ -357,6 +446,9 @@ struct Applier {
 /// Splits a tar path into components, rejecting absolute paths, `..` and NUL bytes. `.` and
 /// empty components (from `./x`, `a//b`, `dir/`) are dropped.
 fn components(path: &[u8]) -> Result<Vec<&[u8]>, UnsafeReason> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(UnsafeReason::PathTooLong { len: path.len() });
+    }
     if path.contains(&0) {
         return Err(UnsafeReason::NulByte);
     }
@@ -408,6 +500,7 @@ impl Applier {
                 }
             };
             last = String::from_utf8_lossy(&entry.path).into_owned();
+            self.last_entry.clone_from(&last);
             self.report.entries += 1;
             self.apply_entry(&entry, &last, &mut tar.data())?;
         }
@@ -485,14 +578,21 @@ impl Applier {
                     self.set_xattrs(XattrTarget::Fd(dir.as_fd()), entry)
                         .map_err(extract("set xattrs"))?;
                 }
-                self.dirs.push(DeferredDir {
+                let record = DeferredDir {
                     key: key.clone(),
                     mode: entry.mode,
                     uid: entry.uid,
                     gid: entry.gid,
                     mtime: entry.mtime,
                     mtime_nanos: entry.mtime_nanos,
-                });
+                };
+                match self.dir_index.get(&key) {
+                    Some(&at) => self.dirs[at] = record,
+                    None => {
+                        self.dir_index.insert(key.clone(), self.dirs.len());
+                        self.dirs.push(record);
+                    }
+                }
             }
             EntryKind::Regular => {
                 self.replace_existing(parent, &cbase)
@@ -948,14 +1048,11 @@ impl Applier {
         Ok(result)
     }
 
-    /// Applies the deferred directory metadata, deepest (latest) first, once per directory.
+    /// Applies the deferred directory metadata, deepest (latest first seen) first.
     fn finish_dirs(&mut self) -> Result<(), ApplyError> {
         let dirs = std::mem::take(&mut self.dirs);
-        let mut done: HashSet<&[u8]> = HashSet::new();
+        self.dir_index.clear();
         for dir in dirs.iter().rev() {
-            if !done.insert(&dir.key) {
-                continue; // a later entry for the same directory won
-            }
             let name = String::from_utf8_lossy(&dir.key).into_owned();
             let comps: Vec<&[u8]> = dir.key.split(|&b| b == b'/').collect();
             let (base, parents) = comps.split_last().expect("a directory key is never empty");
@@ -998,7 +1095,10 @@ fn owner_id(id: u64) -> io::Result<u32> {
     })
 }
 
-/// Removes `name` in `dir` recursively without following symlinks.
+/// Removes `name` in `dir` and everything below it without following symlinks.
+///
+/// Iterative, with one open descriptor per level being emptied: a layer can hold a tree
+/// thousands of levels deep, which recursion would overflow the stack on.
 fn remove_tree(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     let Some(stat) = sys::lstat_at_opt(dir, name)? else {
         return Ok(());
@@ -1006,9 +1106,37 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     if sys::file_type(&stat) != FileType::Directory {
         return sys::unlink_at(dir, name);
     }
-    let sub = sys::open_dir_at(dir, name)?;
-    for child in sys::read_dir_names(sub.as_fd())? {
-        remove_tree(sub.as_fd(), &child)?;
+    /// A directory being emptied: its descriptor, its name in its parent, and the
+    /// subdirectories still to remove.
+    struct Level {
+        fd: OwnedFd,
+        name: CString,
+        subdirs: Vec<CString>,
     }
-    sys::rmdir_at(dir, name)
+    let open_level = |parent: BorrowedFd<'_>, name: CString| -> io::Result<Level> {
+        let fd = sys::open_dir_at(parent, &name)?;
+        let mut subdirs = Vec::new();
+        for child in sys::read_dir_names(fd.as_fd())? {
+            match sys::lstat_at_opt(fd.as_fd(), &child)? {
+                None => {}
+                Some(stat) if sys::file_type(&stat) == FileType::Directory => subdirs.push(child),
+                Some(_) => sys::unlink_at(fd.as_fd(), &child)?,
+            }
+        }
+        Ok(Level { fd, name, subdirs })
+    };
+    let mut stack = vec![open_level(dir, name.to_owned())?];
+    while let Some(top) = stack.last_mut() {
+        if let Some(child) = top.subdirs.pop() {
+            let level = open_level(top.fd.as_fd(), child)?;
+            stack.push(level);
+            continue;
+        }
+        let done = stack
+            .pop()
+            .expect("the loop runs while the stack is not empty");
+        let parent = stack.last().map_or(dir, |level| level.fd.as_fd());
+        sys::rmdir_at(parent, &done.name)?;
+    }
+    Ok(())
 }

@@ -46,8 +46,8 @@ mod tarstream;
 mod writer;
 
 pub use apply::{
-    ApplyError, ApplyOptions, ApplyReport, INCOMPLETE_MARKER, Ownership, ParentSymlinks,
-    UnsafeReason, apply_layer, is_incomplete,
+    ApplyError, ApplyOptions, ApplyReport, INCOMPLETE_MARKER, MAX_PATH_LEN, Ownership,
+    ParentSymlinks, UnsafeReason, apply_layer, is_incomplete,
 };
 pub use blob::{LayerBlobWriter, LayerDigests};
 pub use compression::{

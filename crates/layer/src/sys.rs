@@ -173,15 +173,26 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
 }
 
-/// `chmod` of `name` in `dir`. Linux cannot chmod a symlink; callers only pass devices and
-/// fifos they have just created.
+/// `chmod` of `name` in `dir` (callers pass devices and fifos they just made), never through a
+/// symlink: a path-based `chmod` follows symlinks, so a node swapped for a symlink in between
+/// (by whatever else writes into the root) would have its target's mode changed, possibly
+/// outside the root. The node is opened `O_PATH | O_NOFOLLOW` and changed through
+/// `/proc/self/fd/<n>`, which resolves to the opened inode itself.
 pub(crate) fn chmod_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    Ok(rustix::fs::chmodat(
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::openat(
         dir,
         name,
-        Mode::from_raw_mode(mode),
-        AtFlags::empty(),
-    )?)
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if file_type(&rustix::fs::fstat(&fd)?) == FileType::Symlink {
+        return Err(io::Error::other(
+            "the node was replaced by a symlink before its mode was set",
+        ));
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(mode))?)
 }
 
 fn timestamps(secs: i64, nanos: u32) -> rustix::fs::Timestamps {
