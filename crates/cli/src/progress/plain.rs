@@ -152,3 +152,47 @@ impl Display for Plain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hoist_engine::VertexStatus;
+
+    use super::status_line;
+
+    fn status(id: &str, current: u64, total: u64, millis: u64, done: bool) -> String {
+        status_line(&VertexStatus {
+            id: id.to_owned(),
+            current,
+            total,
+            elapsed: Duration::from_millis(millis),
+            done,
+        })
+    }
+
+    #[test]
+    fn statuses_print_as_buildkits_plain_printer() {
+        assert_eq!(
+            status("sha256:ab", 1_200_000, 3_400_000, 500, false),
+            "sha256:ab 1.20MB / 3.40MB 0.5s"
+        );
+        assert_eq!(
+            status("sha256:ab", 3_400_000, 3_400_000, 1_000, true),
+            "sha256:ab 3.40MB / 3.40MB 1.0s done"
+        );
+        assert_eq!(
+            status("sha256:ab", 0, 1_210_000, 0, false),
+            "sha256:ab 0B / 1.21MB 0.0s"
+        );
+        assert_eq!(
+            status("exporting layers", 0, 0, 120, true),
+            "exporting layers 0.1s done"
+        );
+        assert_eq!(
+            status("naming to app:1", 0, 0, 0, true),
+            "naming to app:1 done"
+        );
+        assert_eq!(status("pushing layers", 0, 0, 40, false), "pushing layers");
+    }
+}
