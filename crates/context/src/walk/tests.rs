@@ -332,3 +332,40 @@ fn stacked_filters_only_remove() {
     assert!(w.open("docs/x.md").unwrap_err().is_not_found());
     assert!(w.open("src/a.rs").is_ok());
 }
+
+#[test]
+fn paths_through_symlinked_parents_resolve_inside_the_context() {
+    let fx = Fixture::new();
+    fx.write("keep", "k");
+    fx.link("abs", "/");
+    // On the host, `up/outside/secret` is the fixture's `outside/secret` beside the context.
+    fx.link("up", "..");
+
+    // As COPY sources (follow paths) through a symlinked parent: resolved from the context
+    // root, where these paths do not exist; only the links themselves are sent (as links,
+    // which the engine resolves inside the image), nothing of what they point at.
+    let options = WalkOptions {
+        follow_paths: vec![
+            "abs/etc/passwd".into(),
+            "up/outside/secret".into(),
+            "abs/../outside/secret".into(),
+        ],
+        ..WalkOptions::default()
+    };
+    let lines = walk_lines(&walker(&fx.ctx(), &options));
+    assert_eq!(lines, ["symlink:/ abs", "symlink:.. up"]);
+
+    // Opening them reads inside the context or fails as not found; never the host's files.
+    let w = walker(&fx.ctx(), &WalkOptions::default());
+    for path in [
+        "abs/etc/passwd",
+        "up/outside/secret",
+        "up/../outside/secret",
+    ] {
+        let err = w.open(path).unwrap_err();
+        assert!(err.is_not_found(), "{path}: {err}");
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut w.open("abs/up/abs/keep").unwrap(), &mut text).unwrap();
+    assert_eq!(text, "k");
+}
