@@ -132,6 +132,9 @@ pub(crate) enum Op {
     LoopbackUp,
     /// Change directory.
     Chdir { path: CString },
+    /// Join a new, empty session keyring (as runc does): the container does not share hoist's session keyring
+    /// and the keys in it.
+    NewSessionKeyring,
     /// Drop every capability from 0 to `last` whose bit is not in `keep` from the bounding set.
     DropCapabilities { keep: u64, last: u32 },
     /// Supplementary groups (unless `set_groups` is false: a single-id user namespace denies `setgroups`), then
@@ -182,6 +185,7 @@ impl fmt::Display for Op {
             Self::SetHostname { name } => write!(f, "set hostname {}", show(name)),
             Self::LoopbackUp => write!(f, "bring up the loopback interface"),
             Self::Chdir { path } => write!(f, "change directory to {}", show(path)),
+            Self::NewSessionKeyring => write!(f, "join a new session keyring"),
             Self::DropCapabilities { keep, .. } => write!(f, "limit capabilities to {keep:#x}"),
             Self::SetIds { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
             Self::Stdio { .. } => write!(f, "set up standard input and output"),
@@ -518,6 +522,7 @@ impl Plan {
         ops.push(Op::Chdir {
             path: cstring(cwd, "working directory")?,
         });
+        ops.push(Op::NewSessionKeyring);
         if container.capabilities == Capabilities::Default {
             ops.push(Op::DropCapabilities {
                 keep: DEFAULT_CAPABILITIES
@@ -853,6 +858,7 @@ mod tests {
                 "create directory /work",
                 "create directory /work/dir",
                 "change directory to /work/dir",
+                "join a new session keyring",
                 "limit capabilities to 0xa80425fb",
                 "switch to user 1000:1000",
                 "execute /bin/sh",

@@ -331,6 +331,21 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
             // SAFETY: `path` is NUL-terminated.
             check(unsafe { libc::chdir(path.as_ptr()) })
         }
+        Op::NewSessionKeyring => {
+            // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a null name creates and joins an anonymous keyring.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_keyctl,
+                    KEYCTL_JOIN_SESSION_KEYRING,
+                    ptr::null::<c_char>(),
+                )
+            };
+            // A kernel without keyrings has nothing to share.
+            match check_long(rc) {
+                Err(libc::ENOSYS) => Ok(()),
+                other => other,
+            }
+        }
         Op::DropCapabilities { keep, last } => {
             for capability in 0..=*last {
                 if keep & (1u64 << capability) == 0 {
@@ -481,6 +496,9 @@ fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
     unsafe { libc::close(fs) };
     result
 }
+
+// linux/keyctl.h.
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_ulong = 1;
 
 // mount_setattr(2) (Linux 5.12), linux/mount.h.
 const MOUNT_ATTR_RDONLY: u64 = 0x1;

@@ -19,7 +19,8 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// A store with `busybox:escape`: `/bin/busybox` and every applet as a symlink.
+    /// A store with `busybox:escape`: `/bin/busybox` and every applet as a symlink, and `keyctl` (keyutils) with
+    /// the libraries `ldd` names.
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
@@ -33,6 +34,18 @@ impl Fixture {
         for applet in String::from_utf8(list.stdout).unwrap().lines() {
             if applet != "busybox" {
                 symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        fs::copy("/usr/bin/keyctl", rootfs.join("bin/keyctl")).unwrap();
+        let ldd = std::process::Command::new("ldd")
+            .arg("/usr/bin/keyctl")
+            .output()
+            .unwrap();
+        for library in String::from_utf8(ldd.stdout).unwrap().split_whitespace() {
+            if library.starts_with('/') {
+                let inside = rootfs.join(library.trim_start_matches('/'));
+                fs::create_dir_all(inside.parent().unwrap()).unwrap();
+                fs::copy(library, inside).unwrap();
             }
         }
         let tar_path = dir.path().join("rootfs.tar");
@@ -424,4 +437,57 @@ fn no_process_outlives_its_step() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Set in the copy of this test binary that `the_host_session_keyring_is_not_shared` runs in a session keyring of
+/// its own.
+const KEYRING_INNER: &str = "HOIST_ESCAPE_KEYRING_INNER";
+
+#[test]
+fn the_host_session_keyring_is_not_shared() {
+    if std::env::var_os(KEYRING_INNER).is_none() {
+        // Run this test again in a new session keyring (keyutils' `keyctl session`), so the key it adds stays there.
+        let output = std::process::Command::new("keyctl")
+            .args(["session", "hoist-escape-test"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_host_session_keyring_is_not_shared",
+                "--nocapture",
+            ])
+            .env(KEYRING_INNER, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+        return;
+    }
+    let keyctl = |args: &[&str]| {
+        std::process::Command::new("keyctl")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let added = keyctl(&["add", "user", "hoist-escape-marker", "do-not-read", "@s"]);
+    assert!(added.status.success(), "{added:?}");
+    let id = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    // On the host, this process's children find it (so the container's check can fail).
+    let found = keyctl(&["search", "@s", "user", "hoist-escape-marker"]);
+    assert_eq!(String::from_utf8(found.stdout).unwrap().trim(), id);
+
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot(Vec::new());
+    let (status, out) = run(&container(
+        &snapshot,
+        &format!(
+            "keyctl search @s user hoist-escape-marker; keyctl print {id}; keyctl show @s; echo checked"
+        ),
+    ));
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    assert!(out.ends_with("checked\n"), "{out}");
+    assert!(!out.contains("do-not-read"), "{out}");
+    assert!(!out.contains("hoist-escape-marker"), "{out}");
+    assert!(!out.contains("hoist-escape-test"), "{out}");
 }
