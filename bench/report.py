@@ -40,7 +40,11 @@ TARGETS = {"go-noop": 0.2, "go-edit": 0.8, "go-cold": 0.95, "copy-cold": 0.5, "s
 def measurements(case, tool):
     times, rss = [], []
     for path in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.json")):
-        for result in json.load(open(path))["results"]:
+        try:
+            results = json.load(open(path))["results"]
+        except json.JSONDecodeError:  # a measurement still running (reporting on a run in progress)
+            continue
+        for result in results:
             times.extend(result["times"])
     for path in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.time")):
         for line in open(path):
