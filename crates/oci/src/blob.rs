@@ -148,18 +148,24 @@ impl BlobWriter<'_> {
     }
 }
 
+/// `error` with the ingest file's path in its message (the caller sees an `io::Error` through
+/// `Write`, with no other way to know which file a "no space left on device" was about).
+fn with_path(error: io::Error, path: &std::path::Path) -> io::Error {
+    io::Error::new(error.kind(), format!("writing {}: {error}", path.display()))
+}
+
 impl Write for BlobWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let file = self
             .file
             .as_mut()
             .expect("a BlobWriter holds its file until commit or drop");
-        file.write(buf)
+        file.write(buf).map_err(|e| with_path(e, &self.path))
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(file) => file.flush(),
+            Some(file) => file.flush().map_err(|e| with_path(e, &self.path)),
             None => Ok(()),
         }
     }
