@@ -172,7 +172,8 @@ impl Tty {
                 Outcome::Cached => (finished_style(), "CACHED ", Duration::ZERO),
                 Outcome::Done(d) => (finished_style(), "", d),
                 Outcome::Failed(d) => (failed_style(), "ERROR ", d),
-                Outcome::Running => unreachable!("a vertex ends with an outcome"),
+                // Not an end; callers never pass it, and the line keeps running if one did.
+                Outcome::Running => (running_style(), "", view.started.elapsed()),
             };
             // Prefix and message before the style, so no frame shows the finished style without its time.
             bar.set_prefix(format!("{:.1}s", elapsed.as_secs_f64()));
