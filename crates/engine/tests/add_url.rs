@@ -15,6 +15,7 @@ use hoist_engine::{
 };
 use hoist_oci::{ManifestFormat, Store};
 use hoist_plan::{BuildPlan, PlanRequest};
+use hoist_testkit::{dockerd_available, error_chain};
 use sha2::{Digest as _, Sha256};
 
 /// One file the server serves.
@@ -206,7 +207,7 @@ impl Fixture {
     /// Builds `dockerfile` into a fresh directory; returns it and whether the last step came from the cache.
     fn build(&self, dockerfile: &str, out: &str) -> (PathBuf, bool) {
         let (plan, solution) = self.solve(dockerfile);
-        let solution = solution.unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+        let solution = solution.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
         let cached = solution.get(plan.target_stage().root).unwrap().cached;
         let image = export_image(&self.store, &plan, &solution, ManifestFormat::Oci).unwrap();
         let out = self.dir.path().join(out);
@@ -218,20 +219,9 @@ impl Fixture {
     fn error(&self, dockerfile: &str) -> String {
         match self.solve(dockerfile).1 {
             Ok(_) => panic!("the build succeeded:\n{dockerfile}"),
-            Err(e) => chain(&e),
+            Err(e) => error_chain(&e),
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -573,24 +563,6 @@ fn add_url_sends_buildkits_http_auth_secrets() {
     );
     let (out, _) = fx.build(&dockerfile, "header");
     assert_eq!(std::fs::read(out.join("p")).unwrap(), b"members only\n");
-}
-
-/// Whether dockerd answers; without it the peer test fails unless `HOIST_SKIP_PEER_TESTS=1`.
-#[allow(clippy::print_stderr, reason = "a skipped test must say so loudly")]
-fn dockerd_available() -> bool {
-    let answers = std::process::Command::new("/usr/bin/docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !answers && std::env::var_os("HOIST_SKIP_PEER_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: dockerd is not running (HOIST_SKIP_PEER_TESTS=1)");
-        return false;
-    }
-    assert!(
-        answers,
-        "dockerd is not running: run `bash .ci/services.sh` (or set HOIST_SKIP_PEER_TESTS=1)"
-    );
-    true
 }
 
 /// The same ADDs through dockerd's BuildKit (which fetches from the host, so 127.0.0.1 reaches this server)

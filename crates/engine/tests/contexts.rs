@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use hoist_registry::{Client, DockerConfig, ImageReference, PushOptions, RegistryConfig};
@@ -18,6 +17,7 @@ use hoist_engine::{
 };
 use hoist_oci::{ManifestFormat, Store};
 use hoist_plan::{BuildPlan, NamedContext, NamedContextKind, PlanError, PlanRequest};
+use hoist_testkit::{error_chain, tar_dir};
 
 /// Imports a one-layer image holding `files` (path, content) into `store` as `reference`, with `changes`.
 fn image(
@@ -34,15 +34,11 @@ fn image(
         std::fs::write(file, content).unwrap();
     }
     let tar = rootfs.with_extension("tar");
-    let status = Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    tar_dir(
+        &rootfs,
+        &tar,
+        &["--owner=0", "--group=0", "--numeric-owner"],
+    );
     let options = ImportOptions {
         references: vec![reference.parse().unwrap()],
         changes: changes.iter().map(|c| (*c).to_owned()).collect(),
@@ -140,23 +136,12 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("planning failed: {e}"));
         let solution = self
             .solve(&plan, dockerfile)
-            .unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+            .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
         let image = export_image(&self.store, &plan, &solution, ManifestFormat::Oci).unwrap();
         let out = self.path(out);
         export_local(&self.store, &image.layers, &out).unwrap();
         (plan, out)
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn layout(value: String) -> NamedContextKind {
@@ -369,7 +354,7 @@ fn docker_image_contexts_missing_from_the_store_are_pulled() {
     );
     let solution = fx
         .solve(&plan, "FROM base\n")
-        .unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
     let image = export_image(&fx.store, &plan, &solution, ManifestFormat::Oci).unwrap();
     let out = fx.path("out");
     export_local(&fx.store, &image.layers, &out).unwrap();
@@ -395,7 +380,7 @@ fn a_named_directory_has_its_own_dockerignore() {
     let local = BTreeMap::from([("extra".to_owned(), extra.clone())]);
     let solution = fx
         .solve_with(&plan, dockerfile, &local)
-        .unwrap_or_else(|e| panic!("build failed: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
     let image = export_image(&fx.store, &plan, &solution, ManifestFormat::Oci).unwrap();
     let out = fx.path("out");
     export_local(&fx.store, &image.layers, &out).unwrap();

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::Command;
 
 use hoist_archive::{ImportOptions, import};
 use hoist_engine::{
@@ -13,27 +11,16 @@ use hoist_engine::{
 };
 use hoist_oci::{ManifestFormat, Store};
 use hoist_plan::{PlanRequest, plan};
+use hoist_testkit::BusyboxRootfs;
 
 const APPLETS: &[&str] = &["sh", "cat", "stat", "test", "echo"];
 
 /// A store with `bb:1`: busybox and a few applets, `PATH=/bin`.
 fn store(dir: &Path) -> Store {
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    let tar = dir.join("rootfs.tar");
-    let status = Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tar = BusyboxRootfs::new(dir.join("rootfs"))
+        .applets(APPLETS)
+        .tar_flags(&["--owner=0", "--group=0", "--numeric-owner"])
+        .tar();
     let store = Store::open(dir.join("store")).unwrap();
     let options = ImportOptions {
         references: vec!["bb:1".parse().unwrap()],
