@@ -1361,6 +1361,26 @@ fn rawjson_progress_is_buildkits_solve_status() {
         .map(|(d, _)| d.clone())
         .unwrap();
     assert_ne!(first_vertices[&run_digest]["cached"], true);
+    // The plan's edges: the RUN step's input is the FROM vertex, the COPY's include the RUN step.
+    let digest_of = |name: &str| {
+        first_vertices
+            .iter()
+            .find(|(_, v)| v["name"] == name)
+            .map(|(d, _)| d.clone())
+            .unwrap_or_else(|| panic!("no vertex {name}"))
+    };
+    let from = digest_of("[1/3] FROM docker.io/library/bb:1");
+    assert_eq!(
+        first_vertices[&run_digest]["inputs"],
+        serde_json::json!([from])
+    );
+    let copy = &first_vertices[&digest_of("[3/3] COPY f.txt /f.txt")];
+    assert!(
+        copy["inputs"]
+            .as_array()
+            .is_some_and(|inputs| inputs.contains(&Value::from(run_digest.as_str()))),
+        "{copy}"
+    );
     let logged: Vec<u8> = objects
         .iter()
         .flat_map(|o| o["logs"].as_array().cloned().unwrap_or_default())

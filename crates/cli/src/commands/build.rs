@@ -745,6 +745,13 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
     for warning in &plan.warnings {
         progress.message(&warning.message);
     }
+    progress.graph(
+        plan.ops
+            .iter()
+            .enumerate()
+            .map(|(op, planned)| (op, planned.inputs.iter().map(|input| input.0).collect()))
+            .collect(),
+    );
     // The build checks run with every build, as with `docker build`: reported at the end, or fatal with
     // `# check=error=true`.
     let findings = checked.lint(root, input.target.as_deref(), RuleSet::BuildKit);

@@ -47,6 +47,9 @@ pub(crate) trait Display: Reporter + Send {
     fn warnings(&self, _warnings: &[Warning]) {}
     /// The build is over: a live view draws its final state.
     fn finish(&self) {}
+    /// The plan's edges, each op's inputs by op index, once the plan is known: `rawjson` lists them as a
+    /// vertex's `inputs`.
+    fn graph(&self, _inputs: HashMap<usize, Vec<usize>>) {}
 }
 
 /// A build check's finding, as progress carries it.

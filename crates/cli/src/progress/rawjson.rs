@@ -3,9 +3,10 @@
 //! `{"statuses":[{"id","vertex","total","current","timestamp","started","completed"}]}`,
 //! `{"logs":[{"vertex","stream","data","timestamp"}]}` (data base64, as Go encodes `[]byte`),
 //! `{"warnings":[{"vertex","level","short","url"}]}`. Times are RFC 3339 with nanoseconds; a vertex's digest is
-//! made from its number and name (hoist has no LLB digests), stable within a build.
+//! made from its op number (hoist has no LLB digests), stable within a build, and a vertex lists the digests of
+//! its inputs (the plan's edges) as `inputs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,10 @@ struct State {
     /// When each vertex started.
     started: HashMap<usize, SystemTime>,
     logs: Logs,
+    /// Each op's inputs.
+    inputs: HashMap<usize, Vec<usize>>,
+    /// Vertices reported so far: only those are listed as inputs (ops without a vertex of their own are not).
+    seen: HashSet<usize>,
 }
 
 impl RawJson {
@@ -44,10 +49,28 @@ impl RawJson {
         write_stderr(&format!("{}\n", Value::Object(object)));
     }
 
-    /// The vertex object: digest, name, and the fields given.
-    fn vertex(vertex: &Vertex, fields: &[(&str, Value)]) -> Value {
+    /// The vertex object: digest, inputs, name, and the fields given.
+    fn vertex(&self, vertex: &Vertex, fields: &[(&str, Value)]) -> Value {
         let mut object = Map::new();
         object.insert("digest".into(), json!(digest(vertex)));
+        let inputs: Vec<String> = {
+            let mut state = self.state();
+            state.seen.insert(vertex.op);
+            state
+                .inputs
+                .get(&vertex.op)
+                .map(|inputs| {
+                    inputs
+                        .iter()
+                        .filter(|op| state.seen.contains(op))
+                        .map(|op| op_digest(*op))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if !inputs.is_empty() {
+            object.insert("inputs".into(), json!(inputs));
+        }
         object.insert("name".into(), json!(vertex.name));
         for (key, value) in fields {
             object.insert((*key).to_owned(), value.clone());
@@ -56,9 +79,15 @@ impl RawJson {
     }
 }
 
-/// A vertex's digest: SHA-256 of its number and name.
+/// A vertex's digest.
 fn digest(vertex: &Vertex) -> String {
-    let material = format!("hoist-vertex\0{}\0{}", vertex.op, vertex.name);
+    op_digest(vertex.op)
+}
+
+/// The digest of the vertex of op `op`: SHA-256 of its number, unique within a build (internal vertices and
+/// pulls are numbered clear of the plan's ops).
+fn op_digest(op: usize) -> String {
+    let material = format!("hoist-vertex\0{op}");
     format!("{}", hoist_layer::Digest::sha256(material.as_bytes()))
 }
 
@@ -72,7 +101,7 @@ impl Reporter for RawJson {
         self.state().started.insert(vertex.op, now);
         Self::print(
             "vertexes",
-            Self::vertex(vertex, &[("started", json!(timestamp(now)))]),
+            self.vertex(vertex, &[("started", json!(timestamp(now)))]),
         );
     }
 
@@ -80,7 +109,7 @@ impl Reporter for RawJson {
         let now = timestamp(SystemTime::now());
         Self::print(
             "vertexes",
-            Self::vertex(
+            self.vertex(
                 vertex,
                 &[
                     ("started", json!(now)),
@@ -98,7 +127,7 @@ impl Reporter for RawJson {
         self.flush(vertex);
         Self::print(
             "vertexes",
-            Self::vertex(
+            self.vertex(
                 vertex,
                 &[
                     ("started", json!(timestamp(started))),
@@ -114,7 +143,7 @@ impl Reporter for RawJson {
         self.flush(vertex);
         Self::print(
             "vertexes",
-            Self::vertex(
+            self.vertex(
                 vertex,
                 &[
                     ("started", json!(timestamp(started))),
@@ -183,6 +212,10 @@ impl RawJson {
 impl Display for RawJson {
     fn tail(&self, op: usize) -> Vec<String> {
         self.state().logs.tail(op)
+    }
+
+    fn graph(&self, inputs: HashMap<usize, Vec<usize>>) {
+        self.state().inputs = inputs;
     }
 
     /// A message outside any vertex (a planner warning) is a warning without a vertex, so every line stays JSON.
