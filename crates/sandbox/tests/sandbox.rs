@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use hoist_sandbox::{
     Capabilities, Container, Error, ExitStatus, Network, PortMapping, Snapshot, SnapshotKind,
     Stdio, User, resolve_user,
 };
+use hoist_testkit::{BusyboxRootfs, free_port, http_get};
 
 const APPLETS: &[&str] = &[
     "sh", "id", "hostname", "cat", "ls", "echo", "sleep", "httpd", "nc", "rm", "mkdir", "touch",
@@ -23,30 +24,13 @@ const APPLETS: &[&str] = &[
 
 /// A store holding `busybox:test`: `/bin/busybox`, applet symlinks, an `app` user (1000) in groups 1000 and 44.
 fn busybox_store(dir: &Path) -> Store {
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::create_dir_all(rootfs.join("etc")).unwrap();
-    fs::create_dir_all(rootfs.join("www")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-    )
-    .unwrap();
-    fs::write(
-        rootfs.join("etc/group"),
-        "root:x:0:\napp:x:1000:\naudio:x:44:app\n",
-    )
-    .unwrap();
-    fs::write(rootfs.join("etc/motd"), "welcome\n").unwrap();
-    let tar_path = dir.join("rootfs.tar");
-    let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", &rootfs).unwrap();
-    builder.into_inner().unwrap().flush().unwrap();
+    let tar_path = BusyboxRootfs::new(dir.join("rootfs"))
+        .applets(APPLETS)
+        .dirs(&["www"])
+        .passwd("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+        .group("root:x:0:\napp:x:1000:\naudio:x:44:app\n")
+        .file("etc/motd", "welcome\n")
+        .tar();
     let store = Store::open(dir.join("store")).unwrap();
     let options = ImportOptions {
         references: vec!["busybox:test".parse().unwrap()],
@@ -92,12 +76,17 @@ impl Fixture {
 
 /// Runs the container with stdout captured in a file; returns the status and the output.
 fn run(container: &Container) -> (ExitStatus, String) {
+    run_capturing(|stdio| container.run(stdio).unwrap())
+}
+
+/// Runs `start` with a file as the container's stdout; returns the status and what was written there.
+fn run_capturing(start: impl FnOnce(Stdio) -> ExitStatus) -> (ExitStatus, String) {
     let out = tempfile::tempfile().unwrap();
     let stdio = Stdio {
         stdout: Some(out.try_clone().unwrap().into()),
         ..Stdio::default()
     };
-    let status = container.run(stdio).unwrap();
+    let status = start(stdio);
     let mut text = String::new();
     let mut out = out;
     std::io::Seek::rewind(&mut out).unwrap();
@@ -361,31 +350,6 @@ fn network_none_cannot_reach_the_host_but_host_network_can() {
     assert_eq!(out, "pong\n");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, deadline: Instant) -> String {
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        });
-        match attempt {
-            Ok(response) if response.contains("200 OK") => return response,
-            _ if Instant::now() > deadline => panic!("no answer on port {port}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 #[test]
 fn published_ports_reach_a_server_in_the_container() {
     let fixture = Fixture::new();
@@ -436,19 +400,11 @@ fn no_mount_is_left_on_the_host_and_no_descriptor_leaks() {
 }
 
 fn run_with_runc(container: &Container) -> (ExitStatus, String) {
-    let out = tempfile::tempfile().unwrap();
-    let stdio = Stdio {
-        stdout: Some(out.try_clone().unwrap().into()),
-        ..Stdio::default()
-    };
-    let status = container
-        .run_with_runtime(Path::new("/usr/sbin/runc"), stdio)
-        .unwrap();
-    let mut text = String::new();
-    let mut out = out;
-    std::io::Seek::rewind(&mut out).unwrap();
-    out.read_to_string(&mut text).unwrap();
-    (status, text)
+    run_capturing(|stdio| {
+        container
+            .run_with_runtime(Path::new("/usr/sbin/runc"), stdio)
+            .unwrap()
+    })
 }
 
 #[test]
