@@ -27,6 +27,22 @@ pub struct LayerInfo {
     pub content_size: u64,
 }
 
+/// A layer record as stored: the [`LayerInfo`] and whether its diffID was computed from the blob
+/// (`diffIdVerified`, true for records written before the flag existed) or only announced by an image config that a
+/// registry pull trusted until the layer is first unpacked (see [`Store::ingest_pulled_layer`]).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayerRecord {
+    #[serde(flatten)]
+    info: LayerInfo,
+    #[serde(default = "verified")]
+    diff_id_verified: bool,
+}
+
+fn verified() -> bool {
+    true
+}
+
 /// A layer blob just ingested, with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerBlob {
@@ -48,6 +64,32 @@ impl Store {
     /// [`Error::SizeMismatch`] as soon as the content exceeds an expected size; a layer that does not decode is
     /// [`Error::ScanLayer`]. Either way nothing is stored.
     pub fn ingest_layer(&self, reader: impl Read, expected: &Expected) -> Result<LayerBlob> {
+        self.ingest_layer_with(reader, expected, None)
+    }
+
+    /// [`ingest_layer`](Store::ingest_layer) for a registry pull: the layer's diffID is the one its image config
+    /// announces (`announced_diff_id`), recorded unverified instead of hashing the uncompressed tar, which would
+    /// double the SHA-256 work of a pull. The blob digest is still verified, and the tar still decompressed and
+    /// walked (it must decode, and its sizes are recorded). Whoever unpacks the layer first hashes the tar on the
+    /// way and marks the record verified ([`Store::mark_diff_id_verified`]), or refuses a layer that does not
+    /// match: containerd's model (the blob digest at pull, the diffID at unpack).
+    ///
+    /// A plain tar's diffID is its blob digest, verified already: that is what gets recorded.
+    pub fn ingest_pulled_layer(
+        &self,
+        reader: impl Read,
+        expected: &Expected,
+        announced_diff_id: Digest,
+    ) -> Result<LayerBlob> {
+        self.ingest_layer_with(reader, expected, Some(announced_diff_id))
+    }
+
+    fn ingest_layer_with(
+        &self,
+        reader: impl Read,
+        expected: &Expected,
+        announced_diff_id: Option<Digest>,
+    ) -> Result<LayerBlob> {
         if let Some(blob) = self.reuse_existing(expected)? {
             return self.existing_layer(blob);
         }
@@ -67,7 +109,7 @@ impl Store {
                     };
                     // Bytes after the end of the compressed stream (or the tar end) are part of the blob too: drained
                     // here so the reading side never blocks on a full pipe.
-                    scan(&mut pipe).and_then(|scanned| {
+                    scan(&mut pipe, announced_diff_id.is_none()).and_then(|scanned| {
                         io::copy(&mut pipe, &mut io::sink())?;
                         Ok(scanned)
                     })
@@ -128,8 +170,15 @@ impl Store {
             (Ok(()), Ok(scanned)) => scanned,
         };
         let blob = writer.commit(expected)?;
-        let info = scanned.info(blob.digest);
-        self.set_layer_info(&blob.digest, &info)?;
+        let (info, verified) = match (scanned.diff_id, announced_diff_id) {
+            (DiffId::Hashed(diff_id), _) => (scanned.info(diff_id), true),
+            (DiffId::Blob, _) => (scanned.info(blob.digest), true),
+            (DiffId::NotHashed, announced) => (
+                scanned.info(announced.expect("scan hashes the tar unless a diffID is announced")),
+                false,
+            ),
+        };
+        self.write_layer_record(&blob.digest, &info, verified)?;
         Ok(LayerBlob {
             blob,
             compression: scanned.compression,
@@ -161,12 +210,41 @@ impl Store {
             Err(source) => return Err(Error::ReadLayerInfo { path, source }),
         };
         // A record that does not parse is treated as missing: it is recomputed from the blob when needed.
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(serde_json::from_slice::<LayerRecord>(&bytes)
+            .ok()
+            .map(|record| record.info))
+    }
+
+    /// Whether the recorded diffID of a layer blob was computed from its content: false only for a layer pulled
+    /// with [`ingest_pulled_layer`](Store::ingest_pulled_layer) and not unpacked since. A blob without a (readable)
+    /// record counts as verified: its info is computed from the blob when asked for.
+    pub fn layer_diff_id_verified(&self, digest: &Digest) -> Result<bool> {
+        let path = self.layout().layer_info(digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(source) => return Err(Error::ReadLayerInfo { path, source }),
+        };
+        Ok(serde_json::from_slice::<LayerRecord>(&bytes)
+            .map_or(true, |record| record.diff_id_verified))
+    }
+
+    /// Records that `info`'s diffID was checked against the layer's content (by an unpack that hashed the tar).
+    pub fn mark_diff_id_verified(&self, digest: &Digest, info: &LayerInfo) -> Result<()> {
+        self.set_layer_info(digest, info)
     }
 
     /// Records the metadata of a stored layer blob (when the caller computed it while producing the layer).
     pub fn set_layer_info(&self, digest: &Digest, info: &LayerInfo) -> Result<()> {
-        let bytes = serde_json::to_vec(info).map_err(|source| Error::Encode {
+        self.write_layer_record(digest, info, true)
+    }
+
+    fn write_layer_record(&self, digest: &Digest, info: &LayerInfo, verified: bool) -> Result<()> {
+        let record = LayerRecord {
+            info: info.clone(),
+            diff_id_verified: verified,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|source| Error::Encode {
             what: "layer info",
             source,
         })?;
@@ -185,12 +263,14 @@ impl Store {
             return Ok(info);
         }
         let mut file = io::BufReader::with_capacity(IO_BUFFER, self.open_blob(digest)?);
-        let info = scan(&mut file)
-            .map_err(|source| Error::ScanLayer {
-                layer: digest.to_string(),
-                source,
-            })?
-            .info(*digest);
+        let scanned = scan(&mut file, true).map_err(|source| Error::ScanLayer {
+            layer: digest.to_string(),
+            source,
+        })?;
+        let info = match scanned.diff_id {
+            DiffId::Hashed(diff_id) => scanned.info(diff_id),
+            DiffId::Blob | DiffId::NotHashed => scanned.info(*digest),
+        };
         self.set_layer_info(digest, &info)?;
         Ok(info)
     }
@@ -314,34 +394,44 @@ fn read_prefix(reader: &mut impl Read, prefix: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// What [`scan`] learnt of a layer's diffID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiffId {
+    /// The SHA-256 of the decompressed tar stream.
+    Hashed(Digest),
+    /// A plain tar: its diffID is the blob's own digest (the same bytes), so it is not hashed a second time.
+    Blob,
+    /// A compressed tar, not hashed (the caller has an announced diffID).
+    NotHashed,
+}
+
 /// What [`scan`] found in a layer.
 #[derive(Debug)]
 pub(crate) struct Scanned {
     compression: Compression,
-    /// The SHA-256 of the tar stream; `None` for a plain tar, whose diffID is the blob's own digest (the same
-    /// bytes), so it is not hashed a second time.
-    diff_id: Option<Digest>,
+    diff_id: DiffId,
     uncompressed_size: u64,
     content_size: u64,
 }
 
 impl Scanned {
-    /// The layer's [`LayerInfo`], given the digest of the blob scanned.
-    fn info(&self, blob: Digest) -> LayerInfo {
+    /// The layer's [`LayerInfo`], given its diffID.
+    fn info(&self, diff_id: Digest) -> LayerInfo {
         LayerInfo {
-            diff_id: self.diff_id.unwrap_or(blob),
+            diff_id,
             uncompressed_size: self.uncompressed_size,
             content_size: self.content_size,
         }
     }
 }
 
-/// Decompresses (by magic bytes) and walks a layer. `reader` should be buffered or hand out large reads (the
-/// decompressors read it in 32 KiB pieces, tar in 512-byte ones).
-pub(crate) fn scan(reader: &mut impl Read) -> io::Result<Scanned> {
+/// Decompresses (by magic bytes) and walks a layer, hashing the decompressed tar if `hash_tar` (a plain tar is
+/// never hashed here). `reader` should be buffered or hand out large reads (the decompressors read it in 32 KiB
+/// pieces, tar in 512-byte ones).
+pub(crate) fn scan(reader: &mut impl Read, hash_tar: bool) -> io::Result<Scanned> {
     let decompressor = Decompressor::new(reader)?;
     let compression = decompressor.compression();
-    if compression == Compression::None {
+    if compression == Compression::None || !hash_tar {
         let mut counted = Counted {
             inner: decompressor,
             size: 0,
@@ -349,7 +439,11 @@ pub(crate) fn scan(reader: &mut impl Read) -> io::Result<Scanned> {
         let content_size = tar_content_size(&mut counted)?;
         return Ok(Scanned {
             compression,
-            diff_id: None,
+            diff_id: if compression == Compression::None {
+                DiffId::Blob
+            } else {
+                DiffId::NotHashed
+            },
             uncompressed_size: counted.size,
             content_size,
         });
@@ -359,7 +453,7 @@ pub(crate) fn scan(reader: &mut impl Read) -> io::Result<Scanned> {
     let (_, digested) = decoded.finish()?;
     Ok(Scanned {
         compression,
-        diff_id: Some(digested.digest),
+        diff_id: DiffId::Hashed(digested.digest),
         uncompressed_size: digested.size,
         content_size,
     })
@@ -447,16 +541,92 @@ mod tests {
             (gzip(&tar), Compression::Gzip),
             (zstd::encode_all(&tar[..], 3).unwrap(), Compression::Zstd),
         ] {
-            let scanned = scan(&mut &bytes[..]).unwrap();
+            let scanned = scan(&mut &bytes[..], true).unwrap();
             assert_eq!(scanned.compression, compression);
             // A plain tar is not hashed twice: its diffID is the blob digest.
-            assert_eq!(scanned.diff_id.is_none(), compression == Compression::None);
-            let info = scanned.info(Digest::sha256(&bytes));
-            assert_eq!(info.diff_id, Digest::sha256(&tar));
+            let expected = if compression == Compression::None {
+                DiffId::Blob
+            } else {
+                DiffId::Hashed(Digest::sha256(&tar))
+            };
+            assert_eq!(scanned.diff_id, expected);
+            let info = scanned.info(Digest::sha256(&tar));
             assert_eq!(info.uncompressed_size, tar.len() as u64);
             // 5 bytes of file + 5 bytes of symlink target; the hard link is not counted again.
             assert_eq!(info.content_size, 10);
         }
+    }
+
+    #[test]
+    fn pulled_layer_records_the_announced_diff_id_unverified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = sample_tar();
+        let compressed = gzip(&tar);
+        // A diffID that is not the tar's: proof that the tar was not hashed (it would have been recorded).
+        let announced = Digest::sha256(b"announced by the config");
+        let layer = store
+            .ingest_pulled_layer(
+                &compressed[..],
+                &Expected::digest(Digest::sha256(&compressed)),
+                announced,
+            )
+            .unwrap();
+        assert_eq!(layer.info.diff_id, announced);
+        assert_eq!(layer.info.uncompressed_size, tar.len() as u64);
+        assert_eq!(layer.info.content_size, 10);
+        let digest = layer.blob.digest;
+        assert_eq!(store.layer_info(&digest).unwrap(), Some(layer.info.clone()));
+        assert!(!store.layer_diff_id_verified(&digest).unwrap());
+        let record = fs::read_to_string(store.layout().layer_info(&digest)).unwrap();
+        assert!(record.contains(r#""diffIdVerified":false"#), "{record}");
+
+        // A second pull of the same blob reads nothing and keeps the record.
+        let again = store
+            .ingest_pulled_layer(io::empty(), &Expected::digest(digest), announced)
+            .unwrap();
+        assert_eq!(again.info, layer.info);
+        assert!(!store.layer_diff_id_verified(&digest).unwrap());
+
+        let verified = LayerInfo {
+            diff_id: Digest::sha256(&tar),
+            ..layer.info
+        };
+        store.mark_diff_id_verified(&digest, &verified).unwrap();
+        assert!(store.layer_diff_id_verified(&digest).unwrap());
+        assert_eq!(store.layer_info(&digest).unwrap(), Some(verified));
+    }
+
+    #[test]
+    fn pulled_plain_tar_records_its_blob_digest_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = sample_tar();
+        let layer = store
+            .ingest_pulled_layer(&tar[..], &Expected::unknown(), Digest::sha256(b"other"))
+            .unwrap();
+        assert_eq!(layer.info.diff_id, Digest::sha256(&tar));
+        assert!(store.layer_diff_id_verified(&layer.blob.digest).unwrap());
+    }
+
+    #[test]
+    fn records_without_the_flag_are_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = sample_tar();
+        let layer = store.ingest_layer(&tar[..], &Expected::unknown()).unwrap();
+        let path = store.layout().layer_info(&layer.blob.digest);
+        let old = format!(
+            r#"{{"diffID":"{}","uncompressedSize":{},"contentSize":10}}"#,
+            layer.info.diff_id,
+            tar.len()
+        );
+        fs::write(&path, old).unwrap();
+        assert_eq!(
+            store.layer_info(&layer.blob.digest).unwrap(),
+            Some(layer.info)
+        );
+        assert!(store.layer_diff_id_verified(&layer.blob.digest).unwrap());
     }
 
     #[test]
