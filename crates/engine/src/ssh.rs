@@ -120,8 +120,9 @@ impl StartedAgent {
             child,
             _dir: dir,
         };
+        // The socket file appears at bind(2), before the agent listens: wait until it accepts a connection.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !is_socket(&agent.socket) {
+        while UnixStream::connect(&agent.socket).is_err() {
             if Instant::now() > deadline || agent.child.try_wait().ok().flatten().is_some() {
                 return Err(failed("start ssh-agent", io::ErrorKind::TimedOut.into()));
             }

@@ -127,7 +127,8 @@ impl Agent {
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !socket.exists() {
+        // The file appears at bind(2), before the agent listens.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "ssh-agent did not start"
