@@ -5,12 +5,13 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::symlink;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use hoist_testkit::{BusyboxRootfs, HoistCmd, Run, free_port};
 
 const APPLETS: &[&str] = &["sh", "wget", "sed", "tr", "cat", "sleep"];
 
@@ -43,81 +44,42 @@ fn static_rie() -> &'static Path {
 
 struct Fixture {
     dir: tempfile::TempDir,
+    hoist: HoistCmd,
 }
 
 impl Fixture {
     /// A store with `busybox:local`: busybox, the applets the function's bootstrap uses, and a sticky /tmp.
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        fs::create_dir_all(rootfs.join("bin")).unwrap();
-        fs::create_dir_all(rootfs.join("tmp")).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in APPLETS {
-            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        fs::create_dir(dir.path().join("scratch")).unwrap();
-        let fixture = Fixture { dir };
-        let tar = fixture.dir.path().join("rootfs.tar");
-        let status = Command::new("tar")
-            .args(["--mode=u+rwX,go+rX", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = fixture
-            .hoist()
-            .arg("import")
-            .arg(&tar)
-            .arg("busybox:local")
-            .output()
-            .unwrap();
-        assert_success(&output);
-        fixture
-    }
-
-    fn hoist(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command
-            .arg("--root")
-            .arg(self.dir.path().join("store"))
-            .env("TMPDIR", self.dir.path().join("scratch"))
+        let tar = BusyboxRootfs::new(dir.path().join("rootfs"))
+            .applets(APPLETS)
+            .dirs(&["tmp"])
+            .tar_flags(&["--mode=u+rwX,go+rX"])
+            .tar();
+        let hoist = HoistCmd::new(env!("CARGO_BIN_EXE_hoist"))
+            .isolated(dir.path())
             .env("HOIST_RIE", static_rie());
-        command
+        hoist.ok(&["import", tar.to_str().unwrap(), "busybox:local"]);
+        Fixture { dir, hoist }
     }
 
-    fn build(&self, args: &[&str]) -> Output {
-        self.hoist()
-            .args(["build", "--progress", "plain"])
-            .args(args)
-            .arg(workspace().join("examples/lambda"))
-            .output()
-            .unwrap()
+    /// `hoist build --progress plain ARGS examples/lambda`.
+    fn build(&self, args: &[&str]) -> Run {
+        let example = workspace().join("examples/lambda");
+        let example = example.to_str().unwrap();
+        self.hoist
+            .run(&[&["build", "--progress", "plain"], args, &[example]].concat())
     }
 
     fn inspect(&self, reference: &str) -> serde_json::Value {
-        let output = self.hoist().args(["inspect", reference]).output().unwrap();
-        assert_success(&output);
-        let mut images: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let stdout = self.hoist.ok(&["inspect", reference]);
+        let mut images: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
         images.remove(0)
     }
 }
 
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+fn assert_success(run: &Run) {
+    assert!(run.success(), "{}", run.describe());
 }
 
 /// POSTs `body` to the invoke endpoint; `None` while nothing answers yet (the container is starting).
@@ -185,8 +147,8 @@ fn lambda_example_dev_target_answers_invokes_through_the_emulator() {
 fn assert_invokes_answer(fixture: &Fixture, image: &str) {
     let port = free_port();
     let child = fixture
-        .hoist()
-        .args(["run", "--rm", "-p", &format!("{port}:8080"), image])
+        .hoist
+        .command(&["run", "--rm", "-p", &format!("{port}:8080"), image])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -219,12 +181,11 @@ fn lambda_example_bootstrap_runs_from_hoist_rie_itself_without_libc() {
     // runs /var/task/bootstrap; busybox-static is the only other binary, so nothing in the image has a libc.
     let fixture = Fixture::new();
     let context = fixture.dir.path().join("on-rie");
-    fs::create_dir_all(context.join("rootfs/bin")).unwrap();
-    fs::create_dir_all(context.join("rootfs/tmp")).unwrap();
-    fs::copy("/bin/busybox", context.join("rootfs/bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", context.join("rootfs/bin").join(applet)).unwrap();
-    }
+    fs::create_dir(&context).unwrap();
+    BusyboxRootfs::new(context.join("rootfs"))
+        .applets(APPLETS)
+        .dirs(&["tmp"])
+        .write();
     fs::copy(
         workspace().join("examples/lambda/bootstrap"),
         context.join("bootstrap"),
@@ -235,13 +196,9 @@ fn lambda_example_bootstrap_runs_from_hoist_rie_itself_without_libc() {
         "FROM hoist/rie\nCOPY rootfs/ /\nCOPY bootstrap /var/task/bootstrap\n",
     )
     .unwrap();
-    let output = fixture
-        .hoist()
-        .args(["build", "-t", "fn:on-rie"])
-        .arg(&context)
-        .output()
-        .unwrap();
-    assert_success(&output);
+    fixture
+        .hoist
+        .ok(&["build", "-t", "fn:on-rie", context.to_str().unwrap()]);
     let image = fixture.inspect("fn:on-rie");
     assert_eq!(
         image["Config"]["Entrypoint"],
@@ -279,15 +236,13 @@ fn lambda_example_default_target_is_production_without_the_emulator() {
 #[test]
 fn lambda_example_build_says_why_a_dynamic_emulator_cannot_be_used() {
     let fixture = Fixture::new();
-    let output = fixture
-        .hoist()
-        .env("HOIST_RIE", "/bin/sh")
-        .args(["build", "--target", "dev"])
-        .arg(workspace().join("examples/lambda"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let example = workspace().join("examples/lambda");
+    let stderr = fixture.hoist.clone().env("HOIST_RIE", "/bin/sh").fails(&[
+        "build",
+        "--target",
+        "dev",
+        example.to_str().unwrap(),
+    ]);
     assert!(
         stderr.contains("$HOIST_RIE=/bin/sh: dynamically linked"),
         "{stderr}"

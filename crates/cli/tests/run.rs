@@ -4,10 +4,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use hoist_testkit::{BusyboxRootfs, HoistCmd, free_port, http_get, tar_dir, wait_until};
 
 const APPLETS: &[&str] = &[
     "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env", "touch",
@@ -18,79 +19,45 @@ struct Fixture {
     root: PathBuf,
     /// `$TMPDIR` of the hoist processes: their scratch directories go under it.
     tmp: PathBuf,
+    /// hoist with the store `root` and `$TMPDIR` `tmp`.
+    hoist: HoistCmd,
 }
 
 impl Fixture {
     /// A store with `bb:1`: busybox, an `app` user (1000), and CMD/ENV/WORKDIR/USER set by `--change`.
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        for sub in ["bin", "etc", "srv", "www"] {
-            fs::create_dir_all(rootfs.join(sub)).unwrap();
-        }
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in APPLETS {
-            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        )
-        .unwrap();
-        fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
-        fs::write(rootfs.join("www/index.html"), "hello from the container\n").unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let root = dir.path().join("store");
-        let tmp = dir.path().join("tmp");
-        fs::create_dir(&tmp).unwrap();
-        let fixture = Fixture {
+        let tar = BusyboxRootfs::new(dir.path().join("rootfs"))
+            .applets(APPLETS)
+            .dirs(&["srv"])
+            .passwd("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+            .group("root:x:0:\napp:x:1000:\n")
+            .file("www/index.html", "hello from the container\n")
+            .tar();
+        let hoist = HoistCmd::new(env!("CARGO_BIN_EXE_hoist")).isolated(dir.path());
+        hoist.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh", "-c", "echo $GREETING; pwd; id -u"]"#,
+            "--change",
+            "ENV GREETING=hi",
+            "--change",
+            "WORKDIR /srv",
+            "--change",
+            "USER app",
+            tar.to_str().unwrap(),
+            "bb:1",
+        ]);
+        Fixture {
+            root: dir.path().join("store"),
+            tmp: dir.path().join("tmp"),
             _dir: dir,
-            root,
-            tmp,
-        };
-        let output = fixture
-            .hoist()
-            .args([
-                "import",
-                "--change",
-                r#"CMD ["sh", "-c", "echo $GREETING; pwd; id -u"]"#,
-            ])
-            .args([
-                "--change",
-                "ENV GREETING=hi",
-                "--change",
-                "WORKDIR /srv",
-                "--change",
-                "USER app",
-            ])
-            .arg(&tar)
-            .arg("bb:1")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        fixture
+            hoist,
+        }
     }
 
     fn hoist(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command
-            .arg("--root")
-            .arg(&self.root)
-            .env("TMPDIR", &self.tmp);
-        command
+        self.hoist.command(&[])
     }
 
     /// `hoist run ARGS` without `--rm`.
@@ -194,31 +161,6 @@ fn default_network_reaches_the_host_and_none_does_not() {
     let blocked = fixture.run(&["--network", "none", "bb:1", "nc", "127.0.0.1", &port]);
     assert!(!blocked.status.success());
     assert_eq!(stdout(&blocked), "");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, deadline: Instant) -> String {
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        });
-        match attempt {
-            Ok(response) if response.contains("200 OK") => return response,
-            _ if Instant::now() > deadline => panic!("no answer on port {port}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 /// Processes whose command line is exactly `args`.
@@ -579,15 +521,6 @@ impl Fixture {
     }
 }
 
-/// Waits until `condition` holds, failing after `seconds`.
-fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn detached_server_is_published_and_ps_logs_stop_rm_manage_it() {
     let fixture = Fixture::new();
@@ -935,23 +868,10 @@ fn udp_published_port_echoes_to_each_client() {
         .unwrap();
     assert!(status.success());
     let tar = base.join("udp.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let import = fixture
-        .hoist()
-        .arg("import")
-        .arg(&tar)
-        .arg("udp:1")
-        .output()
-        .unwrap();
-    assert!(import.status.success());
+    tar_dir(&rootfs, &tar, &[]);
+    fixture
+        .hoist
+        .ok(&["import", tar.to_str().unwrap(), "udp:1"]);
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

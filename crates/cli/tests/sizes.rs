@@ -5,8 +5,9 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use hoist_testkit::{BusyboxRootfs, HoistCmd};
 use serde_json::Value;
 
 const DOCKERFILE: &str = "\
@@ -21,6 +22,7 @@ COPY --from=app /app/app.txt /app.txt
 
 struct Fixture {
     dir: tempfile::TempDir,
+    hoist: HoistCmd,
 }
 
 impl Fixture {
@@ -28,10 +30,9 @@ impl Fixture {
     /// symlink to it, and a small one.
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        fs::create_dir_all(rootfs.join("bin")).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        let tar = BusyboxRootfs::new(dir.path().join("rootfs"))
+            .applets(&["sh"])
+            .tar();
         let context = dir.path().join("context");
         fs::create_dir_all(context.join("data")).unwrap();
         fs::write(context.join("Dockerfile"), DOCKERFILE).unwrap();
@@ -40,61 +41,30 @@ impl Fixture {
         fs::hard_link(context.join("data/big"), context.join("data/big-again")).unwrap();
         symlink("big", context.join("data/link")).unwrap();
         fs::write(context.join("app.txt"), "hello from the app layer\n").unwrap();
-        fs::create_dir(dir.path().join("tmp")).unwrap();
-        let fixture = Fixture { dir };
-        let tar = fixture.dir.path().join("rootfs.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = fixture
-            .hoist()
-            .arg("import")
-            .arg(&tar)
-            .arg("busybox:local")
-            .output()
-            .unwrap();
-        assert_success(&output);
-        fixture
+        let hoist = HoistCmd::new(env!("CARGO_BIN_EXE_hoist")).isolated(dir.path());
+        hoist.ok(&["import", path(&tar), "busybox:local"]);
+        Fixture { dir, hoist }
     }
 
     fn context(&self) -> PathBuf {
         self.dir.path().join("context")
     }
 
-    fn hoist(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command
-            .arg("--root")
-            .arg(self.dir.path().join("store"))
-            .env("TMPDIR", self.dir.path().join("tmp"));
-        command
+    /// `hoist build -q ARGS <context>`, which must succeed.
+    fn build(&self, args: &[&str]) {
+        let context = self.context();
+        self.hoist
+            .ok(&[&["build", "-q"], args, &[path(&context)]].concat());
     }
 
     fn sizes(&self, args: &[&str]) -> String {
-        let output = self.hoist().arg("sizes").args(args).output().unwrap();
-        assert_success(&output);
-        String::from_utf8(output.stdout).unwrap()
+        self.hoist.ok(&[&["sizes"], args].concat())
     }
 
     fn sizes_json(&self, args: &[&str]) -> Vec<Value> {
         let text = self.sizes(&[&["--format", "json"], args].concat());
         serde_json::from_str(&text).unwrap()
     }
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn path(p: &Path) -> &str {
@@ -187,13 +157,7 @@ fn sizes_reports_every_target_with_its_base_and_its_layers_authors() {
 #[test]
 fn sizes_of_tagged_images_infer_the_base_and_print_a_table() {
     let fixture = Fixture::new();
-    let output = fixture
-        .hoist()
-        .args(["build", "-q", "--target", "app", "-t", "sz:app"])
-        .arg(fixture.context())
-        .output()
-        .unwrap();
-    assert_success(&output);
+    fixture.build(&["--target", "app", "-t", "sz:app"]);
     let report = fixture.sizes_json(&["sz:app"]);
     assert_eq!(report[0]["name"], "sz:app");
     assert_eq!(report[0]["base"]["name"], "busybox:local");
@@ -214,9 +178,8 @@ fn sizes_of_tagged_images_infer_the_base_and_print_a_table() {
         "{table}"
     );
 
-    let missing = fixture.hoist().args(["sizes", "nope:1"]).output().unwrap();
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope:1"));
+    let missing = fixture.hoist.fails(&["sizes", "nope:1"]);
+    assert!(missing.contains("nope:1"), "{missing}");
 }
 
 #[test]
@@ -226,30 +189,22 @@ fn docker_sizes_equal_docker_image_size() {
     let mut references = Vec::new();
     for target in ["base", "app", "tiny"] {
         let reference = format!("{repo}:{target}");
-        let output = fixture
-            .hoist()
-            .args(["build", "-q", "--target", target, "-t", &reference])
-            .arg(fixture.context())
-            .output()
-            .unwrap();
-        assert_success(&output);
+        fixture.build(&["--target", target, "-t", &reference]);
         references.push(reference);
     }
     let references: Vec<&str> = references.iter().map(String::as_str).collect();
     let report = fixture.sizes_json(&references);
     let archive = fixture.dir.path().join("images.tar");
-    let output = fixture
-        .hoist()
-        .arg("save")
-        .args(&references)
-        .arg("-o")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert_success(&output);
+    fixture
+        .hoist
+        .ok(&[&["save"], &references[..], &["-o", path(&archive)]].concat());
     let docker = |args: &[&str]| {
         let output = Command::new("/usr/bin/docker").args(args).output().unwrap();
-        assert_success(&output);
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     };
     docker(&["load", "-i", path(&archive)]);

@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 
 /// How to run the `hoist` binary in a test: which binary, which store, which environment.
 ///
@@ -132,7 +132,8 @@ impl HoistCmd {
         self
     }
 
-    /// `hoist [--root ROOT] ARGS` with the environment set, stdin from /dev/null, stdout and stderr piped.
+    /// `hoist [--root ROOT] ARGS` with the environment set; stdio as [`Command::new`] leaves it (so `output()`
+    /// captures stdout and stderr and gives stdin /dev/null, and `spawn()` inherits all three).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.program);
         if let Some(root) = &self.root {
@@ -148,10 +149,6 @@ impl HoistCmd {
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
         command
     }
 
