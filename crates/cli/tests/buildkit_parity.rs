@@ -94,10 +94,25 @@ fn docker() -> Command {
 struct Peer {
     work: tempfile::TempDir,
     images: Mutex<Vec<String>>,
+    /// Containers made for `docker export`, removed together at the end.
+    containers: Mutex<Vec<String>>,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        let containers = self
+            .containers
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if !containers.is_empty() {
+            let _ = Command::new(DOCKER)
+                .args(["rm", "-f"])
+                .args(&containers)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let images = self
             .images
             .get_mut()
@@ -153,7 +168,10 @@ impl Peer {
         fs::create_dir_all(&dir).unwrap();
         let tar = self.path(&format!("{name}.tar"));
         let exported = output(docker().args(["export", "-o"]).arg(&tar).arg(&container));
-        let _ = output(docker().args(["rm", "-f", &container]));
+        self.containers
+            .lock()
+            .expect("no thread panics holding the list")
+            .push(container.clone());
         assert!(exported.status.success(), "docker export {image}");
         run(Command::new("tar")
             .args(["--numeric-owner", "--same-permissions", "-xf"])
@@ -193,10 +211,20 @@ impl Peer {
     }
 }
 
-fn config_fields(image: &str) -> BTreeMap<&'static str, Value> {
+/// The compared `Config` fields of two images, read with one `docker image inspect`.
+fn config_fields(
+    ours: &str,
+    theirs: &str,
+) -> (BTreeMap<&'static str, Value>, BTreeMap<&'static str, Value>) {
     let inspect: Value =
-        serde_json::from_str(&run(docker().args(["image", "inspect", image]))).unwrap();
-    let config = &inspect[0]["Config"];
+        serde_json::from_str(&run(docker().args(["image", "inspect", ours, theirs]))).unwrap();
+    (
+        fields_of(&inspect[0]["Config"]),
+        fields_of(&inspect[1]["Config"]),
+    )
+}
+
+fn fields_of(config: &Value) -> BTreeMap<&'static str, Value> {
     CONFIG_FIELDS
         .iter()
         .map(|field| {
@@ -268,7 +296,14 @@ fn compare_case(peer: &Peer, case: &Case, base_history: usize) -> Compared {
     };
     let context = peer.path(&format!("ctx-{}", case.name));
     case.materialize_context(&context);
-    let tag = |builder: &str| format!("hoist-parity-{}:{builder}", case.name);
+    // Unique to this process: another run of the suite may be using dockerd at the same time.
+    let tag = |builder: &str| {
+        format!(
+            "hoist-parity-{}-{}:{builder}",
+            std::process::id(),
+            case.name
+        )
+    };
     let (ours, theirs) = (tag("hoist"), tag("buildkit"));
     let mut flags: Vec<String> = Vec::new();
     if let Some(target) = &case.expected.request.target {
@@ -317,7 +352,7 @@ fn compare_case(peer: &Peer, case: &Case, base_history: usize) -> Compared {
         return result;
     }
     peer.load_into_docker(&ours, &case.name);
-    let (our_config, their_config) = (config_fields(&ours), config_fields(&theirs));
+    let (our_config, their_config) = config_fields(&ours, &theirs);
     for field in CONFIG_FIELDS {
         if our_config[field] != their_config[field] {
             result.problems.push(format!(
@@ -385,6 +420,7 @@ fn docker_buildkit_parity() {
     let peer = Peer {
         work: tempfile::tempdir().unwrap(),
         images: Mutex::new(Vec::new()),
+        containers: Mutex::new(Vec::new()),
     };
     fs::create_dir_all(peer.path("tmp")).unwrap();
     fs::write(peer.path("registries.conf"), "").unwrap();
