@@ -67,6 +67,7 @@ mod plan;
 mod proxy;
 mod run_options;
 mod runc;
+mod seccomp;
 mod snapshot;
 mod sys;
 mod terminal;

@@ -137,6 +137,10 @@ pub(crate) enum Op {
     NewSessionKeyring,
     /// Drop every capability from 0 to `last` whose bit is not in `keep` from the bounding set.
     DropCapabilities { keep: u64, last: u32 },
+    /// Install a seccomp filter (see `seccomp`), while the child still has `CAP_SYS_ADMIN`.
+    Seccomp {
+        program: Vec<crate::seccomp::Instruction>,
+    },
     /// Supplementary groups (unless `set_groups` is false: a single-id user namespace denies `setgroups`), then
     /// gid, then uid.
     SetIds {
@@ -187,6 +191,7 @@ impl fmt::Display for Op {
             Self::Chdir { path } => write!(f, "change directory to {}", show(path)),
             Self::NewSessionKeyring => write!(f, "join a new session keyring"),
             Self::DropCapabilities { keep, .. } => write!(f, "limit capabilities to {keep:#x}"),
+            Self::Seccomp { .. } => write!(f, "install the seccomp filter"),
             Self::SetIds { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
             Self::Stdio { .. } => write!(f, "set up standard input and output"),
             Self::Exec { candidates, .. } => match candidates.first() {
@@ -530,6 +535,9 @@ impl Plan {
                     .fold(0, |mask, (_, bit)| mask | (1u64 << bit)),
                 last: last_capability(),
             });
+            if let Some(program) = crate::seccomp::filter() {
+                ops.push(Op::Seccomp { program });
+            }
         }
         ops.push(Op::SetIds {
             uid: container.user.uid,
@@ -860,6 +868,7 @@ mod tests {
                 "change directory to /work/dir",
                 "join a new session keyring",
                 "limit capabilities to 0xa80425fb",
+                "install the seccomp filter",
                 "switch to user 1000:1000",
                 "execute /bin/sh",
             ]

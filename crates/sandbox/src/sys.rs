@@ -361,6 +361,24 @@ fn run_op(op: &Op, trees: &[AtomicI32]) -> Result<(), i32> {
             }
             Ok(())
         }
+        Op::Seccomp { program } => {
+            let filter = libc::sock_fprog {
+                len: u16::try_from(program.len()).map_err(|_| libc::EINVAL)?,
+                // The instructions are `#[repr(C)]` with `struct sock_filter`'s layout.
+                filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+            };
+            // SAFETY: `filter` points at `len` instructions the plan owns, alive for the call (the kernel copies
+            // them); SECCOMP_SET_MODE_FILTER with no flags.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0u32,
+                    &raw const filter,
+                )
+            };
+            check_long(rc)
+        }
         Op::SetIds {
             uid,
             gid,

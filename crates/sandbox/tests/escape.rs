@@ -491,3 +491,23 @@ fn the_host_session_keyring_is_not_shared() {
     assert!(!out.contains("hoist-escape-marker"), "{out}");
     assert!(!out.contains("hoist-escape-test"), "{out}");
 }
+
+#[test]
+fn confined_steps_cannot_use_keyrings_or_make_user_namespaces() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot(Vec::new());
+    let script = "keyctl show @u > /dev/null 2>&1 && echo user-keyring; \
+         keyctl add user hoist-escape x @s > /dev/null 2>&1 && echo added-key; \
+         unshare -U true 2>/dev/null && echo user-namespace; \
+         unshare -U -r true 2>/dev/null && echo mapped-user-namespace; \
+         (sleep 0 &) && echo forks; echo checked";
+    let mut container = container(&snapshot, script);
+    let (status, out) = run(&container);
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    assert_eq!(out, "forks\nchecked\n");
+    // The same commands work in a privileged step (so the checks can fail).
+    container.capabilities = hoist_sandbox::Capabilities::All;
+    let (_, privileged) = run(&container);
+    assert!(privileged.contains("user-keyring"), "{privileged}");
+    assert!(privileged.contains("user-namespace"), "{privileged}");
+}
