@@ -23,7 +23,16 @@ use support::TestRegistry;
 /// Kill points per operation.
 const POINTS: u32 = 50;
 
-const APPLETS: &[&str] = &["sh", "echo", "cat", "dd", "mkdir", "seq", "sha256sum", "sleep"];
+const APPLETS: &[&str] = &[
+    "sh",
+    "echo",
+    "cat",
+    "dd",
+    "mkdir",
+    "seq",
+    "sha256sum",
+    "sleep",
+];
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -103,7 +112,14 @@ impl Harness {
         let tar = self.path("rootfs.tar");
         self.ok(
             store,
-            &["import", tar.to_str().unwrap(), "-t", "bb:1", "--change", "ENV PATH=/bin"],
+            &[
+                "import",
+                tar.to_str().unwrap(),
+                "-t",
+                "bb:1",
+                "--change",
+                "ENV PATH=/bin",
+            ],
         );
     }
 
@@ -124,11 +140,26 @@ impl Harness {
         span.mul_f64(0.9 * (f64::from(point) + jitter) / f64::from(POINTS))
     }
 
-    /// Starts `args`, kills it with SIGKILL after `delay` (unless it finished first), and checks what it left.
-    fn kill_at(&self, store: &str, args: &[&str], delay: Duration) -> bool {
+    /// Kills `args` at point `point` of `span`. When the operation finishes before its kill, it was faster than the
+    /// span says (the machine's load changes): the span shrinks to that run's time, so later points land inside.
+    fn kill_point(&mut self, store: &str, args: &[&str], point: u32, span: &mut Duration) -> bool {
+        let delay = self.kill_delay(point, *span);
+        match self.kill_at(store, args, delay) {
+            Ok(()) => true,
+            Err(took) => {
+                *span = (*span).min(took);
+                false
+            }
+        }
+    }
+
+    /// Starts `args`, kills it with SIGKILL after `delay`, and checks what it left. `Err` with the time it took
+    /// when it finished before the kill.
+    fn kill_at(&self, store: &str, args: &[&str], delay: Duration) -> Result<(), Duration> {
+        let started = Instant::now();
         let mut child: Child = self.command(store, args).spawn().unwrap();
         let pid = child.id();
-        let deadline = Instant::now() + delay;
+        let deadline = started + delay;
         let finished = loop {
             if child.try_wait().unwrap().is_some() {
                 break true;
@@ -142,9 +173,10 @@ impl Harness {
             child.kill().unwrap();
         }
         child.wait().unwrap();
+        let took = started.elapsed();
         self.assert_nothing_left(pid);
         self.assert_store_whole(store);
-        !finished
+        if finished { Err(took) } else { Ok(()) }
     }
 
     /// `hoist check` passes.
@@ -191,7 +223,11 @@ fn processes_of(killed: u32, dir: &Path) -> Vec<String> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -260,12 +296,11 @@ fn kill_9_during_builds_leaves_a_whole_store_and_the_next_build_succeeds() {
             ".".into(),
         ]
     };
-    let span = harness.measure("store", &args(&build(1000)));
+    let mut span = harness.measure("store", &args(&build(1000)));
     let mut kills = 0;
     for point in 0..POINTS {
-        let delay = harness.kill_delay(point, span);
         // A new seed per point: the RUN steps are not cached, so every point is a cold build past the COPY.
-        if harness.kill_at("store", &args(&build(point)), delay) {
+        if harness.kill_point("store", &args(&build(point)), point, &mut span) {
             kills += 1;
         }
         harness.ok("store", &args(&build(point)));
@@ -356,14 +391,13 @@ fn kill_9_during_pulls_and_pushes_leaves_a_whole_store() {
     // points, which makes every push upload everything again.
     let remote = |repo: &str| format!("{}/{repo}:1", registry.addr);
     harness.ok("src", &["tag", "app:1", &remote("warmup")]);
-    let push_span = harness.measure("src", &["push", &remote("warmup")]);
+    let mut push_span = harness.measure("src", &["push", &remote("warmup")]);
     let mut pushes_killed = 0;
     for point in 0..POINTS {
         let _ = fs::remove_dir_all(registry.storage().join("docker"));
         let repo = format!("push{point}");
         harness.ok("src", &["tag", "app:1", &remote(&repo)]);
-        let delay = harness.kill_delay(point, push_span);
-        if harness.kill_at("src", &["push", &remote(&repo)], delay) {
+        if harness.kill_point("src", &["push", &remote(&repo)], point, &mut push_span) {
             pushes_killed += 1;
         }
         harness.ok("src", &["push", &remote(&repo)]);
@@ -372,12 +406,11 @@ fn kill_9_during_pulls_and_pushes_leaves_a_whole_store() {
 
     // Pull: into a fresh store each point, from the last pushed repository.
     let source = remote(&format!("push{}", POINTS - 1));
-    let pull_span = harness.measure("pull-warmup", &["pull", &source]);
+    let mut pull_span = harness.measure("pull-warmup", &["pull", &source]);
     let mut pulls_killed = 0;
     for point in 0..POINTS {
         let store = format!("pull{point}");
-        let delay = harness.kill_delay(point, pull_span);
-        if harness.kill_at(&store, &["pull", &source], delay) {
+        if harness.kill_point(&store, &["pull", &source], point, &mut pull_span) {
             pulls_killed += 1;
         }
         harness.ok(&store, &["pull", &source]);
@@ -400,15 +433,14 @@ fn kill_9_during_prune_leaves_a_whole_store_and_keeps_what_is_referenced() {
         .ok("store", &["images", "--quiet", "--no-trunc", "bb:1"])
         .trim()
         .to_owned();
-    let span = {
+    let mut span = {
         make_garbage(&harness, "store", 0);
         harness.measure("store", &["prune"])
     };
     let mut kills = 0;
     for point in 0..POINTS {
         make_garbage(&harness, "store", point + 1);
-        let delay = harness.kill_delay(point, span);
-        if harness.kill_at("store", &["prune"], delay) {
+        if harness.kill_point("store", &["prune"], point, &mut span) {
             kills += 1;
         }
         let still = harness
@@ -419,7 +451,9 @@ fn kill_9_during_prune_leaves_a_whole_store_and_keeps_what_is_referenced() {
         harness.ok("store", &["prune"]);
         harness.assert_store_whole("store");
         assert_eq!(
-            fs::read_dir(harness.path("store/blobs-v1/sha256")).unwrap().count(),
+            fs::read_dir(harness.path("store/blobs-v1/sha256"))
+                .unwrap()
+                .count(),
             3,
             "point {point}: prune left unreferenced blobs (or lost referenced ones)"
         );
@@ -469,8 +503,16 @@ fn four_builds_and_a_prune_share_one_store_at_the_same_time() {
         harness.ok(
             "store",
             &[
-                "build", "--progress", "plain", "--build-arg", &round_arg, "--target", "common", "-t",
-                &common_tag, ".",
+                "build",
+                "--progress",
+                "plain",
+                "--build-arg",
+                &round_arg,
+                "--target",
+                "common",
+                "-t",
+                &common_tag,
+                ".",
             ],
         );
         let mut children: Vec<(String, Child)> = targets
@@ -481,8 +523,16 @@ fn four_builds_and_a_prune_share_one_store_at_the_same_time() {
                     .command(
                         "store",
                         &[
-                            "build", "--progress", "plain", "--build-arg", &round_arg, "--target",
-                            target, "-t", &tag, ".",
+                            "build",
+                            "--progress",
+                            "plain",
+                            "--build-arg",
+                            &round_arg,
+                            "--target",
+                            target,
+                            "-t",
+                            &tag,
+                            ".",
                         ],
                     )
                     .spawn()
@@ -523,16 +573,34 @@ fn four_builds_and_a_prune_share_one_store_at_the_same_time() {
             harness.ok(
                 "store",
                 &[
-                    "build", "--progress", "plain", "--build-arg", &round_arg, "--target", target,
-                    "-o", &format!("type=local,dest={}", out.display()), ".",
+                    "build",
+                    "--progress",
+                    "plain",
+                    "--build-arg",
+                    &round_arg,
+                    "--target",
+                    target,
+                    "-o",
+                    &format!("type=local,dest={}", out.display()),
+                    ".",
                 ],
             );
-            assert_eq!(fs::read_to_string(out.join("target")).unwrap(), format!("{word}\n"));
-            assert_eq!(fs::read_to_string(out.join("round")).unwrap(), format!("{round}\n"));
+            assert_eq!(
+                fs::read_to_string(out.join("target")).unwrap(),
+                format!("{word}\n")
+            );
+            assert_eq!(
+                fs::read_to_string(out.join("round")).unwrap(),
+                format!("{round}\n")
+            );
             fs::remove_dir_all(out).unwrap();
         }
         common_layers.dedup();
-        assert_eq!(common_layers.len(), 1, "round {round}: the common layer differs");
+        assert_eq!(
+            common_layers.len(),
+            1,
+            "round {round}: the common layer differs"
+        );
     }
 }
 
@@ -555,20 +623,43 @@ fn a_prune_beside_builds_never_deletes_a_layer_a_cache_hit_is_about_to_use() {
         let round_arg = format!("ROUND={round}");
         harness.ok(
             "store",
-            &["build", "--progress", "plain", "--build-arg", &round_arg, "--target", "common", "."],
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--build-arg",
+                &round_arg,
+                "--target",
+                "common",
+                ".",
+            ],
         );
         let mut children: Vec<(String, Child)> = ["t1", "t2"]
             .iter()
             .map(|target| {
                 let tag = format!("c:{target}-{round}");
                 let args = [
-                    "build", "--progress", "plain", "--build-arg", &round_arg, "--target", target, "-t",
-                    &tag, ".",
+                    "build",
+                    "--progress",
+                    "plain",
+                    "--build-arg",
+                    &round_arg,
+                    "--target",
+                    target,
+                    "-t",
+                    &tag,
+                    ".",
                 ];
-                (tag.clone(), harness.command("store", &args).spawn().unwrap())
+                (
+                    tag.clone(),
+                    harness.command("store", &args).spawn().unwrap(),
+                )
             })
             .collect();
-        children.push(("prune".into(), harness.command("store", &["prune"]).spawn().unwrap()));
+        children.push((
+            "prune".into(),
+            harness.command("store", &["prune"]).spawn().unwrap(),
+        ));
         for (what, child) in children {
             let output = child.wait_with_output().unwrap();
             assert!(
