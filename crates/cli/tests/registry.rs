@@ -5,61 +5,52 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use hoist_testkit::{HoistCmd, Run};
 use support::{TestRegistry, require_tool, rootfs_tarball};
 
-/// A sandboxed hoist: its own store, Docker config and (empty) registries configuration.
+/// A sandboxed hoist: its own stores, Docker config and (empty) registries configuration.
 struct Hoist {
     dir: tempfile::TempDir,
 }
 
 impl Hoist {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("registries.conf"), "").unwrap();
-        Self { dir }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker")
     }
 
-    fn command(&self, store: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command
-            .args(args)
-            .env("HOIST_ROOT", self.dir.path().join(store))
-            .env("DOCKER_CONFIG", self.docker_config())
-            .env(
-                "HOIST_REGISTRIES_CONF",
-                self.dir.path().join("registries.conf"),
-            );
-        command
+    /// hoist with the store named `store`, chosen by `$HOIST_ROOT` as a user's environment would.
+    fn with_store(&self, store: &str) -> HoistCmd {
+        HoistCmd::new(env!("CARGO_BIN_EXE_hoist"))
+            .isolated(self.dir.path())
+            .root_env(self.dir.path().join(store))
+            .docker_config(self.docker_config())
     }
 
-    /// Runs hoist with the store named `store`; returns the output.
-    fn run(&self, store: &str, args: &[&str]) -> Output {
-        self.command(store, args).output().unwrap()
+    fn command(&self, store: &str, args: &[&str]) -> Command {
+        self.with_store(store).command(args)
+    }
+
+    /// Runs hoist with the store named `store`; returns what it left.
+    fn run(&self, store: &str, args: &[&str]) -> Run {
+        self.with_store(store).run(args)
     }
 
     /// Runs hoist and asserts success; returns stdout.
     fn ok(&self, store: &str, args: &[&str]) -> String {
-        let output = self.run(store, args);
-        assert!(
-            output.status.success(),
-            "hoist {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.with_store(store).ok(args)
     }
 
     /// Runs hoist and asserts failure; returns stderr.
     fn fails(&self, store: &str, args: &[&str]) -> String {
-        let output = self.run(store, args);
-        assert!(!output.status.success(), "hoist {args:?} succeeded");
-        String::from_utf8(output.stderr).unwrap()
+        self.with_store(store).fails(args)
     }
 
     /// Imports a tiny image into `store` as `reference`.
@@ -139,7 +130,7 @@ fn push_then_pull_round_trip_with_skopeo_seeing_the_same_digests() {
     assert_eq!(out.trim(), v1);
     assert_eq!(hoist.image_id("b", &v1), id);
     let again = hoist.run("b", &["pull", &v1]);
-    let stderr = String::from_utf8_lossy(&again.stderr);
+    let stderr = again.stderr.as_str();
     assert!(
         stderr.contains("Already exists") && stderr.contains("Image is up to date"),
         "{stderr}"
@@ -149,12 +140,8 @@ fn push_then_pull_round_trip_with_skopeo_seeing_the_same_digests() {
     // Pull by digest verifies and resolves to the same manifest.
     let by_digest = format!("{}/demo/app@{digest}", registry.addr);
     let out = hoist.run("c", &["pull", &by_digest]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", out.stderr.as_str());
+    let stderr = out.stderr.as_str();
     assert!(
         stderr.contains(&format!("Digest: {digest}")) && stderr.contains("pulled by digest only"),
         "{stderr}"
@@ -195,7 +182,7 @@ fn an_image_pushed_by_skopeo_pulls_with_the_same_digests() {
         let inspected = skopeo_inspect(&dest, false);
         let raw = skopeo_inspect(&dest, true);
         let out = hoist.run("b", &["pull", &dest]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr.as_str();
         assert!(out.status.success(), "{stderr}");
         assert!(
             stderr.contains(&format!(
@@ -321,7 +308,7 @@ fn push_mounts_blobs_from_a_sibling_repository() {
     // The store now knows the image under the first repository too, so the second push can mount.
     hoist.ok("a", &["tag", "base:1", &first]);
     let output = hoist.run("a", &["push", &first, "--tag", &second]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr.as_str();
     assert!(output.status.success(), "{stderr}");
     assert_eq!(
         stderr.matches("Mounted from one/base").count(),
@@ -433,7 +420,7 @@ fn docker_hub_names_resolve_through_a_mirror() {
     )
     .unwrap();
     let output = hoist.run("b", &["pull", "golang:1.24"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr.as_str();
     assert!(output.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -441,10 +428,7 @@ fn docker_hub_names_resolve_through_a_mirror() {
         )),
         "{stderr}"
     );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "docker.io/library/golang:1.24\n"
-    );
+    assert_eq!(output.stdout, "docker.io/library/golang:1.24\n");
     assert_eq!(
         hoist.image_id("b", "golang:1.24"),
         hoist.image_id("a", "golang:1.24")
@@ -520,7 +504,7 @@ fn copy_from_an_image_in_the_registry_pulls_it_with_layer_progress() {
             context.to_str().unwrap(),
         ],
     );
-    let stderr = String::from_utf8_lossy(&build.stderr);
+    let stderr = build.stderr.as_str();
     assert!(build.status.success(), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(out.join("copied.txt")).unwrap(),
