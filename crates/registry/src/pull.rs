@@ -159,9 +159,27 @@ impl Client {
         let manifest: ImageManifest =
             parse_json(&manifest_fetched.bytes, endpoint, "image manifest")?;
 
-        // The config first (small, and it names the diffIDs), then every layer in parallel.
-        let mut blobs = vec![(manifest.config().clone(), false)];
-        for layer in manifest.layers() {
+        // The config first (small, and it names the diffIDs the layers are recorded with), then every layer in
+        // parallel.
+        let config_job = BlobJob {
+            client: self.clone(),
+            endpoint: endpoint.clone(),
+            store: Arc::clone(store),
+            reporter: Arc::clone(reporter),
+            digest: digest_from_oci(manifest.config().digest())
+                .map_err(|e| invalid(endpoint, "manifest", e))?,
+            size: manifest.config().size(),
+            kind: BlobKind::Config,
+        };
+        let handle = Handle::current();
+        let config_fetched = tokio::task::spawn_blocking(move || config_job.run(&handle))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let config_id = digest_from_oci(manifest.config().digest())
+            .map_err(|e| invalid(endpoint, "manifest", e))?;
+        let diff_ids = announced_diff_ids(&store.read_blob(&config_id)?, manifest.layers().len());
+        let mut blobs: Vec<(Descriptor, Option<Digest>)> = Vec::new();
+        for (position, layer) in manifest.layers().iter().enumerate() {
             let media_type = layer.media_type().to_string();
             if crate::push::is_foreign(&media_type) {
                 reporter.report(Event::BlobSkipped {
@@ -171,14 +189,18 @@ impl Client {
                 });
                 continue;
             }
-            // A layer listed twice (it happens: `RUN true` layers, identical COPYs) is fetched once.
-            if !blobs.iter().any(|(d, _)| d.digest() == layer.digest()) {
-                blobs.push((layer.clone(), true));
+            let announced = diff_ids.as_ref().and_then(|ids| ids[position]);
+            // A layer listed twice (it happens: `RUN true` layers, identical COPYs) is fetched once; if the
+            // config gives it two diffIDs, one of them is wrong, so it is hashed rather than trusted.
+            match blobs.iter_mut().find(|(d, _)| d.digest() == layer.digest()) {
+                Some((_, seen)) if *seen != announced => *seen = None,
+                Some(_) => {}
+                None => blobs.push((layer.clone(), announced)),
             }
         }
         let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
-        for (descriptor, is_layer) in blobs {
+        for (descriptor, announced) in blobs {
             let digest = digest_from_oci(descriptor.digest())
                 .map_err(|e| invalid(endpoint, "manifest", e))?;
             let size = descriptor.size();
@@ -189,7 +211,7 @@ impl Client {
                 reporter: Arc::clone(reporter),
                 digest,
                 size,
-                is_layer,
+                kind: BlobKind::Layer { announced },
             };
             let semaphore = Arc::clone(&semaphore);
             tasks.spawn(async move {
@@ -203,7 +225,10 @@ impl Client {
                     .map_err(|e| Error::Task(e.to_string()))?
             });
         }
-        let (mut downloaded, mut downloaded_bytes) = (0, 0);
+        let (mut downloaded, mut downloaded_bytes) = match config_fetched {
+            Some(bytes) => (1, bytes),
+            None => (0, 0),
+        };
         while let Some(joined) = tasks.join_next().await {
             let fetched = joined.map_err(|e| Error::Task(e.to_string()))??;
             if let Some(bytes) = fetched {
@@ -333,6 +358,26 @@ fn invalid(endpoint: &Endpoint, what: &str, error: impl std::fmt::Display) -> Er
     }
 }
 
+/// The diffIDs an image config announces for its `layers` layers, by position (`None` for one that is not a
+/// `sha256:` digest), or `None` if the config does not parse or lists another number of layers: then every layer's
+/// tar is hashed at pull as for any other ingest, and a wrong config is caught by the store when the image is
+/// written or used.
+fn announced_diff_ids(config: &[u8], layers: usize) -> Option<Vec<Option<Digest>>> {
+    let config: hoist_oci::oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(config).ok()?;
+    let diff_ids = config.rootfs().diff_ids();
+    (diff_ids.len() == layers).then(|| diff_ids.iter().map(|id| id.parse().ok()).collect())
+}
+
+/// What a [`BlobJob`] fetches.
+#[derive(Debug, Clone, Copy)]
+enum BlobKind {
+    /// The image config: stored as it is.
+    Config,
+    /// A layer, with the diffID its config announces (recorded unverified, see [`Store::ingest_pulled_layer`]).
+    Layer { announced: Option<Digest> },
+}
+
 /// One blob to bring into the store (runs on a blocking thread: the store's I/O is synchronous).
 struct BlobJob {
     client: Client,
@@ -341,7 +386,7 @@ struct BlobJob {
     reporter: Arc<dyn Reporter>,
     digest: Digest,
     size: u64,
-    is_layer: bool,
+    kind: BlobKind,
 }
 
 impl BlobJob {
@@ -350,10 +395,13 @@ impl BlobJob {
         let expected = Expected::digest(self.digest).with_size(self.size);
         if self.store.has_blob(&self.digest) && self.store.blob_size(&self.digest)? == self.size {
             // Nothing is read from the empty source: the store reuses (and protects) the blob it has.
-            if self.is_layer {
-                self.store.ingest_layer(io::empty(), &expected)?;
-            } else {
-                self.store.ingest(io::empty(), &expected)?;
+            match self.kind {
+                BlobKind::Layer { .. } => {
+                    self.store.ingest_layer(io::empty(), &expected)?;
+                }
+                BlobKind::Config => {
+                    self.store.ingest(io::empty(), &expected)?;
+                }
             }
             self.reporter.report(Event::BlobExists {
                 digest: self.digest,
@@ -378,10 +426,17 @@ impl BlobJob {
             last_report: Instant::now(),
             speed: SpeedCheck::new(self.client.limits()),
         };
-        let stored = if self.is_layer {
-            self.store.ingest_layer(&mut body, &expected).map(drop)
-        } else {
-            self.store.ingest(&mut body, &expected).map(drop)
+        let stored = match self.kind {
+            BlobKind::Layer {
+                announced: Some(diff_id),
+            } => self
+                .store
+                .ingest_pulled_layer(&mut body, &expected, diff_id)
+                .map(drop),
+            BlobKind::Layer { announced: None } => {
+                self.store.ingest_layer(&mut body, &expected).map(drop)
+            }
+            BlobKind::Config => self.store.ingest(&mut body, &expected).map(drop),
         };
         if let Some(fatal) = body.fatal.take() {
             return Err(fatal);

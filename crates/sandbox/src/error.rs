@@ -105,6 +105,19 @@ pub enum Error {
         #[source]
         source: hoist_layer::ApplyError,
     },
+    /// A pulled layer's content does not have the diffID its image config announced (found when it was first
+    /// unpacked; nothing was kept).
+    #[error(
+        "layer {digest} does not match the diffID its image config announces: expected {expected}, got {actual}"
+    )]
+    DiffIdMismatch {
+        /// The layer's blob digest.
+        digest: hoist_layer::Digest,
+        /// The diffID the config announces.
+        expected: hoist_layer::Digest,
+        /// The SHA-256 of the layer's uncompressed tar.
+        actual: hoist_layer::Digest,
+    },
     /// Reading a layer's whiteouts failed.
     #[error("failed to read layer {digest}: {source}")]
     ReadLayer {

@@ -12,8 +12,8 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use hoist_layer::{
-    ApplyOptions, Decompressor, Digest, OPAQUE_WHITEOUT, SourceKind, WHITEOUT_PREFIX, WriteOptions,
-    WriteSummary, apply_layer, write_layer,
+    ApplyOptions, Decompressor, Digest, DigestReader, OPAQUE_WHITEOUT, SourceKind, WHITEOUT_PREFIX,
+    WriteOptions, WriteSummary, apply_layer, write_layer,
 };
 use hoist_oci::{Area, Image, Store};
 use rustix::fs::{CWD, FileType, Mode, XattrFlags, mknodat, setxattr};
@@ -74,10 +74,29 @@ pub fn unpack_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
         }
         let entry = store.begin_entry(Area::Snapshots, &key)?;
         let blob = store.open_blob(&digest)?;
-        let reader =
-            Decompressor::new(blob).map_err(|source| Error::ReadLayer { digest, source })?;
-        apply_layer(reader, entry.path(), &ApplyOptions::new())
-            .map_err(|source| Error::Unpack { digest, source })?;
+        let read_error = |source| Error::ReadLayer { digest, source };
+        let decompressed = Decompressor::new(blob).map_err(read_error)?;
+        if store.layer_diff_id_verified(&digest)? {
+            apply_layer(decompressed, entry.path(), &ApplyOptions::new())
+                .map_err(|source| Error::Unpack { digest, source })?;
+        } else {
+            // A pulled layer whose diffID was only announced by its config: the tar is hashed as it is applied
+            // and the snapshot kept only if it matches (dropping the entry removes it).
+            let mut reader = DigestReader::new(decompressed);
+            apply_layer(&mut reader, entry.path(), &ApplyOptions::new())
+                .map_err(|source| Error::Unpack { digest, source })?;
+            // The end-of-archive blocks and any padding after them are part of the diffID.
+            io::copy(&mut reader, &mut io::sink()).map_err(read_error)?;
+            let (_, tar) = reader.finish().map_err(read_error)?;
+            if tar.digest != info.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    digest,
+                    expected: info.diff_id,
+                    actual: tar.digest,
+                });
+            }
+            store.mark_diff_id_verified(&digest, &info)?;
+        }
         record_whiteouts(store, &digest, entry.path())?;
         dirs.push(entry.commit()?);
     }
