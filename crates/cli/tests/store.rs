@@ -3,18 +3,21 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use hoist_oci::{
     Digest, DigestExt, Expected, ManifestFormat, Reference, Store, layer_descriptor, units,
 };
+use hoist_testkit::{HoistCmd, Run, tar_dir};
 
 /// A private store and the `hoist` binary pointed at it.
 struct TestStore {
     _dir: tempfile::TempDir,
     root: PathBuf,
     work: PathBuf,
+    /// hoist with `--root root`.
+    hoist: HoistCmd,
 }
 
 /// An image built for a test.
@@ -35,6 +38,7 @@ impl TestStore {
         fs::create_dir_all(&work).unwrap();
         Self {
             _dir: dir,
+            hoist: HoistCmd::new(env!("CARGO_BIN_EXE_hoist")).root(&root),
             root,
             work,
         }
@@ -62,21 +66,8 @@ impl TestStore {
                 content += text.len() as u64;
             }
             let archive = tree.with_extension("tar.gz");
-            let status = Command::new("tar")
-                .args([
-                    "--sort=name",
-                    "--mtime=@0",
-                    "--owner=0",
-                    "--group=0",
-                    "-czf",
-                ])
-                .arg(&archive)
-                .arg("-C")
-                .arg(&tree)
-                .arg(".")
-                .status()
-                .expect("tar(1)");
-            assert!(status.success());
+            let flags = ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "-z"];
+            tar_dir(&tree, &archive, &flags);
             let layer = store
                 .ingest_layer(fs::File::open(&archive).unwrap(), &Expected::unknown())
                 .unwrap();
@@ -112,37 +103,23 @@ impl TestStore {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command.arg("--root").arg(&self.root).args(args);
-        command.env_remove("HOIST_ROOT");
-        command
+        self.hoist.command(args)
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+    fn run(&self, args: &[&str]) -> Run {
+        self.hoist.run(args)
     }
 
     /// Runs and requires success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "hoist {args:?} failed\n{}",
-            describe(&output)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.hoist.ok(args)
     }
 
     /// Runs and requires failure with `code`; returns stderr.
     fn fails(&self, args: &[&str], code: i32) -> String {
-        let output = self.run(args);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "hoist {args:?}\n{}",
-            describe(&output)
-        );
-        String::from_utf8(output.stderr).unwrap()
+        let run = self.run(args);
+        assert_eq!(run.code(), Some(code), "hoist {args:?}\n{}", run.describe());
+        run.stderr
     }
 }
 
@@ -159,15 +136,6 @@ fn bytes_under(dir: &Path) -> u64 {
         };
     }
     total
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status: {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]
@@ -235,16 +203,10 @@ fn images_lists_like_docker() {
 fn root_comes_from_hoist_root_env() {
     let t = TestStore::new();
     let built = t.build("env:1", &[&[("f", "abc")]], Duration::from_secs(60));
-    let output = Command::new(env!("CARGO_BIN_EXE_hoist"))
-        .args(["images", "-q"])
-        .env("HOIST_ROOT", &t.root)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        format!("{}\n", built.id.short_id())
-    );
+    let stdout = HoistCmd::new(env!("CARGO_BIN_EXE_hoist"))
+        .root_env(&t.root)
+        .ok(&["images", "-q"]);
+    assert_eq!(stdout, format!("{}\n", built.id.short_id()));
 }
 
 #[test]
@@ -299,15 +261,12 @@ fn tag_and_rmi_follow_docker() {
     // The second build's config carries its own creation time, so its ID is its own.
     let again = t.build("again:1", &[&[("f", "abc")]], Duration::from_secs(60));
     let output = t.run(&["rmi", "missing:1", "again:1"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.code(), Some(1));
     assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
+        output.stdout,
         format!("Untagged: again:1\nDeleted: {}\n", again.id)
     );
-    assert_eq!(
-        String::from_utf8(output.stderr).unwrap(),
-        "error: no such image: missing:1\n"
-    );
+    assert_eq!(output.stderr, "error: no such image: missing:1\n");
 }
 
 #[test]
@@ -366,13 +325,10 @@ fn inspect_prints_docker_shaped_json_and_a_table() {
     );
 
     let output = t.run(&["inspect", "app:1", "nothere"]);
-    assert_eq!(output.status.code(), Some(1));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
-    assert_eq!(
-        String::from_utf8(output.stderr).unwrap(),
-        "error: no such image: nothere:latest\n"
-    );
+    assert_eq!(output.stderr, "error: no such image: nothere:latest\n");
 }
 
 #[test]
@@ -445,7 +401,11 @@ fn concurrent_processes_lose_no_tag() {
     }
     for child in children {
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let ids = t.ok(&["images", "-q"]);
     assert_eq!(ids.lines().count(), TAGGERS + 1);
