@@ -273,6 +273,17 @@ pub(crate) fn copy(
                     } else {
                         (dest.clone(), None)
                     };
+                    // fsutil refuses to turn an existing file into a directory.
+                    if copier
+                        .dest_view
+                        .lookup(&target)
+                        .is_some_and(|(_, m)| !m.is_dir())
+                    {
+                        return Err(EngineError::invalid(format!(
+                            "cannot copy to non-directory: /{}",
+                            target.display()
+                        )));
+                    }
                     copier.ensure_dir(&target, source_meta, tree)?;
                     copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
