@@ -532,3 +532,148 @@ fn copy_from_an_image_in_the_registry_pulls_it_with_layer_progress() {
     );
     assert!(stderr.contains("#1 DONE "), "{stderr}");
 }
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Writes `bytes` as a blob of the OCI layout at `layout`; returns its digest.
+fn write_layout_blob(layout: &std::path::Path, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    std::fs::write(path, bytes).unwrap();
+    digest
+}
+
+/// The layer records of a store (`layers-v1/sha256/*.json`), parsed.
+fn layer_records(store: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(store.join("layers-v1/sha256"))
+        .unwrap()
+        .map(|entry| {
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Committed snapshot entries of a store (temporary `.tmp-*` directories left out).
+fn snapshots(store: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(store.join("snapshots-v1")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.') && !name.ends_with(".lock"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A pull records the diffIDs the config announces without hashing the tars; the first unpack checks them. An
+/// image whose config lies about a layer's diffID pulls, then fails where it is first used (a build's
+/// `COPY --from`) with an error naming both diffIDs, and leaves no snapshot; a truthful one unpacks and its record
+/// becomes verified.
+#[test]
+fn pulled_diff_ids_are_verified_at_first_unpack() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    if !require_tool("skopeo") {
+        return;
+    }
+    let hoist = Hoist::new();
+    hoist.import("a", "honest:1", "diffID checked at unpack\n");
+    let honest = format!("{}/honest:1", registry.addr);
+    hoist.ok("a", &["push", "honest:1", "--tag", &honest]);
+
+    // The same layer under a config announcing another diffID: copied to an OCI layout, edited, copied back.
+    let layout = hoist.dir.path().join("layout");
+    let layout_ref = format!("oci:{}:img", layout.display());
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{honest}"),
+        &layout_ref,
+    ]);
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &serde_json::Value| -> Vec<u8> {
+        let digest = digest.as_str().unwrap();
+        std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
+    };
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
+    let true_diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap().to_owned();
+    let wrong_diff_id = sha256_digest(b"not the layer's tar");
+    config["rootfs"]["diff_ids"][0] = wrong_diff_id.clone().into();
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = write_layout_blob(&layout, &config_bytes).into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = write_layout_blob(&layout, &manifest_bytes).into();
+    index["manifests"][0]["size"] = manifest_bytes.len().into();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let lying = format!("{}/lying:1", registry.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &layout_ref,
+        &format!("docker://{lying}"),
+    ]);
+
+    let build_copying_from = |store: &str, image: &str| {
+        let context = hoist.dir.path().join(format!("context-{store}"));
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!("FROM scratch\nCOPY --from={image} /hello.txt /copied.txt\n"),
+        )
+        .unwrap();
+        let out = hoist.dir.path().join(format!("out-{store}"));
+        let spec = format!("type=local,dest={}", out.display());
+        let run = hoist.run(store, &["build", "-o", &spec, context.to_str().unwrap()]);
+        (run, out)
+    };
+
+    // The lying image pulls (its blobs are what the manifest names), recorded unverified.
+    let store = hoist.dir.path().join("lying");
+    hoist.ok("lying", &["pull", &lying]);
+    let records = layer_records(&store);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["diffID"], wrong_diff_id.as_str());
+    assert_eq!(records[0]["diffIdVerified"], false);
+    hoist.ok("lying", &["check"]);
+    let (build, _) = build_copying_from("lying", &lying);
+    let stderr = build.stderr.as_str();
+    assert!(!build.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "does not match the diffID its image config announces: expected {wrong_diff_id}, got {true_diff_id}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(snapshots(&store), Vec::<String>::new());
+    assert_eq!(layer_records(&store)[0]["diffIdVerified"], false);
+    hoist.ok("lying", &["check"]);
+
+    // The honest image unpacks, and its record is verified from then on.
+    let store = hoist.dir.path().join("honest");
+    hoist.ok("honest", &["pull", &honest]);
+    assert_eq!(layer_records(&store)[0]["diffIdVerified"], false);
+    let (build, out) = build_copying_from("honest", &honest);
+    assert!(build.status.success(), "{}", build.stderr);
+    assert_eq!(
+        std::fs::read_to_string(out.join("copied.txt")).unwrap(),
+        "diffID checked at unpack\n"
+    );
+    let records = layer_records(&store);
+    assert_eq!(records[0]["diffID"], true_diff_id.as_str());
+    assert_eq!(records[0]["diffIdVerified"], true);
+    assert_eq!(snapshots(&store).len(), 1, "{:?}", snapshots(&store));
+    hoist.ok("honest", &["check"]);
+}
