@@ -216,18 +216,14 @@ pub(crate) fn copy(
     }
 
     // Symlinks in the destination resolve inside the destination filesystem (`/bin` -> `usr/bin`), so the layer
-    // writes where the link points instead of replacing the link with a directory.
+    // writes where the link points instead of replacing the link: the last component too, as fsutil resolves the
+    // whole destination (`COPY f /usr/bin/python` replaces the file the link points to).
     let unresolved = clean(Path::new(&copy.dest));
-    let followed = dest_view.resolve(&unresolved, true);
+    let dest = dest_view.resolve(&unresolved, true);
     let dest_is_dir = copy.dest.ends_with('/')
         || copy.dest.ends_with("/.")
         || items.len() > 1
-        || dest_view.lookup(&followed).is_some_and(|(_, m)| m.is_dir());
-    let dest = if dest_is_dir {
-        followed
-    } else {
-        dest_view.resolve(&unresolved, false)
-    };
+        || dest_view.lookup(&dest).is_some_and(|(_, m)| m.is_dir());
     for item in items {
         match item {
             Item::Inline(file) => {
