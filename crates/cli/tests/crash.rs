@@ -12,11 +12,11 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hoist_testkit::{BusyboxRootfs, HoistCmd, tar_dir};
 use sha2::{Digest as _, Sha256};
 use support::TestRegistry;
 
@@ -46,10 +46,8 @@ impl Harness {
             dir: tempfile::tempdir().unwrap(),
             rng: 0x9e37_79b9_7f4a_7c15,
         };
-        fs::write(harness.path("registries.conf"), "").unwrap();
         // A private copy of the binary: the test runs for a minute, and a rebuild must not swap it underneath.
         fs::copy(env!("CARGO_BIN_EXE_hoist"), harness.path("hoist")).unwrap();
-        fs::create_dir(harness.path("tmp")).unwrap();
         fs::create_dir(harness.path("ctx")).unwrap();
         harness
     }
@@ -58,58 +56,38 @@ impl Harness {
         self.dir.path().join(rel)
     }
 
-    fn command(&self, store: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(self.path("hoist"));
-        command
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .env("HOIST_REGISTRIES_CONF", self.path("registries.conf"))
-            .env("DOCKER_CONFIG", self.path("docker-config"))
-            .env("TMPDIR", self.path("tmp"))
+    /// The private hoist with the store named `store`, run in `ctx`: its own registries configuration, Docker
+    /// configuration and `$TMPDIR` under our directory.
+    fn hoist(&self, store: &str) -> HoistCmd {
+        HoistCmd::new(self.path("hoist"))
+            .isolated(self.dir.path())
+            .root(self.path(store))
             .current_dir(self.path("ctx"))
+    }
+
+    fn command(&self, store: &str, args: &[&str]) -> Command {
+        let mut command = self.hoist(store).command(args);
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
     }
 
-    fn run(&self, store: &str, args: &[&str]) -> Output {
-        self.command(store, args).output().unwrap()
-    }
-
     fn ok(&self, store: &str, args: &[&str]) -> String {
-        let output = self.run(store, args);
-        assert!(
-            output.status.success(),
-            "hoist {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.hoist(store).ok(args)
     }
 
     /// A busybox image `bb:1` with a few applets and `PATH=/bin`, imported into `store`.
     fn import_busybox(&self, store: &str) {
-        let rootfs = self.path("rootfs");
-        if !rootfs.exists() {
-            fs::create_dir_all(rootfs.join("bin")).unwrap();
-            fs::create_dir_all(rootfs.join("tmp")).unwrap();
-            fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-            for applet in APPLETS {
-                symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-            }
-            let status = Command::new("tar")
-                .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-                .arg(&rootfs)
-                .arg("-cf")
-                .arg(self.path("rootfs.tar"))
-                .arg(".")
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
         let tar = self.path("rootfs.tar");
+        if !tar.exists() {
+            BusyboxRootfs::new(self.path("rootfs"))
+                .applets(APPLETS)
+                .dirs(&["tmp"])
+                .tar_flags(&["--owner=0", "--group=0", "--numeric-owner"])
+                .tar();
+        }
         self.ok(
             store,
             &[
@@ -181,13 +159,7 @@ impl Harness {
 
     /// `hoist check` passes.
     fn assert_store_whole(&self, store: &str) {
-        let output = self.run(store, &["check"]);
-        assert!(
-            output.status.success(),
-            "hoist check failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.ok(store, &["check"]);
     }
 
     /// No process descends from the killed hoist or has its root in our directory, and no mount of ours is left in
@@ -330,9 +302,7 @@ fn kill_9_during_builds_leaves_a_whole_store_and_the_next_build_succeeds() {
 
 /// A rootfs tarball with `files` files of random data, 64 KiB each, plus busybox.
 fn random_rootfs(harness: &Harness, name: &str, files: usize) -> PathBuf {
-    let rootfs = harness.path(name);
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    let mut rootfs = BusyboxRootfs::new(harness.path(name));
     let mut state: u64 = name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
@@ -344,18 +314,10 @@ fn random_rootfs(harness: &Harness, name: &str, files: usize) -> PathBuf {
             state ^= state << 17;
             data.extend_from_slice(&state.to_le_bytes());
         }
-        fs::write(rootfs.join(format!("r{i}")), data).unwrap();
+        rootfs = rootfs.file(&format!("r{i}"), data);
     }
     let tar = harness.path(&format!("{name}.tar.gz"));
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-czf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    tar_dir(rootfs.write(), &tar, &["-z"]);
     tar
 }
 
