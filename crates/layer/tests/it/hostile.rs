@@ -482,7 +482,12 @@ fn concurrent_swaps_of_directories_and_nodes_for_symlinks_never_lead_outside() {
             "the mode of a fifo entry was applied through a swapped symlink"
         );
     }
-    assert_eq!(successes + failures, 60);
+    // The swaps must have hit the apply (here about 59 rounds of 60 fail), or the test proves
+    // nothing.
+    assert!(
+        failures > 0,
+        "the swapping thread never interfered ({successes} clean rounds)"
+    );
 }
 
 #[test]
