@@ -369,3 +369,38 @@ fn paths_through_symlinked_parents_resolve_inside_the_context() {
     io::Read::read_to_string(&mut w.open("abs/up/abs/keep").unwrap(), &mut text).unwrap();
     assert_eq!(text, "k");
 }
+
+/// Found by the `dockerignore_match` fuzz target: the walk's incremental matching (fsutil's
+/// `MatchesUsingParentResults`) and `matches_or_parent_matches` disagree when an exception
+/// names a parent that nothing matched yet. Upstream has the same split: the exception is
+/// skipped for `docs` (nothing to undo there), so no parent match is recorded for it, and
+/// `docs/a` stays excluded by `docs/*` in the walk, as in BuildKit; the direct form sees the
+/// exception match the parent and keeps `docs/a`.
+#[test]
+fn an_exception_for_an_unmatched_parent_is_not_inherited_by_the_walk() {
+    let fx = Fixture::new();
+    fx.write("docs/a", "");
+    fx.write("other", "");
+    let patterns = vec!["docs/*".to_owned(), "!docs".to_owned()];
+    let matcher = crate::PatternMatcher::new(&patterns).unwrap();
+    assert!(!matcher.matches_or_parent_matches("docs/a").unwrap());
+    let (docs, info) = matcher
+        .matches_using_parent_results("docs", &crate::MatchInfo::default())
+        .unwrap();
+    assert!(!docs);
+    assert!(
+        matcher
+            .matches_using_parent_results("docs/a", &info)
+            .unwrap()
+            .0
+    );
+
+    let options = WalkOptions {
+        exclude_patterns: patterns,
+        ..Default::default()
+    };
+    assert_eq!(
+        walk_lines(&walker(&fx.ctx(), &options)),
+        ["dir docs", "file other"]
+    );
+}
