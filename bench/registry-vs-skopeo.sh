@@ -21,9 +21,9 @@
 #   pull: hoist pull 127.0.0.1:PORT/bench/image:1                  (into an empty store)
 #         skopeo copy --src-tls-verify=false docker://127.0.0.1:PORT/bench/image:1 oci:DIR:bench
 #
-# hoist's pull does more than skopeo's: it also decompresses each layer to verify and record its diff ID and
-# sizes in the store (a second SHA-256 over the uncompressed bytes); skopeo's `oci:` destination only stores and
-# hashes the compressed blobs.
+# hoist's pull does a little more than skopeo's: it also decompresses each layer and walks its tar to record its
+# sizes in the store (the diff IDs the config announces are recorded unverified and checked at the first unpack,
+# as containerd does); both hash only the compressed blobs.
 #
 # Runs are interleaved: ROUNDS rounds, each one hyperfine run of every command (hoist, skopeo, hoist, …), after
 # one warm-up round; the summary gives the median and range per command. Peak RSS and CPU time (user + system)
