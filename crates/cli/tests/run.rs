@@ -5,10 +5,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hoist_testkit::{BusyboxRootfs, HoistCmd, free_port, http_get, tar_dir, wait_until};
+use hoist_testkit::{BusyboxRootfs, HoistCmd, Run, free_port, http_get, tar_dir, wait_until};
 
 const APPLETS: &[&str] = &[
     "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env", "touch",
@@ -61,33 +61,25 @@ impl Fixture {
     }
 
     /// `hoist run ARGS` without `--rm`.
-    fn run_kept(&self, args: &[&str]) -> Output {
-        self.hoist().arg("run").args(args).output().unwrap()
+    fn run_kept(&self, args: &[&str]) -> Run {
+        self.hoist.run(&[&["run"], args].concat())
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.hoist()
-            .arg("run")
-            .arg("--rm")
-            .args(args)
-            .output()
-            .unwrap()
+    /// `hoist run --rm ARGS`.
+    fn run(&self, args: &[&str]) -> Run {
+        self.hoist.run(&[&["run", "--rm"], args].concat())
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn stdout(run: &Run) -> String {
+    run.stdout.clone()
 }
 
 #[test]
 fn image_config_and_flags_decide_command_env_workdir_and_user() {
     let fixture = Fixture::new();
     let output = fixture.run(&["bb:1"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.success(), "{}", output.describe());
     assert_eq!(stdout(&output), "hi\n/srv\n1000\n");
 
     let output = fixture.run(&["-e", "GREETING=yo", "-w", "/tmp/new", "-u", "0", "bb:1"]);
@@ -114,11 +106,7 @@ fn image_config_and_flags_decide_command_env_workdir_and_user() {
 fn runc_runtime_runs_the_image_the_same_way() {
     let fixture = Fixture::new();
     let output = fixture.run(&["--runtime", "runc", "--hostname", "viarunc", "bb:1"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.success(), "{}", output.describe());
     assert_eq!(stdout(&output), "hi\n/srv\n1000\n");
     let output = fixture.run(&["--runtime", "runc", "bb:1", "sh", "-c", "hostname; exit 5"]);
     assert_eq!(output.status.code(), Some(5));
@@ -135,7 +123,7 @@ fn exit_codes_are_the_commands_or_dockers() {
     );
     let missing = fixture.run(&["bb:1", "no-such-command"]);
     assert_eq!(missing.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-command"));
+    assert!(missing.stderr.as_str().contains("no-such-command"));
     let unknown = fixture.run(&["no-such-image:1"]);
     assert_eq!(unknown.status.code(), Some(125));
 }
@@ -282,11 +270,7 @@ fn tty_gives_the_command_a_terminal_of_its_own() {
         "-c",
         "test -t 0 && test -t 1 && echo terminal; cat /proc/self/stat",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.success(), "{}", output.describe());
     let out = stdout(&output);
     // The terminal turns newlines into CR LF, as `docker run -t` output has them.
     assert!(out.starts_with("terminal\r\n"), "{out:?}");
@@ -314,7 +298,7 @@ fn stdin_is_attached_with_interactive_only() {
             .unwrap();
         // Without -i hoist may be gone before this write: its error does not matter, the output does.
         let _ = child.stdin.take().unwrap().write_all(b"piped in\n");
-        stdout(&child.wait_with_output().unwrap())
+        stdout(&child.wait_with_output().map(Run::from).unwrap())
     };
     assert_eq!(feed(&["-i"]), "piped in\n");
     assert_eq!(feed(&[]), "");
@@ -373,12 +357,9 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         .arg(base.join("rootfs.tar"))
         .arg("rootless:1")
         .output()
+        .map(Run::from)
         .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    assert!(import.success(), "{}", import.describe());
     let output = as_nobody(&home)
         .args([
             "run",
@@ -393,12 +374,9 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
         ])
         .arg("id -u; cat /proc/self/uid_map; echo $$; hostname; echo hi > /f && cat /f")
         .output()
+        .map(Run::from)
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.success(), "{}", output.describe());
     let out = stdout(&output);
     let lines: Vec<Vec<&str>> = out
         .lines()
@@ -413,9 +391,10 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
     let output = as_nobody(&home)
         .args(["run", "--rm", "-u", "1000", "rootless:1"])
         .output()
+        .map(Run::from)
         .unwrap();
     assert_eq!(output.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("switch to user 1000"));
+    assert!(output.stderr.as_str().contains("switch to user 1000"));
     // Published ports work rootless too: the proxy's helper joins the container's user and network namespaces.
     let port = free_port();
     let mut server = as_nobody(&home)
@@ -447,10 +426,11 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
     let detached = as_nobody(&home)
         .args(["run", "-d", "--name", "bg", "rootless:1", "sleep", "1000"])
         .output()
+        .map(Run::from)
         .unwrap();
     let id = detached_id(&detached);
     let dir = home.join(".local/share/hoist/containers-v1").join(&id);
-    let ps = as_nobody(&home).arg("ps").output().unwrap();
+    let ps = as_nobody(&home).arg("ps").output().map(Run::from).unwrap();
     assert!(stdout(&ps).contains(" Up "), "{}", stdout(&ps));
     let record: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -463,25 +443,25 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
             .success()
     );
     wait_until(10, "the supervisor to die", || {
-        let ps = as_nobody(&home).args(["ps", "-a"]).output().unwrap();
+        let ps = as_nobody(&home)
+            .args(["ps", "-a"])
+            .output()
+            .map(Run::from)
+            .unwrap();
         stdout(&ps).contains("Exited (137)")
     });
-    let rm = as_nobody(&home).args(["rm", "bg"]).output().unwrap();
-    assert!(
-        rm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rm.stderr)
-    );
+    let rm = as_nobody(&home)
+        .args(["rm", "bg"])
+        .output()
+        .map(Run::from)
+        .unwrap();
+    assert!(rm.success(), "{}", rm.describe());
     assert!(!dir.exists());
 }
 
 /// A container ID as `hoist run -d` prints it: 64 hex digits and a newline.
-fn detached_id(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+fn detached_id(output: &Run) -> String {
+    assert!(output.success(), "{}", output.describe());
     let out = stdout(output);
     let id = out.trim_end_matches('\n');
     assert_eq!(out.len(), 65, "{out:?}");
@@ -491,13 +471,13 @@ fn detached_id(output: &Output) -> String {
 
 impl Fixture {
     /// `hoist ARGS` to completion.
-    fn hoist_output(&self, args: &[&str]) -> Output {
-        self.hoist().args(args).output().unwrap()
+    fn hoist_output(&self, args: &[&str]) -> Run {
+        self.hoist.run(args)
     }
 
     /// `hoist ps` (with extra arguments) rows, split on runs of 3+ spaces, header left out.
     fn ps(&self, args: &[&str]) -> Vec<Vec<String>> {
-        let output = self.hoist().arg("ps").args(args).output().unwrap();
+        let output = self.hoist_output(&[&["ps"], args].concat());
         assert!(output.status.success());
         let out = stdout(&output);
         let mut lines = out.lines();
@@ -565,7 +545,7 @@ fn detached_server_is_published_and_ps_logs_stop_rm_manage_it() {
         stdout(&fixture.hoist_output(&["logs", "web"])) == "started\n"
     });
     let logs = fixture.hoist_output(&["logs", &id[..8]]);
-    assert_eq!(String::from_utf8_lossy(&logs.stderr), "warning\n");
+    assert_eq!(logs.stderr.as_str(), "warning\n");
 
     // `logs -f` follows until the container ends; `stop` sends SIGTERM, which the trap turns into exit 3.
     let follower = fixture
@@ -576,13 +556,9 @@ fn detached_server_is_published_and_ps_logs_stop_rm_manage_it() {
         .spawn()
         .unwrap();
     let stop = fixture.hoist_output(&["stop", "-t", "5", "web"]);
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
+    assert!(stop.success(), "{}", stop.describe());
     assert_eq!(stdout(&stop), "web\n");
-    let followed = follower.wait_with_output().unwrap();
+    let followed = follower.wait_with_output().map(Run::from).unwrap();
     assert_eq!(stdout(&followed), "started\nstopping\n");
 
     assert!(fixture.ps(&[]).is_empty());
@@ -598,16 +574,12 @@ fn detached_server_is_published_and_ps_logs_stop_rm_manage_it() {
     assert!(processes_running(&["httpd", "-f", "-p", "8080", "-h", "/www"]).is_empty());
 
     let rm = fixture.hoist_output(&["rm", "web"]);
-    assert!(
-        rm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rm.stderr)
-    );
+    assert!(rm.success(), "{}", rm.describe());
     assert!(fixture.ps(&["-a"]).is_empty());
     assert!(!fixture.root.join("containers-v1").join(&id).exists());
     let missing = fixture.hoist_output(&["logs", "web"]);
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("No such container: web"));
+    assert!(missing.stderr.as_str().contains("No such container: web"));
 }
 
 #[test]
@@ -619,23 +591,22 @@ fn container_names_are_unique_until_removed() {
     let second = fixture.hoist_output(&["run", "-d", "--name", "dup", "bb:1", "true"]);
     assert_eq!(second.status.code(), Some(125));
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains(&format!(
+        second.stderr.as_str().contains(&format!(
             "Conflict. The container name \"/dup\" is already in use by container \"{first}\""
         )),
         "{}",
-        String::from_utf8_lossy(&second.stderr)
+        second.stderr.as_str()
     );
     let refused = fixture.hoist_output(&["rm", "dup"]);
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("You cannot remove a running container")
+        refused
+            .stderr
+            .as_str()
+            .contains("You cannot remove a running container")
     );
     let forced = fixture.hoist_output(&["rm", "-f", "dup"]);
-    assert!(
-        forced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forced.stderr)
-    );
+    assert!(forced.success(), "{}", forced.describe());
     assert!(processes_running(&["sleep", "1000"]).is_empty());
     // Free again; a foreground --rm run with a name leaves nothing behind.
     let again = fixture.hoist_output(&["run", "--rm", "--name", "dup", "bb:1", "echo", "again"]);
@@ -652,10 +623,10 @@ fn container_names_are_unique_until_removed() {
     ]);
     assert_eq!(foreground.status.code(), Some(2));
     assert_eq!(stdout(&foreground), "out\n");
-    assert_eq!(String::from_utf8_lossy(&foreground.stderr), "err\n");
+    assert_eq!(foreground.stderr.as_str(), "err\n");
     let logs = fixture.hoist_output(&["logs", "fg"]);
     assert_eq!(stdout(&logs), "out\n");
-    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
+    assert_eq!(logs.stderr.as_str(), "err\n");
     let all = fixture.ps(&["-a"]);
     assert!(all[0][4].starts_with("Exited (2) "), "{all:?}");
     assert!(fixture.hoist_output(&["rm", "fg"]).status.success());
@@ -688,7 +659,7 @@ fn container_names_are_unique_until_removed() {
         args.extend(["bb:1", "no-such-command"]);
         let missing = fixture.hoist_output(&args);
         assert_eq!(missing.status.code(), Some(127), "detach: {detach}");
-        let stderr = String::from_utf8_lossy(&missing.stderr);
+        let stderr = missing.stderr.as_str();
         assert!(stderr.contains("no-such-command"), "{stderr}");
         assert_eq!(fixture.ps(&["-a"]).len(), all.len(), "detach: {detach}");
     }
@@ -769,7 +740,7 @@ fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
     ]);
     assert_eq!(stdout(&read_only), "from the host\n");
     assert!(!read_only.status.success());
-    let stderr = String::from_utf8_lossy(&read_only.stderr);
+    let stderr = read_only.stderr.as_str();
     assert!(stderr.contains("Read-only file system"), "{stderr}");
     assert!(!host.join("new").exists());
 
@@ -783,11 +754,7 @@ fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
         "-c",
         "echo from the container > /data/out",
     ]);
-    assert!(
-        writable.status.success(),
-        "{}",
-        String::from_utf8_lossy(&writable.stderr)
-    );
+    assert!(writable.success(), "{}", writable.describe());
     assert_eq!(
         fs::read_to_string(host.join("out")).unwrap(),
         "from the container\n"
@@ -796,10 +763,12 @@ fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
     let named = fixture.run(&["-v", "cache:/cache", "bb:1", "true"]);
     assert_eq!(named.status.code(), Some(125));
     assert!(
-        String::from_utf8_lossy(&named.stderr)
+        named
+            .stderr
+            .as_str()
             .contains("named volumes are not supported, use an absolute host path"),
         "{}",
-        String::from_utf8_lossy(&named.stderr)
+        named.stderr.as_str()
     );
 }
 
@@ -821,12 +790,9 @@ fn env_file_sets_variables_that_e_overrides() {
         .args(["-e", "B=from flag", "bb:1", "sh", "-c"])
         .arg("echo \"$A|$B|$FROM_HOST|${UNSET_ON_HOST-unset}|$GREETING\"")
         .output()
+        .map(Run::from)
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.success(), "{}", output.describe());
     assert_eq!(stdout(&output), "1|from flag|host value|unset|file\n");
     let missing = fixture.run(&["--env-file", "/nonexistent/vars", "bb:1", "true"]);
     assert_eq!(missing.status.code(), Some(125));
@@ -954,12 +920,9 @@ fn detached_terminal_keeps_a_shell_and_stop_sends_the_images_stopsignal() {
         .args(["build", "-q", "-t", "stopsig:1"])
         .arg(&context)
         .output()
+        .map(Run::from)
         .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    assert!(build.success(), "{}", build.describe());
     detached_id(&fixture.hoist_output(&[
         "run",
         "-d",

@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Output};
 
 /// How to run the `hoist` binary in a test: which binary, which store, which environment.
 ///
@@ -35,6 +35,17 @@ pub struct Run {
     pub stdout: String,
     /// Everything it wrote to stderr.
     pub stderr: String,
+}
+
+impl From<Output> for Run {
+    /// What a process started some other way left (`setpriv … hoist`, a spawned child's `wait_with_output`).
+    fn from(output: Output) -> Self {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 impl Run {
@@ -154,15 +165,10 @@ impl HoistCmd {
 
     /// Runs `hoist ARGS` to the end.
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = self
-            .command(args)
+        self.command(args)
             .output()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
-        Run {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()))
+            .into()
     }
 
     /// Runs `hoist ARGS`, which must succeed; returns its stdout.
