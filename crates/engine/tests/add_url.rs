@@ -28,6 +28,16 @@ struct Resource {
     authorization: Option<String>,
 }
 
+impl Resource {
+    /// A resource with `body` and no validators or required credentials.
+    fn with_body(body: Vec<u8>) -> Resource {
+        Resource {
+            body,
+            ..Resource::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct Served {
     files: HashMap<String, Resource>,
@@ -261,20 +271,8 @@ fn add_url_names_modes_times_and_never_unpacks() {
             authorization: None,
         },
     );
-    server.serve(
-        "/plain",
-        Resource {
-            body: b"no date\n".to_vec(),
-            ..Resource::default()
-        },
-    );
-    server.serve(
-        "/a.tar.gz",
-        Resource {
-            body: tar_gz(),
-            ..Resource::default()
-        },
-    );
+    server.serve("/plain", Resource::with_body(b"no date\n".to_vec()));
+    server.serve("/a.tar.gz", Resource::with_body(tar_gz()));
     let fx = Fixture::new();
     let dockerfile = format!(
         "FROM scratch\n\
@@ -292,18 +290,9 @@ fn add_url_names_modes_times_and_never_unpacks() {
     );
     server.serve(
         "/with%20space.txt",
-        Resource {
-            body: b"spaced\n".to_vec(),
-            ..Resource::default()
-        },
+        Resource::with_body(b"spaced\n".to_vec()),
     );
-    server.serve(
-        "/",
-        Resource {
-            body: b"index\n".to_vec(),
-            ..Resource::default()
-        },
-    );
+    server.serve("/", Resource::with_body(b"index\n".to_vec()));
     let (out, _) = fx.build(&dockerfile, "out");
 
     let hello = out.join("dl/hello.txt");
@@ -351,13 +340,7 @@ fn tar_gz_bytes(server: &Server) -> Vec<u8> {
 fn add_url_checksum_is_verified() {
     let server = Server::start();
     let body = b"pinned content\n";
-    server.serve(
-        "/pinned.bin",
-        Resource {
-            body: body.to_vec(),
-            ..Resource::default()
-        },
-    );
+    server.serve("/pinned.bin", Resource::with_body(body.to_vec()));
     let url = server.url("/pinned.bin");
     let fx = Fixture::new();
     let good = sha256(body);
@@ -581,20 +564,8 @@ fn docker_add_url_matches_buildkit() {
             ..Resource::default()
         },
     );
-    server.serve(
-        "/",
-        Resource {
-            body: b"index\n".to_vec(),
-            ..Resource::default()
-        },
-    );
-    server.serve(
-        "/a.tar.gz",
-        Resource {
-            body: tar_gz(),
-            ..Resource::default()
-        },
-    );
+    server.serve("/", Resource::with_body(b"index\n".to_vec()));
+    server.serve("/a.tar.gz", Resource::with_body(tar_gz()));
     let dockerfile = format!(
         "FROM scratch\n\
          ADD {tool} /dl/\n\
