@@ -348,7 +348,7 @@ fn expand(tree: &Tree, base: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
                         EngineError::invalid(format!("invalid COPY pattern {pattern}: {e}"))
                     })?;
                     let candidate = dir.join(&name);
-                    if matched && tree.included(&candidate)? {
+                    if matched && visible(tree, &candidate)? {
                         next.push(candidate);
                     }
                 }
@@ -360,11 +360,21 @@ fn expand(tree: &Tree, base: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     }
     let mut found = Vec::new();
     for path in current {
-        if tree.lookup(&path).is_some() && tree.included(&path)? {
+        if tree.lookup(&path).is_some() && visible(tree, &path)? {
             found.push(path);
         }
     }
     Ok(found)
+}
+
+/// Whether a source path was sent with the context: not `.dockerignore`d, or an ignored directory that holds a
+/// `!` exception (fsutil sends such a directory with the files the exceptions keep).
+fn visible(tree: &Tree, rel: &Path) -> Result<bool> {
+    if tree.included(rel)? {
+        return Ok(true);
+    }
+    let is_dir = tree.lookup(rel).is_some_and(|(_, meta)| meta.is_dir());
+    Ok(is_dir && tree.may_hold_exceptions(rel) && has_included_file(tree, rel)?)
 }
 
 impl Copier<'_> {
