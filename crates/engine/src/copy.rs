@@ -496,6 +496,18 @@ impl Copier<'_> {
     /// Copies one non-directory entry to `target` (relative to the root).
     fn entry(&mut self, tree: &Tree, abs: &Path, meta: &fs::Metadata, target: &Path) -> Result<()> {
         let dst = self.staging.join(target);
+        // fsutil never replaces a directory (copied earlier, or in the destination) with a file.
+        let over_directory = fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir())
+            || self
+                .dest_view
+                .lookup(target)
+                .is_some_and(|(_, m)| m.is_dir());
+        if over_directory {
+            return Err(EngineError::invalid(format!(
+                "cannot replace to directory /{} with file",
+                target.display()
+            )));
+        }
         if let Ok(existing) = fs::symlink_metadata(&dst) {
             let removed = if existing.is_dir() {
                 fs::remove_dir_all(&dst)
