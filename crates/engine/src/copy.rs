@@ -786,7 +786,7 @@ pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Res
             hoist_sandbox::resolve_user(&mkdir.user, &text("/etc/passwd"), &text("/etc/group"))
                 .map_err(|source| EngineError::Sandbox {
                     what: format!("failed to resolve the owner of {}", mkdir.path),
-                    source,
+                    source: Box::new(source),
                 })?;
         (user.user.uid, user.user.gid)
     };

@@ -20,9 +20,10 @@ pub enum EngineError {
     Sandbox {
         /// What the engine was doing.
         what: String,
-        /// The sandbox's error.
+        /// The sandbox's error, boxed: its variants carry digests and paths, and every engine `Result` would pay
+        /// for their size.
         #[source]
-        source: hoist_sandbox::Error,
+        source: Box<hoist_sandbox::Error>,
     },
     /// A file operation failed.
     #[error("failed to {action} {}", .path.display())]

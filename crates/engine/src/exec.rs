@@ -66,7 +66,7 @@ pub struct SandboxExecutor;
 fn sandbox_error(what: &str) -> impl FnOnce(hoist_sandbox::Error) -> EngineError + '_ {
     move |source| EngineError::Sandbox {
         what: what.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) fn unpack(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>>
     };
     hoist_sandbox::unpack_layers(store, &image).map_err(|source| EngineError::Sandbox {
         what: "failed to unpack layers".to_owned(),
-        source,
+        source: Box::new(source),
     })
 }
 
