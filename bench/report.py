@@ -130,7 +130,7 @@ for row in rows:
             cells.append(f"≤ {target} " + ("" if met is None else "met" if met else "**missed**"))
     if "buildah" in tools:
         ratio = row.get("ratio_vs_buildah")
-        cells.append(f"{ratio:.2f}" if ratio is not None else "failed")
+        cells.append((f"{ratio:.3f}" if ratio < 0.01 else f"{ratio:.2f}") if ratio is not None else "failed")
     for tool in tools:
         entry = row["tools"][tool]
         if "median_s" in entry:
