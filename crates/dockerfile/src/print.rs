@@ -40,6 +40,12 @@ impl fmt::Display for Dockerfile {
             for comment in &node.comments {
                 writeln!(f, "# {comment}")?;
             }
+            if node.keyword.is_empty() {
+                // Only a lone escape character at the end of the file (a continuation into
+                // nothing) parses to a node without a keyword; printed empty, it would vanish.
+                writeln!(f, "{}", self.escape)?;
+                continue;
+            }
             writeln!(f, "{node}")?;
         }
         Ok(())

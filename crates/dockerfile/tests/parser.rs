@@ -335,3 +335,23 @@ fn printing_is_canonical_and_reparses() {
         h
     });
 }
+
+/// Found by the `dockerfile_parse` fuzz target (`fuzz/`): a lone escape character at the end
+/// of the file parses to a node without a keyword (as in BuildKit), which printed as an empty
+/// line and so did not parse back.
+#[test]
+fn a_lone_escape_at_the_end_prints_back_as_itself() {
+    for src in [
+        &b"#\x9cp[e\x9e\x9f\x8c\n\\"[..],
+        b"FROM a\n\\",
+        b"\\",
+        b"# escape=`\nFROM a\n# c\n`\n",
+    ] {
+        let file = hoist_dockerfile::parse_bytes(src).unwrap();
+        assert_eq!(file.instructions.last().unwrap().keyword, "");
+        let printed = file.to_string();
+        let again = parse(&printed).unwrap();
+        assert_eq!(again.dump(), file.dump(), "{printed:?}");
+        assert_eq!(again.to_string(), printed);
+    }
+}
