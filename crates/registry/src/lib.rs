@@ -5,7 +5,8 @@
 //! [`RegistryConfig`] (containers' `registries.conf`, plus Docker's `registry-mirrors`) turns it into endpoints —
 //! mirrors first, then the origin; the [`Client`] speaks the distribution API with the Docker CLI's auth
 //! (anonymous bearer tokens, basic auth, `~/.docker/config.json` and credential helpers), and [`Client::pull`]
-//! streams each layer through [`hoist_oci::Store::ingest_layer`], which hashes and measures it in one pass.
+//! streams each layer through [`hoist_oci::Store::ingest_pulled_layer`], which verifies its blob digest and measures
+//! it in one pass (the diff ID its config announces is checked when the layer is first unpacked).
 //! Everything a registry can make the client wait for or retry (response time, stalled bodies, `5xx`/`429`
 //! storms, `Retry-After`, manifest size, redirects) is bounded by [`Limits`].
 //! Nothing is printed: progress goes to a [`Reporter`]. Synchronous callers use [`Client::pull_blocking`] and

@@ -1,7 +1,8 @@
-//! Pulling: reference → manifest (through an index, choosing the platform) → config and layers into the store.
+//! Pulling: reference → manifest (through an index, choosing the platform) → config, then layers, into the store.
 //!
-//! Layers download in parallel, each streamed straight into [`Store::ingest_layer`], which hashes, verifies and
-//! measures it in the same pass. A connection fault mid-blob resumes with a `Range` request (or, if the registry
+//! Layers download in parallel, each streamed straight into [`Store::ingest_pulled_layer`], which hashes, verifies
+//! and measures it in the same pass and records the diff ID the config announces, unverified: the tar is hashed
+//! when the layer is first unpacked (containerd's model), not here. A connection fault mid-blob resumes with a `Range` request (or, if the registry
 //! ignores ranges, by re-reading and discarding what was already stored); a blob already in the store is never
 //! requested. Mirrors are tried before the origin, and any failure on a mirror falls through to the next endpoint.
 
