@@ -76,8 +76,20 @@ impl EntryWriter<'_> {
             if target.exists() {
                 return fs::remove_dir_all(&self.path);
             }
-            fs::rename(&self.path, &target)?;
-            crate::layout::sync_dir(&self.store.area_dir(self.area))
+            match fs::rename(&self.path, &target) {
+                Ok(()) => crate::layout::sync_dir(&self.store.area_dir(self.area)),
+                // Another writer renamed its copy into place between the check and the rename (rename(2) refuses
+                // to replace a non-empty directory): theirs is as good as ours.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                    ) =>
+                {
+                    fs::remove_dir_all(&self.path)
+                }
+                Err(error) => Err(error),
+            }
         };
         publish().map_err(|source| Error::Entry {
             path: target.clone(),
@@ -196,6 +208,40 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn writers_racing_for_one_key_all_succeed() {
+        // Two processes unpacking the same layer: both fill an entry, both commit, one rename wins. The loser's
+        // rename fails with ENOTEMPTY when the winner lands between its existence check and its rename.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let root = root.clone();
+                scope.spawn(move || {
+                    let store = Store::open(root).unwrap();
+                    for key in 0..150 {
+                        let entry = store
+                            .begin_entry(Area::Snapshots, &format!("k{key}"))
+                            .unwrap();
+                        for file in 0..3 {
+                            fs::write(entry.path().join(format!("f{file}")), b"same").unwrap();
+                        }
+                        let path = entry
+                            .commit()
+                            .unwrap_or_else(|e| panic!("writer {writer}: {e:?}"));
+                        assert_eq!(fs::read(path.join("f2")).unwrap(), b"same");
+                    }
+                });
+            }
+        });
+        let names: Vec<_> = fs::read_dir(store_dir(&root)).unwrap().collect();
+        assert_eq!(names.len(), 150, "one entry per key, no leftovers");
+    }
+
+    fn store_dir(root: &Path) -> PathBuf {
+        root.join(Area::Snapshots.dir_name())
     }
 
     #[test]
