@@ -40,6 +40,9 @@ use hoist_plan::{NoCache, PlanRequest};
 use crate::diagnostics::{SourceError, use_color};
 use crate::progress;
 
+/// How many ops a build runs at once, at least (more on machines with more cores).
+const BUILD_PARALLELISM: usize = 16;
+
 /// The inputs of every command that reads a Dockerfile and its build context.
 #[derive(Debug, Args)]
 pub(crate) struct DockerfileArgs {
@@ -808,7 +811,10 @@ fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> 
         store: &store,
         executor: &SandboxExecutor,
         reporter: &*progress,
-        parallelism: std::thread::available_parallelism().map_or(1, usize::from),
+        // Not capped at the core count: BuildKit runs every ready vertex at once (no max-parallelism by default),
+        // and independent stages mostly wait on their own processes, which schedule themselves on the cores.
+        parallelism: BUILD_PARALLELISM
+            .max(std::thread::available_parallelism().map_or(1, usize::from)),
         scratch: std::env::temp_dir().join("hoist-build"),
     };
     let solve = SolveRequest {

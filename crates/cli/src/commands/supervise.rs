@@ -39,7 +39,9 @@ fn supervise(root: Option<&Path>, id: &str) -> Result<ExitCode, Failure> {
     let lock = containers.claim(id).map_err(|error| hoist(&error))?;
     // Known from now on, so that `rm -f` can end a supervisor still preparing the container.
     containers
-        .update(id, |record| record.supervisor_pid = Some(std::process::id()))
+        .update(id, |record| {
+            record.supervisor_pid = Some(std::process::id())
+        })
         .map_err(|error| hoist(&error))?;
     let record = containers.find(id).map_err(|error| hoist(&error))?;
     let line = std::iter::once("run".to_owned()).chain(record.run_args.iter().cloned());
