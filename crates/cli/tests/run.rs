@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use hoist_testkit::{BusyboxRootfs, HoistCmd, Run, free_port, http_get, tar_dir, wait_until};
 
 const APPLETS: &[&str] = &[
-    "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env", "touch",
+    "sh", "id", "echo", "pwd", "sleep", "httpd", "nc", "cat", "hostname", "env", "touch", "chown",
+    "ls",
 ];
 
 struct Fixture {
@@ -953,4 +954,104 @@ fn detached_terminal_keeps_a_shell_and_stop_sends_the_images_stopsignal() {
     );
     let rows = fixture.ps(&["-a"]);
     assert!(rows[0][4].starts_with("Exited (5) "), "{rows:?}");
+}
+
+/// Appends `line` to a host file for the guard's life and puts the file back as it was afterwards.
+struct HostFileLine {
+    path: &'static str,
+    original: Option<Vec<u8>>,
+}
+
+impl HostFileLine {
+    fn add(path: &'static str, line: &str) -> HostFileLine {
+        let original = fs::read(path).ok();
+        let mut content = original.clone().unwrap_or_default();
+        if !content.is_empty() && !content.ends_with(b"\n") {
+            content.push(b'\n');
+        }
+        content.extend_from_slice(line.as_bytes());
+        content.push(b'\n');
+        fs::write(path, content).unwrap();
+        HostFileLine { path, original }
+    }
+}
+
+impl Drop for HostFileLine {
+    fn drop(&mut self) {
+        match &self.original {
+            Some(original) => fs::write(self.path, original).unwrap(),
+            None => fs::remove_file(self.path).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn rootless_run_maps_subordinate_ids_through_newuidmap() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::path::Path::new("/usr/bin/newuidmap").is_file() {
+        assert!(
+            std::env::var_os("HOIST_SKIP_PEER_TESTS").is_some_and(|v| v == "1"),
+            "newuidmap is missing: `bash .ci/services.sh` installs Debian's uidmap"
+        );
+        return;
+    }
+    // Subordinate ranges for nobody, as `usermod --add-subuids` would write them; removed when the test ends. The
+    // sandbox group runs one test at a time, so the single-mapping rootless test never sees them.
+    let _subuid = HostFileLine::add("/etc/subuid", "nobody:300000:65536");
+    let _subgid = HostFileLine::add("/etc/subgid", "nobody:300000:65536");
+    let fixture = Fixture::new();
+    let base = fixture.root.parent().unwrap();
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = base.join("nobody");
+    fs::create_dir_all(home.join("tmp")).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(home.join("tmp"), Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(base.join("rootfs.tar"), fs::Permissions::from_mode(0o644)).unwrap();
+    let import = as_nobody(&home)
+        .args(["import"])
+        .arg(base.join("rootfs.tar"))
+        .arg("rootless:2")
+        .output()
+        .map(Run::from)
+        .unwrap();
+    assert!(import.success(), "{}", import.describe());
+
+    // The caller is root inside, and ids 1… map to the subordinate range.
+    let output = as_nobody(&home)
+        .args(["run", "--rm", "--network", "none", "rootless:2", "sh", "-c"])
+        .arg("id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; touch /f && chown 1000:1000 /f && ls -n /f")
+        .output()
+        .map(Run::from)
+        .unwrap();
+    assert!(output.success(), "{}", output.describe());
+    let out = stdout(&output);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"]);
+    assert_eq!(lines[1], ["0", "65534", "1"]);
+    assert_eq!(lines[2], ["1", "300000", "65536"]);
+    assert_eq!(lines[3], ["0", "65534", "1"]);
+    assert_eq!(lines[4], ["1", "300000", "65536"]);
+    assert_eq!(&lines[5][2..4], ["1000", "1000"], "{out}");
+
+    // A non-root USER works here, where the single mapping refuses it.
+    let output = as_nobody(&home)
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "1000:1000",
+            "rootless:2",
+            "id",
+            "-u",
+        ])
+        .output()
+        .map(Run::from)
+        .unwrap();
+    assert!(output.success(), "{}", output.describe());
+    assert_eq!(stdout(&output), "1000\n");
 }
