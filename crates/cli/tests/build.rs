@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use hoist_testkit::{BusyboxRootfs, tar_dir};
 use serde_json::Value;
 
 #[path = "../../registry/tests/support/mod.rs"]
@@ -35,35 +36,19 @@ impl Fixture {
         let fixture = Fixture {
             dir: tempfile::tempdir().unwrap(),
         };
-        let rootfs = fixture.path("rootfs");
-        for sub in ["bin", "etc", "tmp"] {
-            fs::create_dir_all(rootfs.join(sub)).unwrap();
-        }
+        let rootfs = BusyboxRootfs::new(fixture.path("rootfs"))
+            .applets(APPLETS)
+            .dirs(&["etc", "tmp"])
+            .passwd("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+            .group("root:x:0:\napp:x:1000:\n");
+        let rootfs = rootfs.write();
         fs::set_permissions(
             rootfs.join("tmp"),
             std::os::unix::fs::PermissionsExt::from_mode(0o1777),
         )
         .unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in APPLETS {
-            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        )
-        .unwrap();
-        fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
         let tar = fixture.path("rootfs.tar");
-        let status = Command::new("tar")
-            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
+        tar_dir(rootfs, &tar, &["--owner=0", "--group=0", "--numeric-owner"]);
         fs::create_dir(fixture.path("tmp")).unwrap();
         fs::create_dir(fixture.path("ctx")).unwrap();
         let run = fixture.hoist(&[
