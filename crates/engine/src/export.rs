@@ -6,7 +6,6 @@
 //! `rewrite-timestamp=true`: the config's `created`, the build's history entries and file times newer than it
 //! are clamped to it (layers with newer files are rewritten, header by header, into new blobs).
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use crate::cache::LayerRef;
 use crate::error::{EngineError, Result};
 use crate::reporter::{EXPORT_SLOT, Reporter, Vertex, VertexStatus};
 use crate::solver::Solution;
+use crate::transfer::{BlobStatuses, error_chain};
 
 /// The image a build produced, stored but not yet tagged.
 #[derive(Debug, Clone)]
@@ -917,7 +917,7 @@ fn push_image(
     let forward = Arc::new(PushStatus {
         reporter: Arc::clone(reporter),
         vertex: vertex.clone(),
-        blobs: Mutex::default(),
+        blobs: BlobStatuses::default(),
         layers_done: Mutex::new(None),
         started,
     });
@@ -938,15 +938,11 @@ fn push_image(
 struct PushStatus {
     reporter: Arc<dyn Reporter + Send>,
     vertex: Vertex,
-    /// When each blob started, and when its last line was reported.
-    blobs: Mutex<HashMap<String, (Instant, Instant)>>,
+    blobs: BlobStatuses,
     /// When the blobs were all done (the first manifest), reported once.
     layers_done: Mutex<Option<Duration>>,
     started: Instant,
 }
-
-/// Progress lines for one blob come at most this often.
-const PUSH_STATUS_INTERVAL: Duration = Duration::from_millis(100);
 
 impl PushStatus {
     /// Reports `pushing layers … done` once, when the first manifest goes up (or the push ends).
@@ -997,40 +993,9 @@ impl hoist_registry::Reporter for PushStatus {
             }
             _ => return,
         };
-        let id = digest.to_string();
-        let now = Instant::now();
-        let elapsed = {
-            let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-            let (started, printed) = blobs.entry(id.clone()).or_insert((now, now));
-            if current != 0 && !done && now.duration_since(*printed) < PUSH_STATUS_INTERVAL {
-                return;
-            }
-            *printed = now;
-            now.duration_since(*started)
-        };
-        self.reporter.on_vertex_status(
-            &self.vertex,
-            &VertexStatus {
-                id,
-                current,
-                total,
-                elapsed,
-                done,
-            },
-        );
+        self.blobs
+            .report(&*self.reporter, &self.vertex, digest, current, total, done);
     }
-}
-
-/// `error: cause: cause…`, the whole chain, for a vertex's error message.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `layer` with every entry's modification time after `epoch` set to `epoch`: the layer itself when it has none

@@ -71,6 +71,7 @@ mod resolver;
 mod rie;
 mod solver;
 mod ssh;
+mod transfer;
 mod view;
 
 pub use cache::{CacheCheck, CacheKey, LayerRef, OpRecord, check_cache};

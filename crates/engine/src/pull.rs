@@ -1,21 +1,18 @@
 //! Pulling base images that are missing from the store, through `hoist-registry`, with per-layer progress reported
 //! as statuses of a vertex of the build (BuildKit shows a pull the same way).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hoist_oci::Store;
 use hoist_plan::Platform;
 use hoist_registry::{Client, Event, ImageReference, PullOptions};
 
-use crate::reporter::{Reporter, Vertex, VertexStatus};
+use crate::reporter::{Reporter, Vertex};
 use crate::resolver::ImagePuller;
-
-/// Progress lines for one layer come at most this often.
-const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+use crate::transfer::{BlobStatuses, error_chain};
 
 /// An [`ImagePuller`] over a registry client: each pull is a vertex of its own (`[internal] pull REF`), numbered
 /// down from `usize::MAX` so it never collides with the plan's ops, which count up from 0.
@@ -66,7 +63,7 @@ impl ImagePuller for RegistryPuller<'_> {
         let status = PullStatus {
             reporter: Arc::clone(&self.reporter),
             vertex: vertex.clone(),
-            layers: Mutex::default(),
+            layers: BlobStatuses::default(),
         };
         let pulled = runtime
             .block_on(client.pull(Arc::new(store), &parsed, &options, Arc::new(status)))
@@ -84,8 +81,7 @@ impl ImagePuller for RegistryPuller<'_> {
 struct PullStatus {
     reporter: Arc<dyn Reporter + Send>,
     vertex: Vertex,
-    /// When each layer started, and when its last line was reported.
-    layers: Mutex<HashMap<String, (Instant, Instant)>>,
+    layers: BlobStatuses,
 }
 
 impl hoist_registry::Reporter for PullStatus {
@@ -100,38 +96,7 @@ impl hoist_registry::Reporter for PullStatus {
             Event::BlobDone { digest, size, .. } => (digest, size, size, true),
             _ => return,
         };
-        let id = digest.to_string();
-        let now = Instant::now();
-        let elapsed = {
-            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-            let (started, printed) = layers.entry(id.clone()).or_insert((now, now));
-            if current != 0 && !done && now.duration_since(*printed) < STATUS_INTERVAL {
-                return;
-            }
-            *printed = now;
-            now.duration_since(*started)
-        };
-        self.reporter.on_vertex_status(
-            &self.vertex,
-            &VertexStatus {
-                id,
-                current,
-                total,
-                elapsed,
-                done,
-            },
-        );
+        self.layers
+            .report(&*self.reporter, &self.vertex, digest, current, total, done);
     }
-}
-
-/// `error: cause: cause…`, the whole chain, for a message that crosses the [`ImagePuller`] boundary as text.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -187,18 +187,6 @@ pub(crate) fn provide(store: &Store, reference: &str) -> Result<(), RieError> {
     Ok(())
 }
 
-/// An error and its sources on one line, for the resolver's string errors.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// A tarball with the one file `aws-lambda-rie`, with fixed metadata so equal binaries give equal layers.
 fn layer_tar(content: &[u8]) -> io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::with_capacity(content.len() + 2048));
