@@ -69,6 +69,12 @@ pub enum Problem {
         digest: Digest,
         error: String,
     },
+    /// A descriptor whose digest is not a valid `sha256:` digest.
+    InvalidDigest {
+        needed_by: String,
+        /// The digest as the descriptor gives it.
+        digest: String,
+    },
     /// The image record's ID is not the config digest its manifest names.
     WrongImageId {
         reference: String,
@@ -122,6 +128,9 @@ impl fmt::Display for Problem {
                 digest,
                 error,
             } => write!(f, "{needed_by}: {digest} is not valid: {error}"),
+            Self::InvalidDigest { needed_by, digest } => {
+                write!(f, "{needed_by}: {digest:?} is not a valid digest")
+            }
             Self::WrongImageId {
                 reference,
                 recorded,
@@ -306,7 +315,7 @@ impl GraphCheck<'_> {
         match classify(target.media_type()) {
             MediaKind::Index => {
                 let bytes = self.blob(target, "index")?;
-                let digest = self.digest(target)?;
+                let digest = digest_of(target)?;
                 let index: oci_spec::image::ImageIndex = self.parse(&bytes, digest)?;
                 // Only the host platform's manifest is pulled; the others are not expected locally.
                 let host = ImagePlatform::host();
@@ -319,9 +328,9 @@ impl GraphCheck<'_> {
 
     fn manifest(&mut self, descriptor: &Descriptor) -> Option<Digest> {
         let bytes = self.blob(descriptor, "manifest")?;
-        let digest = self.digest(descriptor)?;
+        let digest = digest_of(descriptor)?;
         let manifest: oci_spec::image::ImageManifest = self.parse(&bytes, digest)?;
-        let config = self.digest(manifest.config());
+        let config = digest_of(manifest.config());
         if let Some(config_bytes) = self.blob(manifest.config(), "config")
             && let Some(config) = config
         {
@@ -333,17 +342,12 @@ impl GraphCheck<'_> {
         config
     }
 
-    fn digest(&mut self, descriptor: &Descriptor) -> Option<Digest> {
-        digest_from_oci(descriptor.digest()).ok()
-    }
-
     /// Whether the blob is there with the descriptor's size.
     fn present(&mut self, descriptor: &Descriptor, what: &'static str) -> bool {
-        let Some(digest) = self.digest(descriptor) else {
-            self.problems.push(Problem::InvalidJson {
+        let Some(digest) = digest_of(descriptor) else {
+            self.problems.push(Problem::InvalidDigest {
                 needed_by: self.needed_by.to_owned(),
-                digest: Digest::sha256(descriptor.digest().to_string().as_bytes()),
-                error: format!("invalid digest {}", descriptor.digest()),
+                digest: descriptor.digest().to_string(),
             });
             return false;
         };
@@ -380,7 +384,7 @@ impl GraphCheck<'_> {
         if !self.present(descriptor, what) {
             return None;
         }
-        let digest = self.digest(descriptor)?;
+        let digest = digest_of(descriptor)?;
         match self.store.read_blob(&digest) {
             Ok(bytes) => Some(bytes),
             Err(error) => {
@@ -406,6 +410,11 @@ impl GraphCheck<'_> {
             }
         }
     }
+}
+
+/// A descriptor's digest, if it is a valid one (an invalid one is reported by [`GraphCheck::present`]).
+fn digest_of(descriptor: &Descriptor) -> Option<Digest> {
+    digest_from_oci(descriptor.digest()).ok()
 }
 
 /// The digests named under `blobs-v1/sha256/`; other names are problems.
