@@ -441,90 +441,105 @@ fn make_garbage(harness: &Harness, store: &str, round: u32) {
     }
 }
 
+/// A Dockerfile with a `common` stage (a RUN writing random data, keyed by `ARG ROUND`) and one stage per
+/// `(target, word)` on top of it, each writing `word` to `/target`.
+fn write_common_and_targets(harness: &Harness, targets: &[(&str, &str)]) {
+    let mut dockerfile = String::from(
+        "FROM bb:1 AS common\n\
+         ARG ROUND\n\
+         RUN dd if=/dev/urandom of=/common bs=64k count=4 2>/dev/null; echo $ROUND > /round\n",
+    );
+    for (target, word) in targets {
+        dockerfile.push_str(&format!(
+            "FROM common AS {target}\nRUN echo {word} > /target\n"
+        ));
+    }
+    fs::write(harness.path("ctx/Dockerfile"), dockerfile).unwrap();
+}
+
+/// `hoist build` of `round`'s `target`, tagged `c:<target>-<round>` when `tag` is set, plus `extra` arguments.
+fn round_build(round: u32, target: &str, tag: bool, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["build", "--progress", "plain", "--build-arg"]
+        .map(String::from)
+        .to_vec();
+    args.push(format!("ROUND={round}"));
+    args.extend(["--target".to_owned(), target.to_owned()]);
+    if tag {
+        args.extend(["-t".to_owned(), format!("c:{target}-{round}")]);
+    }
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args.push(".".to_owned());
+    args
+}
+
+/// Starts the builds of `targets` for `round` (tagged) and `prune` with `prune_args`, all at once; each must
+/// succeed. Returns each build's target and stderr.
+fn builds_beside_a_prune(
+    harness: &Harness,
+    round: u32,
+    targets: &[&str],
+    prune_args: &[&str],
+) -> Vec<(String, String)> {
+    let mut children: Vec<(String, Child)> = targets
+        .iter()
+        .map(|target| {
+            let child = harness
+                .command("store", &args(&round_build(round, target, true, &[])))
+                .spawn()
+                .unwrap();
+            ((*target).to_owned(), child)
+        })
+        .collect();
+    let mut prune = vec!["prune"];
+    prune.extend_from_slice(prune_args);
+    children.push((
+        "prune".into(),
+        harness.command("store", &prune).spawn().unwrap(),
+    ));
+    let mut builds = Vec::new();
+    for (what, child) in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "{what} (round {round}) failed:\n{stderr}"
+        );
+        if what != "prune" {
+            builds.push((what, stderr));
+        }
+    }
+    builds
+}
+
 #[test]
 fn four_builds_and_a_prune_share_one_store_at_the_same_time() {
     let harness = Harness::new();
     harness.import_busybox("store");
-    fs::write(
-        harness.path("ctx/Dockerfile"),
-        "FROM bb:1 AS common\n\
-         ARG ROUND\n\
-         RUN dd if=/dev/urandom of=/common bs=64k count=4 2>/dev/null; echo $ROUND > /round\n\
-         FROM common AS t1\nRUN echo one > /target\n\
-         FROM common AS t2\nRUN echo two > /target\n\
-         FROM common AS t3\nRUN echo three > /target\n\
-         FROM common AS t4\nRUN echo four > /target\n",
-    )
-    .unwrap();
-    let targets = ["t1", "t2", "t3", "t4"];
+    let targets = [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ];
+    write_common_and_targets(&harness, &targets);
+    let names: Vec<&str> = targets.iter().map(|(target, _)| *target).collect();
     for round in 0..5 {
-        let round_arg = format!("ROUND={round}");
         // The common stage first, alone and tagged (prune keeps what a reference holds): then every target must
-        // reuse its cache entry, even with the prune running beside them.
-        let common_tag = format!("c:common-{round}");
-        harness.ok(
-            "store",
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--build-arg",
-                &round_arg,
-                "--target",
-                "common",
-                "-t",
-                &common_tag,
-                ".",
-            ],
-        );
-        let mut children: Vec<(String, Child)> = targets
-            .iter()
-            .map(|target| {
-                let tag = format!("c:{target}-{round}");
-                let child = harness
-                    .command(
-                        "store",
-                        &[
-                            "build",
-                            "--progress",
-                            "plain",
-                            "--build-arg",
-                            &round_arg,
-                            "--target",
-                            target,
-                            "-t",
-                            &tag,
-                            ".",
-                        ],
-                    )
-                    .spawn()
-                    .unwrap();
-                (tag, child)
-            })
-            .collect();
-        children.push((
-            "prune".into(),
-            // Keeping recent cache, as a cleanup job beside CI builds would: unreferenced blobs and leftovers go.
-            harness
-                .command("store", &["prune", "--keep-storage", "10GB"])
-                .spawn()
-                .unwrap(),
-        ));
-        for (what, child) in children {
-            let output = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{what} failed:\n{stderr}");
-            if what != "prune" {
-                assert!(
-                    stderr.lines().any(|line| line.ends_with("CACHED")),
-                    "{what} did not reuse the common stage:\n{stderr}"
-                );
-            }
+        // reuse its cache entry, even with the prune running beside them. The prune keeps recent cache, as a
+        // cleanup job beside CI builds would: unreferenced blobs and leftovers go.
+        harness.ok("store", &args(&round_build(round, "common", true, &[])));
+        for (target, stderr) in
+            builds_beside_a_prune(&harness, round, &names, &["--keep-storage", "10GB"])
+        {
+            assert!(
+                stderr.lines().any(|line| line.ends_with("CACHED")),
+                "{target} did not reuse the common stage:\n{stderr}"
+            );
         }
         harness.assert_store_whole("store");
         // Every target has the shared layer (the same digest) and its own result.
         let mut common_layers = Vec::new();
-        for (target, word) in targets.iter().zip(["one", "two", "three", "four"]) {
+        for (target, word) in targets {
             let tag = format!("c:{target}-{round}");
             let inspect: serde_json::Value =
                 serde_json::from_str(&harness.ok("store", &["inspect", &tag])).unwrap();
@@ -532,20 +547,10 @@ fn four_builds_and_a_prune_share_one_store_at_the_same_time() {
             assert_eq!(layers.len(), 3, "{tag}: {layers:?}");
             common_layers.push(layers[1].clone());
             let out = harness.path(&format!("out-{target}"));
+            let local = format!("type=local,dest={}", out.display());
             harness.ok(
                 "store",
-                &[
-                    "build",
-                    "--progress",
-                    "plain",
-                    "--build-arg",
-                    &round_arg,
-                    "--target",
-                    target,
-                    "-o",
-                    &format!("type=local,dest={}", out.display()),
-                    ".",
-                ],
+                &args(&round_build(round, target, false, &["-o", &local])),
             );
             assert_eq!(
                 fs::read_to_string(out.join("target")).unwrap(),
@@ -572,64 +577,10 @@ fn a_prune_beside_builds_never_deletes_a_layer_a_cache_hit_is_about_to_use() {
     // first must still finish (it holds the layer in its lease), and one that comes after rebuilds it.
     let harness = Harness::new();
     harness.import_busybox("store");
-    fs::write(
-        harness.path("ctx/Dockerfile"),
-        "FROM bb:1 AS common\n\
-         ARG ROUND\n\
-         RUN dd if=/dev/urandom of=/common bs=64k count=4 2>/dev/null; echo $ROUND > /round\n\
-         FROM common AS t1\nRUN echo one > /target\n\
-         FROM common AS t2\nRUN echo two > /target\n",
-    )
-    .unwrap();
+    write_common_and_targets(&harness, &[("t1", "one"), ("t2", "two")]);
     for round in 0..6 {
-        let round_arg = format!("ROUND={round}");
-        harness.ok(
-            "store",
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--build-arg",
-                &round_arg,
-                "--target",
-                "common",
-                ".",
-            ],
-        );
-        let mut children: Vec<(String, Child)> = ["t1", "t2"]
-            .iter()
-            .map(|target| {
-                let tag = format!("c:{target}-{round}");
-                let args = [
-                    "build",
-                    "--progress",
-                    "plain",
-                    "--build-arg",
-                    &round_arg,
-                    "--target",
-                    target,
-                    "-t",
-                    &tag,
-                    ".",
-                ];
-                (
-                    tag.clone(),
-                    harness.command("store", &args).spawn().unwrap(),
-                )
-            })
-            .collect();
-        children.push((
-            "prune".into(),
-            harness.command("store", &["prune"]).spawn().unwrap(),
-        ));
-        for (what, child) in children {
-            let output = child.wait_with_output().unwrap();
-            assert!(
-                output.status.success(),
-                "{what} failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        harness.ok("store", &args(&round_build(round, "common", false, &[])));
+        builds_beside_a_prune(&harness, round, &["t1", "t2"], &[]);
         harness.assert_store_whole("store");
     }
 }
