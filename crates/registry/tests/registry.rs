@@ -13,7 +13,7 @@ use hoist_oci::oci_spec::image::Descriptor;
 use hoist_oci::{DigestExt, Expected, ManifestFormat, Reference, Store};
 use hoist_registry::{
     Client, DockerConfig, Error, Event, ImageReference, Platform, PullOptions, PushOptions,
-    RegistryConfig, Reporter,
+    PushedImage, RegistryConfig, Reporter,
 };
 use support::{TestRegistry, rootfs_tarball};
 
@@ -69,6 +69,33 @@ fn write_image(store: &Store, dir: &Path, text: &str, architecture: &str) -> Des
         )
         .unwrap()
         .manifest
+}
+
+/// A store at `dir/a` holding a one-layer image (see [`write_image`]) whose file says `text`, tagged `name`.
+fn tagged_image(dir: &Path, text: &str, name: &str) -> (Arc<Store>, Descriptor) {
+    let store = Arc::new(Store::open(dir.join("a")).unwrap());
+    let manifest = write_image(&store, dir, text, "amd64");
+    store
+        .tag(&name.parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    (store, manifest)
+}
+
+/// Pushes `name` from `store` to `target` with the default options.
+fn push(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    store: &Arc<Store>,
+    name: &str,
+    target: &ImageReference,
+) -> Result<PushedImage, Error> {
+    rt.block_on(client.push(
+        Arc::clone(store),
+        name,
+        std::slice::from_ref(target),
+        &PushOptions::default(),
+        Arc::new(hoist_registry::Silent),
+    ))
 }
 
 #[test]
@@ -174,11 +201,7 @@ fn chunked_upload_round_trips() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "chunks\n", "amd64");
-    store
-        .tag(&"chunky:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, manifest) = tagged_image(dir.path(), "chunks\n", "chunky:1");
     let client = client(dir.path());
     let rt = runtime();
     let target: ImageReference = format!("{}/chunky:1", registry.addr).parse().unwrap();
@@ -235,22 +258,11 @@ fn corrupted_registry_content_is_a_digest_mismatch_and_nothing_is_stored() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "corrupt me\n", "amd64");
-    store
-        .tag(&"bad:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, _) = tagged_image(dir.path(), "corrupt me\n", "bad:1");
     let client = client(dir.path());
     let rt = runtime();
     let target: ImageReference = format!("{}/bad:1", registry.addr).parse().unwrap();
-    rt.block_on(client.push(
-        Arc::clone(&store),
-        "bad:1",
-        std::slice::from_ref(&target),
-        &PushOptions::default(),
-        Arc::new(hoist_registry::Silent),
-    ))
-    .unwrap();
+    push(&rt, &client, &store, "bad:1", &target).unwrap();
     let image = store.read_image("bad:1").unwrap();
     let config = image.id;
     // Same length, different bytes, straight in the registry's storage.
@@ -398,14 +410,7 @@ fn push_small_image(
         .tag(&name.parse::<Reference>().unwrap(), &manifest)
         .unwrap();
     let target: ImageReference = format!("{}/{name}", registry.addr).parse().unwrap();
-    rt.block_on(client.push(
-        store,
-        name,
-        std::slice::from_ref(&target),
-        &PushOptions::default(),
-        Arc::new(hoist_registry::Silent),
-    ))
-    .unwrap();
+    push(rt, client, &store, name, &target).unwrap();
     (target, manifest)
 }
 
@@ -480,22 +485,11 @@ fn downloads_resume_after_connection_cuts() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "resume\n", "amd64");
-    store
-        .tag(&"flaky:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, manifest) = tagged_image(dir.path(), "resume\n", "flaky:1");
     let client = client(dir.path());
     let rt = runtime();
     let direct: ImageReference = format!("{}/flaky:1", registry.addr).parse().unwrap();
-    rt.block_on(client.push(
-        Arc::clone(&store),
-        "flaky:1",
-        std::slice::from_ref(&direct),
-        &PushOptions::default(),
-        Arc::new(hoist_registry::Silent),
-    ))
-    .unwrap();
+    push(&rt, &client, &store, "flaky:1", &direct).unwrap();
     let layer_size = store.read_image("flaky:1").unwrap().layers[0]
         .descriptor
         .size();
@@ -539,11 +533,7 @@ fn tls_registry_needs_its_ca_and_then_works() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "over tls\n", "amd64");
-    store
-        .tag(&"secure:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, manifest) = tagged_image(dir.path(), "over tls\n", "secure:1");
     let target: ImageReference = format!("{}/secure:1", registry.addr).parse().unwrap();
     let rt = runtime();
     let push = |client: &Client| {
@@ -610,11 +600,7 @@ fn bearer_token_flow_anonymous_pull_and_authenticated_push() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "bearer\n", "amd64");
-    store
-        .tag(&"bearer:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, manifest) = tagged_image(dir.path(), "bearer\n", "bearer:1");
     let target: ImageReference = format!("{}/team/bearer:1", registry.addr).parse().unwrap();
     let rt = runtime();
     let push = |client: &Client| {
@@ -835,11 +821,7 @@ fn a_manifest_cut_off_mid_body_is_fetched_again() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("a")).unwrap());
-    let manifest = write_image(&store, dir.path(), "cut manifest\n", "amd64");
-    store
-        .tag(&"cut:1".parse::<Reference>().unwrap(), &manifest)
-        .unwrap();
+    let (store, manifest) = tagged_image(dir.path(), "cut manifest\n", "cut:1");
     let client = client(dir.path());
     let direct: ImageReference = format!("{}/cut:1", registry.addr).parse().unwrap();
     client
