@@ -3,75 +3,37 @@
 //! other, whatever path it tries, and neither reaches the image. Runs in the nextest `sandbox`
 //! group.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::symlink;
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use hoist_archive::{ImportOptions, import};
-use hoist_engine::{
-    Entitlements, SandboxExecutor, Silent, SolveRequest, Solver, SshAgents, StoreResolver,
-    export_image, export_local,
-};
-use hoist_oci::{ManifestFormat, Store};
-use hoist_plan::{PlanRequest, plan};
+use hoist_engine::{Entitlements, SshAgents};
+use hoist_oci::Store;
+use hoist_testkit::BusyboxRootfs;
+
+#[path = "support/sandboxed.rs"]
+mod sandboxed;
+use sandboxed::{build_to_dir, import_rootfs};
 
 const APPLETS: &[&str] = &["sh", "cat", "echo", "ls", "find", "test", "mkdir", "ln"];
 
 /// A store with `cache:test`: busybox and a few applets.
 fn store(dir: &Path) -> Store {
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    let tar_path = dir.join("rootfs.tar");
-    let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", &rootfs).unwrap();
-    builder.into_inner().unwrap().flush().unwrap();
-    let store = Store::open(dir.join("store")).unwrap();
-    let options = ImportOptions {
-        references: vec!["cache:test".parse().unwrap()],
-        ..ImportOptions::default()
-    };
-    import(&store, File::open(&tar_path).unwrap(), &options).unwrap();
-    store
+    let rootfs = BusyboxRootfs::new(dir.join("rootfs")).applets(APPLETS);
+    import_rootfs(dir, rootfs.write(), "cache:test", &[])
 }
 
 /// Builds `dockerfile` and returns the final file system.
 fn build(dir: &Path, store: &Store, dockerfile: &str) -> PathBuf {
-    let resolver = StoreResolver {
+    build_to_dir(
+        dir,
         store,
-        puller: None,
-    };
-    let file = hoist_dockerfile::parse(dockerfile).unwrap();
-    let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
-    let context = dir.join("ctx");
-    fs::create_dir_all(&context).unwrap();
-    let solver = Solver {
-        store,
-        executor: &SandboxExecutor,
-        reporter: &Silent,
-        parallelism: 1,
-        scratch: dir.join("scratch"),
-    };
-    let request = SolveRequest {
-        plan: &plan,
         dockerfile,
-        context_dir: &context,
-        ignore_patterns: &[],
-        secrets: &Default::default(),
-        named_contexts: &Default::default(),
-        ssh: &SshAgents::none(),
-        allow: Entitlements::default(),
-    };
-    let solution = solver.solve(&request).unwrap();
-    let image = export_image(store, &plan, &solution, ManifestFormat::Oci).unwrap();
-    let out = tempfile::tempdir_in(dir).unwrap().keep();
-    export_local(store, &image.layers, &out).unwrap();
-    out
+        &BTreeMap::new(),
+        &SshAgents::none(),
+        Entitlements::default(),
+    )
+    .unwrap()
 }
 
 #[test]

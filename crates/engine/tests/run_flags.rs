@@ -3,20 +3,19 @@
 //! busybox plus OpenSSH's `ssh-add` with the shared libraries `ldd` names, so the step itself lists the agent's keys.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use hoist_archive::{ImportOptions, import};
-use hoist_engine::{
-    EngineError, Entitlements, SandboxExecutor, Silent, SolveRequest, Solver, SshAgents,
-    StoreResolver, export_image, export_local,
-};
-use hoist_oci::{ManifestFormat, Store};
-use hoist_plan::{PlanRequest, plan};
+use hoist_engine::{EngineError, Entitlements, SshAgents};
+use hoist_oci::Store;
+use hoist_testkit::BusyboxRootfs;
+
+#[path = "support/sandboxed.rs"]
+mod sandboxed;
+use sandboxed::{build_to_dir, import_rootfs};
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "grep", "stat", "test", "nc", "ls", "true", "cut",
@@ -24,12 +23,10 @@ const APPLETS: &[&str] = &[
 
 /// A store with `flags:test`: busybox, its applets, and `ssh-add` with its libraries at their host paths.
 fn store(dir: &Path) -> Store {
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    let rootfs = BusyboxRootfs::new(dir.join("rootfs"))
+        .applets(APPLETS)
+        .passwd("root:x:0:0:root:/root:/bin/sh\n");
+    let rootfs = rootfs.write();
     fs::copy("/usr/bin/ssh-add", rootfs.join("bin/ssh-add")).unwrap();
     let ldd = Command::new("ldd")
         .arg("/usr/bin/ssh-add")
@@ -42,20 +39,7 @@ fn store(dir: &Path) -> Store {
             fs::copy(library, inside).unwrap();
         }
     }
-    fs::create_dir_all(rootfs.join("etc")).unwrap();
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    let tar_path = dir.join("rootfs.tar");
-    let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", &rootfs).unwrap();
-    builder.into_inner().unwrap().flush().unwrap();
-    let store = Store::open(dir.join("store")).unwrap();
-    let options = ImportOptions {
-        references: vec!["flags:test".parse().unwrap()],
-        ..ImportOptions::default()
-    };
-    import(&store, File::open(&tar_path).unwrap(), &options).unwrap();
-    store
+    import_rootfs(dir, rootfs, "flags:test", &[])
 }
 
 /// Builds `dockerfile` and returns the final filesystem (or the error).
@@ -66,47 +50,7 @@ fn build(
     ssh: &SshAgents,
     allow: Entitlements,
 ) -> Result<PathBuf, EngineError> {
-    build_with_secrets(dir, store, dockerfile, ssh, allow, &BTreeMap::new())
-}
-
-fn build_with_secrets(
-    dir: &Path,
-    store: &Store,
-    dockerfile: &str,
-    ssh: &SshAgents,
-    allow: Entitlements,
-    secrets: &BTreeMap<String, Vec<u8>>,
-) -> Result<PathBuf, EngineError> {
-    let resolver = StoreResolver {
-        store,
-        puller: None,
-    };
-    let file = hoist_dockerfile::parse(dockerfile).unwrap();
-    let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
-    let context = dir.join("ctx");
-    fs::create_dir_all(&context).unwrap();
-    let solver = Solver {
-        store,
-        executor: &SandboxExecutor,
-        reporter: &Silent,
-        parallelism: 1,
-        scratch: dir.join("scratch"),
-    };
-    let request = SolveRequest {
-        plan: &plan,
-        dockerfile,
-        context_dir: &context,
-        ignore_patterns: &[],
-        secrets,
-        named_contexts: &Default::default(),
-        ssh,
-        allow,
-    };
-    let solution = solver.solve(&request)?;
-    let image = export_image(store, &plan, &solution, ManifestFormat::Oci)?;
-    let out = tempfile::tempdir_in(dir).unwrap().keep();
-    export_local(store, &image.layers, &out)?;
-    Ok(out)
+    build_to_dir(dir, store, dockerfile, &BTreeMap::new(), ssh, allow)
 }
 
 /// A real `ssh-agent` holding one new ed25519 key; killed on drop.
@@ -361,13 +305,13 @@ RUN --mount=type=secret,id=token grep -c s3cret /run/secrets/token > /used\n\
 RUN --mount=type=secret,id=token,env=TOKEN test -n \"$TOKEN\" && echo env-used > /env-used\n\
 RUN cat /run/secrets/token > /leak 2>&1; echo $? > /status; echo \"token=$TOKEN\" > /env-after\n";
     let none = SshAgents::none();
-    let out = build_with_secrets(
+    let out = build_to_dir(
         dir.path(),
         &store,
         dockerfile,
+        &secrets,
         &none,
         Entitlements::default(),
-        &secrets,
     )
     .unwrap();
     let read = |name: &str| fs::read_to_string(out.join(name)).unwrap();
