@@ -100,6 +100,12 @@ pub(crate) fn record(store: &Store, key: &CacheKey, record: &OpRecord) -> Result
     let path = entry.path().join(RESULT_FILE);
     let bytes = serde_json::to_vec(record).expect("an OpRecord always serializes");
     fs::write(&path, bytes).map_err(|e| EngineError::io("write", &path, e))?;
+    // No reference holds a cache entry's layer until an image uses it: declared, so that a prune keeping this
+    // entry (`--keep-storage`) keeps its layer too instead of turning the entry into a miss.
+    let holds: Vec<Digest> = record.layer.iter().map(|layer| layer.digest).collect();
+    entry
+        .hold_blobs(&holds)
+        .map_err(|e| EngineError::store("failed to write the build cache", e))?;
     entry
         .commit()
         .map_err(|e| EngineError::store("failed to write the build cache", e))?;

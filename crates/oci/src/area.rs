@@ -10,10 +10,13 @@ use std::time::SystemTime;
 
 use crate::layout::unique_name;
 use crate::lock::{LeaseItem, LockMode, lock_new};
-use crate::{Error, Result, Store};
+use crate::{Digest, Error, Result, Store};
 
 /// Prefix of entries being written; never a valid key (keys cannot start with `.`).
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// File at the top of an entry listing the blobs it needs, one digest per line (see [`EntryWriter::hold_blobs`]).
+pub(crate) const HOLDS_FILE: &str = ".holds";
 
 /// An area of the store holding engine-managed directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +63,19 @@ impl EntryWriter<'_> {
     /// The directory to fill.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Declares that the entry needs these blobs: while prune keeps the entry, it keeps them too, even when no
+    /// reference reaches them (a build cache entry's layer), and it counts their size against `--keep-storage` as
+    /// part of the entry's. Written to a `.holds` file at the top of the entry, a name the store reserves.
+    pub fn hold_blobs(&self, digests: &[Digest]) -> Result<()> {
+        let mut text = String::new();
+        for digest in digests {
+            text.push_str(&digest.to_string());
+            text.push('\n');
+        }
+        let path = self.path.join(HOLDS_FILE);
+        fs::write(&path, text).map_err(|source| Error::Entry { path, source })
     }
 
     /// Renames the directory to `<area>/<key>`. If another writer committed the same key first, this copy is
@@ -179,6 +195,14 @@ fn validate_key(area: Area, key: &str) -> Result<()> {
             key: key.to_owned(),
         })
     }
+}
+
+/// The blobs an entry declared with [`EntryWriter::hold_blobs`]; none for an entry that did not (or whose list is
+/// unreadable: prune then treats it as holding nothing, as entries written before the list existed).
+pub(crate) fn held_blobs(entry: &Path) -> Vec<Digest> {
+    fs::read_to_string(entry.join(HOLDS_FILE))
+        .map(|text| text.lines().filter_map(|line| line.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

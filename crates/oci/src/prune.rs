@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
-use crate::area::TMP_PREFIX;
+use crate::area::{TMP_PREFIX, held_blobs};
 use crate::digest::digest_from_oci;
 use crate::lock::{LeaseItem, LockMode, scan_leases, try_lock_exclusive};
 use crate::media_type::{MediaKind, classify_str};
@@ -42,10 +42,11 @@ const MAX_SCANNED_JSON: u64 = 16 * 1024 * 1024;
 impl Store {
     /// Deletes everything unreachable, holding the exclusive store lock throughout so no writer is mid-step:
     ///
-    /// 1. blobs not reachable from a reference (target → index → manifests → config and layers) or from a live
-    ///    lease, with their layer metadata;
-    /// 2. in-progress ingests, entries and temp files whose writer has exited, and dead leases;
-    /// 3. snapshot and cache entries not in a live lease, beyond the `keep_storage` most recently used bytes.
+    /// 1. snapshot and cache entries not in a live lease, beyond the `keep_storage` most recently used bytes (an
+    ///    entry's size counts the blobs it holds that no reference reaches);
+    /// 2. blobs not reachable from a reference (target → index → manifests → config and layers), a live lease or a
+    ///    kept entry's [holds](crate::EntryWriter::hold_blobs), with their layer metadata;
+    /// 3. in-progress ingests, entries and temp files whose writer has exited, and dead leases.
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         let _lock = self.lock(LockMode::Exclusive)?;
         let mut report = PruneReport::default();
@@ -72,11 +73,18 @@ impl Store {
                 }
             }
         }
-        let live = self.mark(roots);
+        let referenced = self.mark(roots);
+        let held = self.sweep_entries(
+            &leased_entries,
+            options.keep_storage,
+            &referenced,
+            &mut report,
+        )?;
+        let mut live = referenced;
+        live.extend(held);
 
         self.sweep_blobs(&live, &mut report)?;
         self.sweep_leftovers(&mut report)?;
-        self.sweep_entries(&leased_entries, options.keep_storage, &mut report)?;
         Ok(report)
     }
 
@@ -194,33 +202,47 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the entries that are neither leased nor within `keep_storage`; returns the blobs the remaining ones
+    /// hold. `referenced` (blobs a reference or lease keeps anyway) are not counted in an entry's size.
     fn sweep_entries(
         &self,
         leased: &HashSet<(String, String)>,
         keep_storage: u64,
+        referenced: &HashSet<Digest>,
         report: &mut PruneReport,
-    ) -> Result<()> {
+    ) -> Result<Vec<Digest>> {
         struct Candidate {
             area: Area,
             key: String,
             used: SystemTime,
             size: u64,
+            holds: Vec<Digest>,
         }
         let mut candidates = Vec::new();
+        let mut kept_holds = Vec::new();
         for area in Area::ALL {
             let dir = self.area_dir(area);
             for (name, meta) in list_dir(&dir)? {
-                if name.starts_with('.')
-                    || leased.contains(&(area.dir_name().to_owned(), name.clone()))
-                {
+                if name.starts_with('.') {
                     continue;
                 }
                 let path = dir.join(&name);
+                let holds = held_blobs(&path);
+                if leased.contains(&(area.dir_name().to_owned(), name.clone())) {
+                    kept_holds.extend(holds);
+                    continue;
+                }
+                let held_size: u64 = holds
+                    .iter()
+                    .filter(|digest| !referenced.contains(digest))
+                    .filter_map(|digest| self.blob_size(digest).ok())
+                    .sum();
                 candidates.push(Candidate {
                     area,
                     used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    size: tree_size(&path)?,
+                    size: tree_size(&path)? + held_size,
                     key: name,
+                    holds,
                 });
             }
         }
@@ -231,15 +253,18 @@ impl Store {
         for candidate in candidates {
             if !full && kept + candidate.size <= keep_storage {
                 kept += candidate.size;
+                kept_holds.extend(candidate.holds);
                 continue;
             }
             // Once one entry does not fit, older ones are not kept in its place: recency wins.
             full = true;
-            remove_tree(&self.area_dir(candidate.area).join(&candidate.key))?;
-            report.reclaimed += candidate.size;
+            let path = self.area_dir(candidate.area).join(&candidate.key);
+            // The held blobs' bytes are counted when (and if) the blob sweep deletes them.
+            report.reclaimed += tree_size(&path)?;
+            remove_tree(&path)?;
             report.entries.push((candidate.area, candidate.key));
         }
-        Ok(())
+        Ok(kept_holds)
     }
 }
 

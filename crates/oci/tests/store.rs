@@ -713,6 +713,44 @@ fn keep_storage_keeps_the_most_recently_used_entries() {
     assert_eq!(report, hoist_oci::PruneReport::default());
 }
 
+/// A cache entry's held layer (no reference reaches it) lives exactly as long as prune keeps the entry, and its
+/// size counts against `--keep-storage` as the entry's.
+#[test]
+fn prune_keeps_the_blobs_of_kept_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = SystemTime::now();
+    let mut layers = Vec::new();
+    for (i, key) in ["older", "newer"].into_iter().enumerate() {
+        let layer = store.ingest_bytes(&vec![b'0' + i as u8; 4000]).unwrap();
+        let entry = store.begin_entry(Area::Cache, key).unwrap();
+        fs::write(entry.path().join("result.json"), b"{}").unwrap();
+        entry.hold_blobs(&[layer.digest]).unwrap();
+        let path = entry.commit().unwrap();
+        let used = now - Duration::from_secs(3600 * (2 - i as u64));
+        fs::File::open(&path).unwrap().set_modified(used).unwrap();
+        layers.push(layer.digest);
+    }
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+
+    // Room for one entry with its 4000-byte layer, not for two.
+    let report = store.prune(&PruneOptions { keep_storage: 5000 }).unwrap();
+    assert_eq!(report.entries, vec![(Area::Cache, "older".to_owned())]);
+    assert_eq!(report.blobs, vec![layers[0]]);
+    assert!(!store.has_blob(&layers[0]));
+    assert!(
+        store.has_blob(&layers[1]),
+        "the kept entry's layer was deleted"
+    );
+
+    // Not enough room even for the entry's own layer: entry and layer go together.
+    let report = store.prune(&PruneOptions { keep_storage: 3000 }).unwrap();
+    assert_eq!(report.entries, vec![(Area::Cache, "newer".to_owned())]);
+    assert_eq!(report.blobs, vec![layers[1]]);
+    assert_eq!(count(&store.area_dir(Area::Cache)), 0);
+}
+
 /// Threads with their own store handles tag and write at once while another prunes in a loop: no reference is
 /// lost, no referenced or pending blob disappears, the index stays valid.
 #[test]
