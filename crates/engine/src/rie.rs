@@ -204,35 +204,30 @@ fn layer_tar(content: &[u8]) -> io::Result<Vec<u8>> {
 /// `Ok` when `path` is an executable ELF file without a program interpreter (statically linked, `static-pie`
 /// included); otherwise why not.
 fn check_static(path: &Path) -> Result<(), String> {
+    use object::elf::{FileHeader64, PT_INTERP};
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    use object::{Endianness, FileKind};
+
     let content = fs::read(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => "not found".to_owned(),
         _ => format!("cannot read it: {e}"),
     })?;
-    if content.get(..4) != Some(b"\x7fELF".as_slice()) {
-        return Err("not an ELF executable".to_owned());
+    match FileKind::parse(content.as_slice()) {
+        Ok(FileKind::Elf64) => {}
+        Ok(FileKind::Elf32) => return Err("not a 64-bit ELF file".to_owned()),
+        _ => return Err("not an ELF executable".to_owned()),
     }
-    let field = |offset: usize, len: usize| -> Result<u64, String> {
-        let bytes = content
-            .get(offset..offset + len)
-            .ok_or_else(|| "truncated ELF header".to_owned())?;
-        Ok(bytes
-            .iter()
-            .rev()
-            .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)))
-    };
-    // ELFCLASS64 (4: 2), little-endian (5: 1): every Linux target hoist builds for.
-    if field(4, 1)? != 2 || field(5, 1)? != 1 {
-        return Err("not a 64-bit little-endian ELF file".to_owned());
-    }
-    const PT_INTERP: u64 = 3;
-    let to_usize = |v: u64| usize::try_from(v).map_err(|_| "ELF offset out of range".to_owned());
-    let program_headers = to_usize(field(0x20, 8)?)?;
-    let entry_size = to_usize(field(0x36, 2)?)?;
-    let count = to_usize(field(0x38, 2)?)?;
-    for index in 0..count {
-        if field(program_headers + index * entry_size, 4)? == PT_INTERP {
-            return Err("dynamically linked (it has a program interpreter)".to_owned());
-        }
+    let invalid = |e: object::Error| format!("not a valid ELF file ({e})");
+    let header = FileHeader64::<Endianness>::parse(content.as_slice()).map_err(invalid)?;
+    let endian = header.endian().map_err(invalid)?;
+    let program_headers = header
+        .program_headers(endian, content.as_slice())
+        .map_err(invalid)?;
+    if program_headers
+        .iter()
+        .any(|program_header| program_header.p_type(endian) == PT_INTERP)
+    {
+        return Err("dynamically linked (it has a program interpreter)".to_owned());
     }
     Ok(())
 }
@@ -271,6 +266,13 @@ mod tests {
             check_static(&dir.path().join("missing")).expect_err("missing"),
             "not found"
         );
+        let truncated = dir.path().join("truncated");
+        // A complete identification (64-bit, little-endian) and nothing after it.
+        let mut ident = b"\x7fELF\x02\x01\x01".to_vec();
+        ident.resize(20, 0);
+        fs::write(&truncated, ident).expect("write a truncated header");
+        let reason = check_static(&truncated).expect_err("a truncated header");
+        assert!(reason.starts_with("not a valid ELF file"), "{reason}");
     }
 
     #[test]
