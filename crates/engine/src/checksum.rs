@@ -31,16 +31,23 @@ pub(crate) fn hash_context(
     let walker = ContextWalker::new(root, &options).map_err(EngineError::Context)?;
     let root = walker.root().to_path_buf();
     let mut known = sums.load(&root);
-    let mut hasher = Sha256::new();
+    // The walk only collects: each entry's metadata bytes, and for a file either its remembered digest or a place
+    // in `unknown`, the files to read. Those are hashed on every core, then everything is fed to the hasher in walk
+    // order, so the result is the same as one serial pass.
+    let mut entries: Vec<(Vec<u8>, Option<FileDigest>)> = Vec::new();
+    let mut unknown: Vec<(String, String)> = Vec::new();
     walker.walk(|entry| -> Result<()> {
         let path = entry.path().as_os_str().as_encoded_bytes();
-        hasher.update((path.len() as u64).to_le_bytes());
-        hasher.update(path);
-        hasher.update(format!("{:?}:{:o}:{}", entry.kind(), entry.mode(), entry.size()).as_bytes());
+        let mut header = Vec::with_capacity(path.len() + 32);
+        header.extend_from_slice(&(path.len() as u64).to_le_bytes());
+        header.extend_from_slice(path);
+        header.extend_from_slice(
+            format!("{:?}:{:o}:{}", entry.kind(), entry.mode(), entry.size()).as_bytes(),
+        );
         if let Some(target) = entry.link_target() {
-            hasher.update(target.as_os_str().as_encoded_bytes());
+            header.extend_from_slice(target.as_os_str().as_encoded_bytes());
         }
-        if entry.kind() == EntryKind::File {
+        let file = (entry.kind() == EntryKind::File).then(|| {
             use std::os::unix::fs::MetadataExt;
             let meta = entry.metadata();
             let stamp = format!(
@@ -53,21 +60,88 @@ pub(crate) fn hash_context(
                 meta.ino()
             );
             let rel = entry.path().to_string_lossy().into_owned();
-            let digest = match known.get(&rel) {
-                Some((seen, digest)) if *seen == stamp => digest.clone(),
+            match known.get(&rel) {
+                Some((seen, digest)) if *seen == stamp => FileDigest::Known(digest.clone()),
                 _ => {
-                    let abs = root.join(entry.path());
-                    let digest = file_sha256(&abs)?;
-                    known.insert(rel, (stamp, digest.clone()));
-                    digest
+                    unknown.push((rel, stamp));
+                    FileDigest::Unknown(unknown.len() - 1)
                 }
-            };
-            hasher.update(digest.as_bytes());
+            }
+        });
+        entries.push((header, file));
+        Ok(())
+    })?;
+    let computed = hash_files(&root, &unknown)?;
+    let mut hasher = Sha256::new();
+    for (header, file) in &entries {
+        hasher.update(header);
+        match file {
+            Some(FileDigest::Known(digest)) => hasher.update(digest.as_bytes()),
+            Some(FileDigest::Unknown(index)) => hasher.update(computed[*index].as_bytes()),
+            None => {}
+        }
+    }
+    for ((rel, stamp), digest) in unknown.into_iter().zip(computed) {
+        known.insert(rel, (stamp, digest));
+    }
+    sums.store(&root, &known);
+    Ok(hasher.finalize().to_vec())
+}
+
+/// A context file's content digest: remembered, or the index of the file in the list still to read.
+enum FileDigest {
+    Known(String),
+    Unknown(usize),
+}
+
+/// The SHA-256 (hex) of each of `files` (paths relative to `root`), in order, read on up to one thread per core:
+/// a cold context of many files is bound by hashing, which one core does at about 1.5 GB/s.
+fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len());
+    if threads <= 1 {
+        return files
+            .iter()
+            .map(|(rel, _)| file_sha256(&root.join(rel)))
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let digests: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; files.len()]);
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((rel, _)) = files.get(index) else {
+                            return Ok(());
+                        };
+                        let digest = file_sha256(&root.join(rel))?;
+                        digests
+                            .lock()
+                            .expect("no thread panics while holding the lock")[index] =
+                            Some(digest);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         }
         Ok(())
     })?;
-    sums.store(&root, &known);
-    Ok(hasher.finalize().to_vec())
+    Ok(digests
+        .into_inner()
+        .expect("no thread panics while holding the lock")
+        .into_iter()
+        .map(|digest| digest.expect("every file was hashed or an error returned"))
+        .collect())
 }
 
 fn file_sha256(path: &Path) -> Result<String> {
@@ -134,6 +208,42 @@ mod tests {
     use std::fs;
 
     use super::{ChecksumCache, Sums, hash_context};
+
+    /// Files hashed on several threads land in walk order: a cold hash (every file read) equals a warm one (every
+    /// digest remembered), and renaming two files of different content changes it.
+    #[test]
+    fn parallel_hashing_keeps_the_walk_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ctx");
+        for dir in ["a", "b/c"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for i in 0..64 {
+            let dir = ["a", "b", "b/c"][i % 3];
+            fs::write(root.join(format!("{dir}/f{i}")), vec![i as u8; 1000 * i]).unwrap();
+        }
+        let sums = ChecksumCache {
+            dir: tmp.path().join("sums"),
+        };
+        let cold = hash_context(&root, &[], &[], &sums).unwrap();
+        let warm = hash_context(&root, &[], &[], &sums).unwrap();
+        assert_eq!(cold, warm);
+        let cold_again = hash_context(
+            &root,
+            &[],
+            &[],
+            &ChecksumCache {
+                dir: tmp.path().join("other"),
+            },
+        )
+        .unwrap();
+        assert_eq!(cold, cold_again);
+
+        fs::rename(root.join("a/f0"), root.join("a/tmp")).unwrap();
+        fs::rename(root.join("a/f3"), root.join("a/f0")).unwrap();
+        fs::rename(root.join("a/tmp"), root.join("a/f3")).unwrap();
+        assert_ne!(hash_context(&root, &[], &[], &sums).unwrap(), cold);
+    }
 
     #[test]
     fn context_digests_are_reused_until_the_file_changes() {
