@@ -160,6 +160,9 @@ fn file_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(content.finalize()))
 }
 
+/// The store directory holding the [`ChecksumCache`]: the engine's, beside the store's own areas.
+pub(crate) const CONTEXT_SUMS_DIR: &str = "context-sums-v1";
+
 /// Remembered file digests of context directories: one JSON file per directory under the scratch directory,
 /// replaced whole by rename. Only a cache: unreadable or missing files mean "hash everything", and two writers
 /// at once can only lose each other's new entries.

@@ -15,7 +15,7 @@ use hoist_plan::op::{CopySource, Source};
 use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
 
 use crate::cache::{self, CacheKey, LayerRef, OpRecord};
-use crate::checksum::{ChecksumCache, hash_context};
+use crate::checksum::{CONTEXT_SUMS_DIR, ChecksumCache, hash_context};
 use crate::copy::{self, Tree};
 use crate::entitlements::{self, Entitlements};
 use crate::error::{EngineError, Result};
@@ -404,8 +404,10 @@ impl Solver<'_> {
                         .unwrap_or_default();
                     (root.clone(), ignore)
                 };
+                // Kept with the store (as BuildKit keeps its checksum cache in its state directory), so a new
+                // store starts cold and a store moved elsewhere keeps its sums.
                 let sums = ChecksumCache {
-                    dir: self.scratch.join("context-sums"),
+                    dir: self.store.root().join(CONTEXT_SUMS_DIR),
                 };
                 let content = hash_context(&root, &ignore, include, &sums)?;
                 Ok(result(&content, Output::Context { root, ignore }, None))

@@ -25,6 +25,8 @@ use crate::{Digest, Error, Result};
 /// │                                 holds until it references them; flocked by its owner
 /// ├── snapshots-v1/<key>/           unpacked layer trees (the build engine's); last use = mtime
 /// ├── cache-v1/<key>/               build cache entries (the build engine's); last use = mtime
+/// ├── context-sums-v1/<hash>.json   the build engine's remembered digests of context files, by metadata
+/// │                                 (a cache: deleting it only costs re-reading the files)
 /// └── tmp-v1/                       scratch space for atomic writes of metadata files
 /// ```
 ///
