@@ -155,6 +155,16 @@ fn cached(stderr: &str, name: &str) -> bool {
     vertex_status(stderr, name).iter().any(|s| s == "CACHED")
 }
 
+/// Asserts that a build's plain progress (`stderr`) shows each of `hits` CACHED and none of `reruns`.
+fn assert_steps(stderr: &str, hits: &[&str], reruns: &[&str]) {
+    for step in hits {
+        assert!(cached(stderr, step), "{step} should be CACHED:\n{stderr}");
+    }
+    for step in reruns {
+        assert!(!cached(stderr, step), "{step} should have run:\n{stderr}");
+    }
+}
+
 #[test]
 fn multi_stage_copy_from_builds_only_the_target_stages() {
     let fx = Fixture::new();
@@ -286,18 +296,15 @@ fn a_noop_rebuild_is_fully_cached_with_the_same_image_id() {
     }
     let second_id = fx.path("id2");
     let second = fx.build(&["--iidfile", second_id.to_str().unwrap()]);
-    for step in ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"] {
-        assert!(cached(&second.stderr, step), "{step}:\n{}", second.stderr);
-    }
+    let steps = ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"];
+    assert_steps(&second.stderr, &steps, &[]);
     let id = read(&first_id);
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     assert_eq!(id, read(&second_id));
 
     // --no-cache runs everything again.
     let third = fx.build(&["--no-cache"]);
-    for step in ["WORKDIR /w", "COPY a.txt .", "RUN cat a.txt > b.txt"] {
-        assert!(!cached(&third.stderr, step), "{step}:\n{}", third.stderr);
-    }
+    assert_steps(&third.stderr, &[], &steps);
 }
 
 #[test]
@@ -312,34 +319,15 @@ fn editing_a_context_file_reruns_from_the_copy_that_uses_it() {
     fx.build(&[]);
     fx.write("unused.txt", "changed\n");
     let untouched = fx.build(&[]);
-    for step in [
+    let (early, copy, derived) = (
         "RUN echo early > /early",
         "COPY used.txt /used.txt",
         "RUN cat /used.txt > /derived",
-    ] {
-        assert!(
-            cached(&untouched.stderr, step),
-            "{step}:\n{}",
-            untouched.stderr
-        );
-    }
+    );
+    assert_steps(&untouched.stderr, &[early, copy, derived], &[]);
     fx.write("used.txt", "two\n");
     let (out, edited) = fx.build_local("out", &[]);
-    assert!(
-        cached(&edited.stderr, "RUN echo early > /early"),
-        "{}",
-        edited.stderr
-    );
-    assert!(
-        !cached(&edited.stderr, "COPY used.txt /used.txt"),
-        "{}",
-        edited.stderr
-    );
-    assert!(
-        !cached(&edited.stderr, "RUN cat /used.txt > /derived"),
-        "{}",
-        edited.stderr
-    );
+    assert_steps(&edited.stderr, &[early], &[copy, derived]);
     assert_eq!(read(&out.join("derived")), "two\n");
 }
 
@@ -500,20 +488,11 @@ fn copy_link_layers_survive_a_new_base() {
     );
     fx.build(&["--build-arg", "V=1"]);
     let (out, run) = fx.build_local("out", &["--build-arg", "V=2"]);
-    assert!(
-        !cached(&run.stderr, "RUN echo $V > /version"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        cached(&run.stderr, "COPY --link one.txt /linked/one.txt"),
-        "the linked layer is reused on the new base: {}",
-        run.stderr
-    );
-    assert!(
-        !cached(&run.stderr, "COPY two.txt /plain/two.txt"),
-        "{}",
-        run.stderr
+    // The linked layer is reused on the new base; the plain one is not.
+    assert_steps(
+        &run.stderr,
+        &["COPY --link one.txt /linked/one.txt"],
+        &["RUN echo $V > /version", "COPY two.txt /plain/two.txt"],
     );
     assert_eq!(read(&out.join("version")), "2\n");
     assert_eq!(read(&out.join("linked/one.txt")), "1\n");
@@ -615,15 +594,10 @@ fn no_cache_filter_reruns_only_the_named_stage() {
     );
     fx.build(&[]);
     let run = fx.build(&["--no-cache-filter", "app"]);
-    assert!(
-        cached(&run.stderr, "RUN echo base > /base"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !cached(&run.stderr, "RUN echo app > /app"),
-        "{}",
-        run.stderr
+    assert_steps(
+        &run.stderr,
+        &["RUN echo base > /base"],
+        &["RUN echo app > /app"],
     );
 }
 
@@ -1073,20 +1047,12 @@ fn the_lifecycle_example_builds_each_target_from_a_shared_cache() {
     );
 
     let ci = fx.build(&[&base[..], &["--target", "ci"]].concat());
-    assert!(
-        cached(&ci.stderr, compile),
-        "ci reuses the builder:\n{}",
-        ci.stderr
-    );
-    assert!(!cached(&ci.stderr, ci_step), "{}", ci.stderr);
+    // ci reuses the builder.
+    assert_steps(&ci.stderr, &[compile], &[ci_step]);
     assert!(ci.stderr.contains("ci: ok"), "{}", ci.stderr);
 
     let dev = fx.build(&[&base[..], &["--target", "dev", "-t", "greet:dev"]].concat());
-    assert!(
-        cached(&dev.stderr, compile) && cached(&dev.stderr, ci_step),
-        "{}",
-        dev.stderr
-    );
+    assert_steps(&dev.stderr, &[compile, ci_step], &[]);
     assert_eq!(
         fx.inspect("greet:dev")["Config"]["Cmd"],
         serde_json::json!(["/bin/sh"])
@@ -1096,12 +1062,7 @@ fn the_lifecycle_example_builds_each_target_from_a_shared_cache() {
     fx.write("VERSION", "1.1.0\n");
     let (out, rebuilt) =
         fx.build_local("release2", &[&base[..], &["--target", "release"]].concat());
-    assert!(
-        cached(&rebuilt.stderr, "WORKDIR /src"),
-        "{}",
-        rebuilt.stderr
-    );
-    assert!(!cached(&rebuilt.stderr, compile), "{}", rebuilt.stderr);
+    assert_steps(&rebuilt.stderr, &["WORKDIR /src"], &[compile]);
     assert!(read(&out.join("usr/bin/greet")).contains("version 1.1.0"));
 }
 
