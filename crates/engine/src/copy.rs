@@ -1,5 +1,6 @@
-//! COPY and ADD: the selected source files are copied into an empty staging directory at their destination paths,
-//! so the staging directory is exactly the op's layer (BuildKit's FileOp copy, as a diff of its own).
+//! COPY and ADD: the selected sources are described as the op's layer (BuildKit's FileOp copy, as a diff of its
+//! own): a [`LayerEntries`] map from destination path to metadata and the source file holding the data. The tar is
+//! then written from that description in one pass, each source file read once; nothing is copied on disk first.
 //!
 //! Sources come from a [`Tree`]: the build context on the host (filtered by `.dockerignore` and `--exclude`) or
 //! a filesystem of layers seen through a [`LayerView`]. The destination filesystem is only inspected (is the
@@ -7,14 +8,15 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use hoist_context::{ContextFilter, filepath_match};
-use hoist_layer::Decompressor;
+use hoist_layer::{
+    ApplyOptions, Decompressor, EntryContent, LayerEntries, LayerEntry, WriteOptions,
+};
 use hoist_plan::op::{CopySource, FileCopy, InlineFile, Mkdir};
-use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
 
 use crate::error::{EngineError, Result};
 use crate::view::{LayerView, clean};
@@ -116,29 +118,88 @@ impl Tree {
     }
 }
 
-/// Metadata to give a directory once its contents are written (writing them changes its mtime).
-struct DirFixup {
-    path: PathBuf,
-    mode: u32,
-    owner: (u32, u32),
-    mtime: Option<(i64, i64)>,
+/// A COPY's (or WORKDIR's) layer, described before a byte of it is written.
+pub(crate) struct CopyLayer {
+    entries: LayerEntries,
+    /// Archives ADD extracted: their files are entry sources until the layer is written.
+    _extracted: Vec<tempfile::TempDir>,
+}
+
+impl CopyLayer {
+    /// Whether the layer changes nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the layer tar to `out`, reading each source file once; returns the number of entries.
+    pub(crate) fn write(&self, out: &mut (dyn Write + Send)) -> Result<u64> {
+        hoist_layer::write_entries(&self.entries, out, &WriteOptions::new())
+            .map(|summary| summary.entries)
+            .map_err(|e| EngineError::Layer {
+                what: "failed to write a COPY layer".to_owned(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Creates the layer's files in the directory `dir`, as applying the layer would.
+    fn materialize(&self, dir: &Path) -> Result<()> {
+        let (reader, writer) = io::pipe().map_err(|e| EngineError::io("copy into", dir, e))?;
+        std::thread::scope(|scope| {
+            let written = scope.spawn(move || {
+                hoist_layer::write_entries(&self.entries, writer, &WriteOptions::new())
+            });
+            let applied = hoist_layer::apply_layer(reader, dir, &ApplyOptions::new());
+            let written = written
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // A write error is the cause of the apply error it leads to.
+            written.map_err(|e| EngineError::Layer {
+                what: format!("failed to copy files into {}", dir.display()),
+                source: Box::new(e),
+            })?;
+            applied.map_err(|e| EngineError::Layer {
+                what: format!("failed to copy files into {}", dir.display()),
+                source: Box::new(e),
+            })?;
+            Ok(())
+        })
+    }
 }
 
 struct Copier<'a> {
-    staging: &'a Path,
+    entries: LayerEntries,
     dest_view: &'a LayerView,
     /// `--exclude`, matched against paths relative to the source being copied (as BuildKit's copy does).
     exclude: Option<ContextFilter>,
     chown: Option<(u32, u32)>,
     chmod: Option<Chmod>,
-    fixups: Vec<DirFixup>,
-    /// Files with several links already copied, by (device, inode): later links become hard links again.
-    linked: std::collections::HashMap<(u64, u64), PathBuf>,
+    /// The time of new directories and heredoc files (the time the op ran, as a copy made then would have).
+    now: i64,
+    /// Where ADD extracts archives.
+    scratch: &'a Path,
+    extracted: Vec<tempfile::TempDir>,
 }
 
-/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into `staging`. `dest_view` is the
-/// filesystem the files land on (empty for `--link`); `users` is where `--chown` names are looked up. Returns
-/// whether anything was written.
+impl<'a> Copier<'a> {
+    fn new(dest_view: &'a LayerView, scratch: &'a Path) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Copier {
+            entries: LayerEntries::new(),
+            dest_view,
+            exclude: None,
+            chown: None,
+            chmod: None,
+            now,
+            scratch,
+            extracted: Vec::new(),
+        }
+    }
+}
+
+/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into the directory `staging` (a mount's
+/// files). Returns whether anything was written.
 pub(crate) fn copy(
     copy: &FileCopy,
     is_add: bool,
@@ -147,6 +208,22 @@ pub(crate) fn copy(
     users: &LayerView,
     staging: &Path,
 ) -> Result<bool> {
+    let scratch = staging.parent().unwrap_or(staging);
+    let layer = plan(copy, is_add, trees, dest_view, users, scratch)?;
+    layer.materialize(staging)?;
+    Ok(!layer.is_empty())
+}
+
+/// The layer `copy` makes from `trees` (indexed like the op's inputs). `dest_view` is the filesystem the files land
+/// on (empty for `--link`); `users` is where `--chown` names are looked up; ADD extracts archives in `scratch`.
+pub(crate) fn plan(
+    copy: &FileCopy,
+    is_add: bool,
+    trees: &[Option<Tree>],
+    dest_view: &LayerView,
+    users: &LayerView,
+    scratch: &Path,
+) -> Result<CopyLayer> {
     let chown = copy
         .chown
         .as_deref()
@@ -159,13 +236,10 @@ pub(crate) fn copy(
         Some(ContextFilter::new(&[] as &[String], &copy.exclude).map_err(EngineError::Context)?)
     };
     let mut copier = Copier {
-        staging,
-        dest_view,
         exclude,
         chown,
         chmod,
-        fixups: Vec::new(),
-        linked: std::collections::HashMap::new(),
+        ..Copier::new(dest_view, scratch)
     };
 
     // Expand every source first: the destination is a directory when several files are copied.
@@ -310,8 +384,7 @@ pub(crate) fn copy(
             }
         }
     }
-    let wrote = copier.finish()?;
-    Ok(wrote)
+    Ok(copier.finish())
 }
 
 enum Item<'a> {
@@ -382,8 +455,8 @@ impl Copier<'_> {
         self.chown.unwrap_or_else(|| tree.owner(meta))
     }
 
-    /// Creates the parents of `target` (relative to the root) in the staging directory, with the metadata they
-    /// have in the destination filesystem, or as new 0755 directories.
+    /// Adds the parents of `target` (relative to the root) to the layer, with the metadata they have in the
+    /// destination filesystem, or as new 0755 directories.
     fn ensure_parents(&mut self, target: &Path) -> Result<()> {
         let mut rel = PathBuf::new();
         let parts: Vec<_> = target.components().collect();
@@ -394,7 +467,7 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// Creates `target` as a directory (and its parents); a new one copies `source`'s metadata when given.
+    /// Adds `target` as a directory (and its parents); a new one copies `source`'s metadata when given.
     fn ensure_dir(
         &mut self,
         target: &Path,
@@ -406,41 +479,47 @@ impl Copier<'_> {
         self.make_dir(target, source, owner)
     }
 
+    /// Adds the directory `rel` unless the layer has an entry there already (of any type: a file there makes
+    /// adding anything below it fail).
     fn make_dir(
         &mut self,
         rel: &Path,
         source: Option<&fs::Metadata>,
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
-        let path = self.staging.join(rel);
-        if fs::symlink_metadata(&path).is_ok() {
+        if rel.as_os_str().is_empty() || self.entries.get(rel).is_some() {
             return Ok(());
         }
-        fs::create_dir(&path).map_err(|e| EngineError::io("create", &path, e))?;
         let existing = self.dest_view.lookup(rel).filter(|(_, m)| m.is_dir());
-        let fixup = match (existing, source) {
+        let (mode, (uid, gid), mtime) = match (existing, source) {
             // An existing directory keeps what it has: the layer must not change it.
-            (Some((_, m)), _) => DirFixup {
-                path,
-                mode: m.mode() & 0o7777,
-                owner: (m.uid(), m.gid()),
-                mtime: Some((m.mtime(), m.mtime_nsec())),
-            },
-            (None, Some(m)) => DirFixup {
-                path,
-                mode: self.mode_for(m.mode() & 0o7777, true),
-                owner: owner.unwrap_or((0, 0)),
-                mtime: Some((m.mtime(), m.mtime_nsec())),
-            },
-            (None, None) => DirFixup {
-                path,
-                mode: 0o755,
-                owner: self.chown.unwrap_or((0, 0)),
-                mtime: None,
-            },
+            (Some((_, m)), _) => (m.mode() & 0o7777, (m.uid(), m.gid()), m.mtime()),
+            (None, Some(m)) => (
+                self.mode_for(m.mode() & 0o7777, true),
+                owner.unwrap_or((0, 0)),
+                m.mtime(),
+            ),
+            (None, None) => (0o755, self.chown.unwrap_or((0, 0)), self.now),
         };
-        self.fixups.push(fixup);
-        Ok(())
+        let entry = LayerEntry {
+            mode,
+            uid,
+            gid,
+            mtime,
+            ..LayerEntry::new(EntryContent::Directory)
+        };
+        self.add(rel, entry)
+    }
+
+    /// Adds (or replaces) the entry at `rel`.
+    fn add(&mut self, rel: &Path, entry: LayerEntry) -> Result<()> {
+        self.entries
+            .insert(rel, entry)
+            .map(drop)
+            .map_err(|e| EngineError::Layer {
+                what: format!("failed to copy to /{}", rel.display()),
+                source: Box::new(e),
+            })
     }
 
     fn mode_for(&self, mode: u32, is_dir: bool) -> u32 {
@@ -493,11 +572,10 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// Copies one non-directory entry to `target` (relative to the root).
+    /// Adds one non-directory entry at `target` (relative to the root).
     fn entry(&mut self, tree: &Tree, abs: &Path, meta: &fs::Metadata, target: &Path) -> Result<()> {
-        let dst = self.staging.join(target);
         // fsutil never replaces a directory (copied earlier, or in the destination) with a file.
-        let over_directory = fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir())
+        let over_directory = self.entries.get(target).is_some_and(LayerEntry::is_dir)
             || self
                 .dest_view
                 .lookup(target)
@@ -508,88 +586,167 @@ impl Copier<'_> {
                 target.display()
             )));
         }
-        if let Ok(existing) = fs::symlink_metadata(&dst) {
-            let removed = if existing.is_dir() {
-                fs::remove_dir_all(&dst)
-            } else {
-                fs::remove_file(&dst)
-            };
-            removed.map_err(|e| EngineError::io("replace", &dst, e))?;
-        }
         let (uid, gid) = self.owner(tree, meta);
         let file_type = meta.file_type();
-        if file_type.is_symlink() {
+        let entry = if file_type.is_symlink() {
             let link = fs::read_link(abs).map_err(|e| EngineError::io("read", abs, e))?;
-            std::os::unix::fs::symlink(&link, &dst)
-                .map_err(|e| EngineError::io("create", &dst, e))?;
-        } else if file_type.is_file() {
-            if meta.nlink() > 1 {
-                if let Some(first) = self.linked.get(&(meta.dev(), meta.ino())) {
-                    return fs::hard_link(first, &dst)
-                        .map_err(|e| EngineError::io("link", &dst, e));
-                }
-                self.linked.insert((meta.dev(), meta.ino()), dst.clone());
+            LayerEntry {
+                mode: 0o777,
+                ..LayerEntry::new(EntryContent::Symlink { target: link })
             }
-            fs::copy(abs, &dst).map_err(|e| EngineError::io("copy", abs, e))?;
+        } else if file_type.is_file() {
+            LayerEntry {
+                mode: self.mode_for(meta.mode() & 0o7777, false),
+                // Several links to one file stay hard links to one another.
+                hard_link_key: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+                ..LayerEntry::new(EntryContent::File {
+                    source: abs.to_path_buf(),
+                })
+            }
         } else {
             // Devices, fifos and sockets are not copied (BuildKit copies them only between layer filesystems).
             return Ok(());
-        }
-        std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))
-            .map_err(|e| EngineError::io("change the owner of", &dst, e))?;
-        // The mode after the owner: chown(2) clears a file's setuid and setgid bits.
-        if file_type.is_file() {
-            let mode = self.mode_for(meta.mode() & 0o7777, false);
-            fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-                .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
-        }
-        set_mtime(&dst, meta.mtime(), meta.mtime_nsec())?;
-        Ok(())
+        };
+        self.add(
+            target,
+            LayerEntry {
+                uid,
+                gid,
+                mtime: meta.mtime(),
+                ..entry
+            },
+        )
     }
 
     fn inline(&mut self, file: &InlineFile, target: &Path) -> Result<()> {
         self.ensure_parents(target)?;
-        let dst = self.staging.join(target);
-        fs::write(&dst, file.content.as_bytes()).map_err(|e| EngineError::io("write", &dst, e))?;
+        if self.entries.get(target).is_some_and(LayerEntry::is_dir) {
+            return Err(EngineError::io(
+                "write",
+                format!("/{}", target.display()),
+                io::Error::from(io::ErrorKind::IsADirectory),
+            ));
+        }
         let (uid, gid) = self.chown.unwrap_or((0, 0));
-        std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))
-            .map_err(|e| EngineError::io("change the owner of", &dst, e))?;
-        let mode = self.mode_for(file.mode, false);
-        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-            .map_err(|e| EngineError::io("set the mode of", &dst, e))?;
-        Ok(())
+        let entry = LayerEntry {
+            mode: self.mode_for(file.mode, false),
+            uid,
+            gid,
+            mtime: self.now,
+            ..LayerEntry::new(EntryContent::Bytes(file.content.as_bytes().to_vec()))
+        };
+        self.add(target, entry)
     }
 
-    /// ADD of a local tar archive (plain, gzip or zstd): its contents go into `dest`.
+    /// ADD of a local tar archive (plain, gzip or zstd): its contents go into `dest`, with the metadata the archive
+    /// gives them (neither `--chown` nor `--chmod` applies). The archive is extracted into a scratch directory
+    /// whose files are the entries' sources.
     fn unpack(&mut self, archive: &Path, dest: &Path) -> Result<()> {
+        let extracted = tempfile::Builder::new()
+            .prefix("add-")
+            .tempdir_in(self.scratch)
+            .map_err(|e| EngineError::io("create a directory in", self.scratch, e))?;
         let file = fs::File::open(archive).map_err(|e| EngineError::io("open", archive, e))?;
         let reader = Decompressor::new(file).map_err(|e| EngineError::io("read", archive, e))?;
         let mut tar = tar::Archive::new(reader);
         tar.set_preserve_permissions(true);
         tar.set_preserve_ownerships(true);
         tar.set_preserve_mtime(true);
-        tar.unpack(self.staging.join(dest))
-            .map_err(|e| EngineError::io("extract", archive, e))
+        tar.unpack(extracted.path())
+            .map_err(|e| EngineError::io("extract", archive, e))?;
+        self.extracted_contents(extracted.path(), Path::new(""), dest)?;
+        self.extracted.push(extracted);
+        Ok(())
     }
 
-    /// Applies directory metadata, deepest first; returns whether anything was written.
-    fn finish(mut self) -> Result<bool> {
-        self.fixups
-            .sort_by_key(|f| std::cmp::Reverse(f.path.components().count()));
-        for fixup in &self.fixups {
-            fs::set_permissions(&fixup.path, fs::Permissions::from_mode(fixup.mode))
-                .map_err(|e| EngineError::io("set the mode of", &fixup.path, e))?;
-            std::os::unix::fs::lchown(&fixup.path, Some(fixup.owner.0), Some(fixup.owner.1))
-                .map_err(|e| EngineError::io("change the owner of", &fixup.path, e))?;
-            if let Some((secs, nanos)) = fixup.mtime {
-                set_mtime(&fixup.path, secs, nanos)?;
+    /// Adds what `root/rel` holds to the layer at `target`, as extracting it there would: a directory the layer
+    /// has already keeps its metadata, a file replaces a file, nothing replaces a directory with a file or
+    /// the other way round.
+    fn extracted_contents(&mut self, root: &Path, rel: &Path, target: &Path) -> Result<()> {
+        let dir = root.join(rel);
+        let mut names = fs::read_dir(&dir)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<io::Result<Vec<_>>>()
+            })
+            .map_err(|e| EngineError::io("read", &dir, e))?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| EngineError::io("read", &path, e))?;
+            let child = target.join(&name);
+            let existing = self.entries.get(&child).map(LayerEntry::is_dir);
+            let file_type = meta.file_type();
+            if file_type.is_dir() {
+                match existing {
+                    Some(true) => {}
+                    Some(false) => {
+                        return Err(EngineError::invalid(format!(
+                            "cannot replace /{} with a directory",
+                            child.display()
+                        )));
+                    }
+                    None => {
+                        let entry = LayerEntry {
+                            mode: meta.mode() & 0o7777,
+                            uid: meta.uid(),
+                            gid: meta.gid(),
+                            mtime: meta.mtime(),
+                            ..LayerEntry::new(EntryContent::Directory)
+                        };
+                        self.add(&child, entry)?;
+                    }
+                }
+                self.extracted_contents(root, &rel.join(&name), &child)?;
+                continue;
             }
+            if existing == Some(true) {
+                return Err(EngineError::invalid(format!(
+                    "cannot replace to directory /{} with file",
+                    child.display()
+                )));
+            }
+            let rdev = meta.rdev();
+            let content = if file_type.is_file() {
+                EntryContent::File { source: path }
+            } else if file_type.is_symlink() {
+                let target = fs::read_link(&path).map_err(|e| EngineError::io("read", &path, e))?;
+                EntryContent::Symlink { target }
+            } else if file_type.is_char_device() {
+                EntryContent::CharDevice {
+                    major: rustix::fs::major(rdev),
+                    minor: rustix::fs::minor(rdev),
+                }
+            } else if file_type.is_block_device() {
+                EntryContent::BlockDevice {
+                    major: rustix::fs::major(rdev),
+                    minor: rustix::fs::minor(rdev),
+                }
+            } else if file_type.is_fifo() {
+                EntryContent::Fifo
+            } else {
+                continue;
+            };
+            let entry = LayerEntry {
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: meta.mtime(),
+                hard_link_key: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+                ..LayerEntry::new(content)
+            };
+            self.add(&child, entry)?;
         }
-        let wrote = fs::read_dir(self.staging)
-            .map_err(|e| EngineError::io("read", self.staging, e))?
-            .next()
-            .is_some();
-        Ok(wrote)
+        Ok(())
+    }
+
+    fn finish(self) -> CopyLayer {
+        CopyLayer {
+            entries: self.entries,
+            _extracted: self.extracted,
+        }
     }
 }
 
@@ -605,19 +762,6 @@ fn has_included_file(tree: &Tree, rel: &Path) -> Result<bool> {
         }
     }
     Ok(false)
-}
-
-fn set_mtime(path: &Path, secs: i64, nanos: i64) -> Result<()> {
-    let time = Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos,
-    };
-    let times = Timestamps {
-        last_access: time,
-        last_modification: time,
-    };
-    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| EngineError::io("set the time of", path, e.into()))
 }
 
 /// Whether the file is a tar archive, maybe gzip- or zstd-compressed (the `ustar` magic at offset 257).
@@ -769,12 +913,12 @@ fn primary_gid(view: &LayerView, name: &str) -> Option<u32> {
     })
 }
 
-/// WORKDIR's directory: created (with its parents) unless it already is a directory. Returns whether anything
-/// was written.
-pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Result<bool> {
+/// WORKDIR's directory: created (with its parents) unless it already is a directory (then the layer is empty).
+pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, scratch: &Path) -> Result<CopyLayer> {
     let target = dest_view.resolve(&clean(Path::new(&mkdir.path)), true);
+    let mut copier = Copier::new(dest_view, scratch);
     if target.as_os_str().is_empty() || dest_view.lookup(&target).is_some_and(|(_, m)| m.is_dir()) {
-        return Ok(false);
+        return Ok(copier.finish());
     }
     let owner = if mkdir.user.is_empty() {
         (0, 0)
@@ -790,21 +934,17 @@ pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, staging: &Path) -> Res
                 })?;
         (user.user.uid, user.user.gid)
     };
-    let mut copier = Copier {
-        staging,
-        dest_view,
-        exclude: None,
-        chown: Some(owner),
-        chmod: None,
-        fixups: Vec::new(),
-        linked: std::collections::HashMap::new(),
-    };
+    copier.chown = Some(owner);
     copier.ensure_parents(&target)?;
-    copier.make_dir(&target, None, None)?;
-    if let Some(last) = copier.fixups.last_mut() {
-        last.mode = mkdir.mode;
-    }
-    copier.finish()
+    let entry = LayerEntry {
+        mode: mkdir.mode,
+        uid: owner.0,
+        gid: owner.1,
+        mtime: copier.now,
+        ..LayerEntry::new(EntryContent::Directory)
+    };
+    copier.add(&target, entry)?;
+    Ok(copier.finish())
 }
 
 #[cfg(test)]

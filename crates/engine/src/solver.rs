@@ -538,28 +538,28 @@ impl Solver<'_> {
                     };
                     trees.push(tree);
                 }
-                let staging = self.staging()?;
                 // `--link`: the files land on an empty filesystem, so the layer does not depend on the base.
                 let linked = LayerView::default();
-                if !copy::copy(
+                let layer = copy::plan(
                     file_copy,
                     matches!(op.op, Op::Add(_)),
                     &trees,
                     if file_copy.link { &linked } else { &dest_view },
                     &dest_view,
-                    staging.path(),
-                )? {
+                    &self.scratch,
+                )?;
+                if layer.is_empty() {
                     return Ok(None);
                 }
-                self.ingest_dir(staging.path())
+                self.ingest(|out| layer.write(out))
             }
             Op::Mkdir(mkdir) => {
                 let dest_view = LayerView::new(lower);
-                let staging = self.staging()?;
-                if !copy::mkdir(mkdir, &dest_view, staging.path())? {
+                let layer = copy::mkdir(mkdir, &dest_view, &self.scratch)?;
+                if layer.is_empty() {
                     return Ok(None);
                 }
-                self.ingest_dir(staging.path())
+                self.ingest(|out| layer.write(out))
             }
             Op::Source(_) => unreachable!("sources are solved without running"),
         }

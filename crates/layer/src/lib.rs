@@ -56,6 +56,6 @@ pub use compression::{
 pub use digest::{Digest, DigestReader, DigestWriter, Digested, ParseDigestError};
 pub use tarstream::ArchiveError;
 pub use writer::{
-    OPAQUE_WHITEOUT, SourceKind, WHITEOUT_PREFIX, WriteError, WriteOptions, WriteSummary,
-    write_layer,
+    EntriesError, EntryContent, LayerEntries, LayerEntry, OPAQUE_WHITEOUT, SourceKind,
+    WHITEOUT_PREFIX, WriteError, WriteOptions, WriteSummary, write_entries, write_layer,
 };

@@ -20,6 +20,10 @@ use crate::sys::{self, FileType, XattrTarget};
 use crate::tarstream::write::{ChunkSender, TarOutput};
 use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 
+mod entries;
+
+pub use entries::{EntriesError, EntryContent, LayerEntries, LayerEntry, write_entries};
+
 /// Prefix of a whiteout entry: `.wh.<name>` deletes `<name>` from the layers below.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Name of the opaque-directory marker: `<dir>/.wh..wh..opq` hides everything below `<dir>`
@@ -180,6 +184,12 @@ pub enum WriteError {
         /// Bytes that could be read.
         actual: u64,
     },
+    /// A file entry's source is not a regular file (it was replaced since it was chosen).
+    #[error("{path} is not a regular file")]
+    NotARegularFile {
+        /// The source.
+        path: PathBuf,
+    },
     /// Writing the tar stream to the output failed.
     #[error("failed to write the layer tar stream")]
     Write(#[source] io::Error),
@@ -213,36 +223,50 @@ pub fn write_layer<W: Write + Send>(
         path: root.to_owned(),
         source,
     })?;
-    // Walking and reading files happens here; hashing and compressing on a second thread, so
-    // the two overlap (`tar -c | gzip` gets the same from its pipe).
-    std::thread::scope(|scope| {
-        let (chunks, received) = sync_channel(OUTPUT_QUEUE);
-        let (recycle, recycled) = channel();
-        let consumer = scope.spawn(move || write_chunks(out, &received, &recycle));
+    stream_layer(out, |tar| {
         let mut walker = Walker {
             root,
             options,
-            out: TarOutput::new(ChunkSender { chunks, recycled }),
+            out: tar,
             links: HashMap::new(),
             summary: WriteSummary::default(),
         };
         let mut rel = Vec::new();
-        let walked = walker.walk_dir(root_fd.as_fd(), &mut rel).and_then(|()| {
-            let Walker {
-                out, mut summary, ..
-            } = walker;
-            summary.tar_size = out.position() + 2 * crate::tarstream::BLOCK as u64;
-            // Dropping the sink closes the channel: the consumer finishes and flushes.
-            out.finish().map_err(WriteError::Write)?;
-            Ok(summary)
-        });
+        walker.walk_dir(root_fd.as_fd(), &mut rel)?;
+        Ok(walker.summary)
+    })
+}
+
+/// Runs `produce` with a tar stream whose chunks `out` receives on a helper thread, so that
+/// reading files (here) and hashing and compressing them (there) overlap, as `tar -c | gzip`
+/// gets from its pipe; then ends the archive. Returns `produce`'s counts with the stream size.
+fn stream_layer<W: Write + Send>(
+    out: W,
+    produce: impl FnOnce(&mut TarOutput<ChunkSender>) -> Result<WriteSummary, WriteError>,
+) -> Result<WriteSummary, WriteError> {
+    std::thread::scope(|scope| {
+        let (chunks, received) = sync_channel(OUTPUT_QUEUE);
+        let (recycle, recycled) = channel();
+        let consumer = scope.spawn(move || write_chunks(out, &received, &recycle));
+        let mut tar = TarOutput::new(ChunkSender { chunks, recycled });
+        // Both arms drop the sink, closing the channel: the consumer finishes and flushes.
+        let produced = match produce(&mut tar) {
+            Ok(mut summary) => {
+                summary.tar_size = tar.position() + 2 * crate::tarstream::BLOCK as u64;
+                tar.finish().map_err(WriteError::Write).map(|_| summary)
+            }
+            Err(error) => {
+                drop(tar);
+                Err(error)
+            }
+        };
         let written = consumer
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        match (walked, written) {
-            // An output error is the real cause; the walker then only saw a closed channel.
+        match (produced, written) {
+            // An output error is the real cause; the producer then only saw a closed channel.
             (_, Err(source)) => Err(WriteError::Write(source)),
-            (walked, Ok(())) => walked,
+            (produced, Ok(())) => produced,
         }
     })
 }
@@ -266,7 +290,7 @@ fn write_chunks<W: Write>(
 struct Walker<'a> {
     root: &'a Path,
     options: &'a WriteOptions,
-    out: TarOutput<ChunkSender>,
+    out: &'a mut TarOutput<ChunkSender>,
     /// (device, inode) → path of the first entry written for a multiply-linked file.
     links: HashMap<(u64, u64), Vec<u8>>,
     summary: WriteSummary,
