@@ -12,6 +12,7 @@
 //! ├── lock                      flock: exclusive while records are created, changed or removed
 //! └── <64-hex id>/
 //!     ├── config.json           the ContainerRecord, replaced whole (write + rename)
+//!     ├── request.json          the launch::RunRequest the supervisor runs (written once, by launch)
 //!     ├── <id>-json.log         output, Docker's json-file format: {"log":"…\n","stream":"stdout","time":"…"}
 //!     ├── supervisor.lock       flocked by the supervisor while it lives
 //!     ├── supervisor.log        the supervisor's own standard error (hoist run -d points it there)
@@ -185,7 +186,10 @@ pub struct ContainerRecord {
     /// `--rm`: the record is removed when the container exits.
     #[serde(default)]
     pub auto_remove: bool,
-    /// The `hoist run` arguments after `run` (the supervisor parses them again).
+    /// The `hoist run` arguments after `run` that ask for this container ([`RunRequest::to_args`]; the
+    /// supervisor runs the request kept in `request.json`).
+    ///
+    /// [`RunRequest::to_args`]: crate::launch::RunRequest::to_args
     pub run_args: Vec<String>,
 }
 

@@ -12,7 +12,9 @@
 //! namespace, so nothing is left on the host. [`Snapshot`] provides root file systems from an image's layers (each
 //! unpacked once into the store, stacked with overlayfs, or copied where overlayfs is missing) and turns the
 //! changes into the step's layer. [`Container::run_with_runtime`] runs the same container through `runc`.
-//! `docs/sandbox.md` explains the choices.
+//! [`launch`] is `hoist run` as library calls (a plain-data [`launch::RunRequest`] run in the foreground or
+//! detached under a supervisor, with Docker's exit codes), and [`control`] is `ps`, `stop`, `rm` and `logs` on the
+//! recorded containers. `docs/sandbox.md` explains the choices.
 //!
 //! `sys` is the only module with `unsafe` code.
 //!
@@ -58,6 +60,9 @@ pub use snapshot::{
 };
 pub use terminal::{Attached, Terminal};
 pub use user::{ResolvedUser, resolve_user};
+
+pub mod control;
+pub mod launch;
 
 mod container;
 mod containers;

@@ -4,10 +4,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use hoist_sandbox::{ContainerStore, LogEntry, LogReader, LogStream};
+use hoist_sandbox::control::{self, LogError, Tail};
+use hoist_sandbox::{ContainerStore, LogEntry, LogStream};
 
 use super::images::{fail, open_store};
 
@@ -37,52 +37,19 @@ pub(crate) fn run(root: Option<&Path>, args: &LogsArgs) -> ExitCode {
         Ok(Err(error)) => return fail(&error),
         Err(error) => return fail(&error),
     };
-    let record = match containers.find(&args.container) {
-        Ok(record) => record,
+    let tail = match args.tail.parse::<Tail>() {
+        Ok(tail) => tail,
         Err(error) => return fail(&error),
     };
-    let tail = match args.tail.as_str() {
-        "all" => None,
-        count => match count.parse::<usize>() {
-            Ok(count) => Some(count),
-            Err(_) => {
-                let error = std::io::Error::other(format!("invalid --tail value {count:?}"));
-                return fail(&error);
-            }
-        },
-    };
-    let path = containers.log_path(&record.id);
-    if !path.exists() {
-        // Never started, or run in the foreground: nothing was logged.
-        return ExitCode::SUCCESS;
-    }
-    let mut reader = match LogReader::open(&path) {
-        Ok(reader) => reader,
-        Err(error) => return fail(&error),
-    };
-    let mut first = true;
-    loop {
-        // Checked before reading, so the last read sees everything a finished supervisor wrote.
-        let running = args.follow && containers.is_supervised(&record.id);
-        match reader.read_new() {
-            Ok(mut entries) => {
-                if let Some(count) = tail.filter(|_| first) {
-                    entries.drain(..entries.len().saturating_sub(count));
-                }
-                first = false;
-                if let Err(error) = print(&entries, args.timestamps) {
-                    if error.kind() == io::ErrorKind::BrokenPipe {
-                        return ExitCode::SUCCESS;
-                    }
-                    return fail(&error);
-                }
-            }
-            Err(error) => return fail(&error),
+    let shown = control::read_log(&containers, &args.container, tail, args.follow, |entries| {
+        print(entries, args.timestamps)
+    });
+    match shown {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(LogError::Show(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
         }
-        if !running {
-            return ExitCode::SUCCESS;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        Err(error) => fail(&error),
     }
 }
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Args;
-use hoist_sandbox::{ContainerState, ContainerStore};
+use hoist_sandbox::ContainerStore;
+use hoist_sandbox::control;
 
 use super::images::{emit, fail, open_store, table};
 
@@ -23,7 +24,7 @@ pub(crate) struct PsArgs {
 
 pub(crate) fn run(root: Option<&Path>, args: &PsArgs) -> ExitCode {
     let records = match open_store(root).map(|store| ContainerStore::open(store.root())) {
-        Ok(Ok(containers)) => containers.list(),
+        Ok(Ok(containers)) => control::list(&containers, args.all),
         Ok(Err(error)) => return fail(&error),
         Err(error) => return fail(&error),
     };
@@ -31,9 +32,7 @@ pub(crate) fn run(root: Option<&Path>, args: &PsArgs) -> ExitCode {
         Ok(records) => records,
         Err(error) => return fail(&error),
     };
-    let shown = records
-        .iter()
-        .filter(|record| args.all || record.state == ContainerState::Running);
+    let shown = records.iter();
     if args.quiet {
         let ids: String = shown
             .map(|record| format!("{}\n", record.short_id()))

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use hoist_sandbox::ContainerStore;
+use hoist_sandbox::{ContainerStore, control};
 
 use super::images::{fail, open_store};
 
@@ -29,13 +29,7 @@ pub(crate) fn run(root: Option<&Path>, args: &RmArgs) -> ExitCode {
     };
     let mut code = ExitCode::SUCCESS;
     for name in &args.containers {
-        let removed = containers.find(name).and_then(|record| {
-            if args.force {
-                containers.kill(&record)?;
-            }
-            containers.remove(&record)
-        });
-        match removed {
+        match control::remove(&containers, name, args.force) {
             Ok(()) => {
                 let _ = writeln!(std::io::stdout().lock(), "{name}");
             }

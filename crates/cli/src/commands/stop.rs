@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use hoist_sandbox::{ContainerStore, parse_signal};
+use hoist_sandbox::{ContainerStore, control, parse_signal};
 
 use super::images::{fail, open_store};
 
@@ -38,11 +38,8 @@ pub(crate) fn run(root: Option<&Path>, args: &StopArgs) -> ExitCode {
     };
     let mut code = ExitCode::SUCCESS;
     for name in &args.containers {
-        let stopped = containers.find(name).and_then(|record| {
-            let timeout = Duration::from_secs(args.time.unwrap_or(record.stop_timeout));
-            containers.stop(&record, signal.unwrap_or(record.stop_signal), timeout)
-        });
-        match stopped {
+        let timeout = args.time.map(Duration::from_secs);
+        match control::stop(&containers, name, signal, timeout) {
             Ok(()) => {
                 let _ = writeln!(std::io::stdout().lock(), "{name}");
             }
