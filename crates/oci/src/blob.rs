@@ -11,6 +11,7 @@ use oci_spec::image::Descriptor;
 use crate::digest::digest_from_oci;
 use crate::layout::{sync_dir, unique_name};
 use crate::lock::{LeaseItem, LockMode, lock_new};
+use crate::write_behind::WriteBehindFile;
 use crate::{Digest, Error, Result, Store};
 
 /// Buffer size for streaming blobs in and out.
@@ -78,7 +79,7 @@ pub struct BlobWriter<'s> {
     store: &'s Store,
     path: PathBuf,
     /// Hashes what reaches the buffered file; `None` once committed.
-    file: Option<DigestWriter<BufWriter<File>>>,
+    file: Option<DigestWriter<BufWriter<WriteBehindFile>>>,
 }
 
 impl BlobWriter<'_> {
@@ -96,11 +97,10 @@ impl BlobWriter<'_> {
             .take()
             .expect("a BlobWriter holds its file until commit or drop");
         let sync =
-            |file: DigestWriter<BufWriter<File>>| -> io::Result<(File, hoist_layer::Digested)> {
+            |file: DigestWriter<BufWriter<WriteBehindFile>>| -> io::Result<(File, hoist_layer::Digested)> {
                 let (file, digested) = file.finish()?;
                 let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-                file.sync_all()?;
-                Ok((file, digested))
+                Ok((file.sync_all()?, digested))
             };
         // Keep the file open (and so flocked) until it has been renamed or discarded.
         let (_file, digested) = sync(file).map_err(|source| Error::WriteIngest {
@@ -202,7 +202,10 @@ impl Store {
         Ok(BlobWriter {
             store: self,
             path,
-            file: Some(DigestWriter::new(BufWriter::with_capacity(IO_BUFFER, file))),
+            file: Some(DigestWriter::new(BufWriter::with_capacity(
+                IO_BUFFER,
+                WriteBehindFile::new(file),
+            ))),
         })
     }
 
@@ -282,7 +285,7 @@ impl Store {
         }))
     }
 
-    fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+    pub(crate) fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>> {
         match fs::metadata(self.layout().blob(digest)) {
             Ok(meta) => Ok(Some(meta.len())),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -71,6 +71,7 @@ mod prune;
 mod reference;
 mod references;
 mod store;
+mod write_behind;
 
 /// The manifest descriptor of a layer just ingested, with the media type of `format` for its compression.
 pub fn layer_descriptor(layer: &LayerBlob, format: ManifestFormat) -> oci_spec::image::Descriptor {
