@@ -41,7 +41,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Contents: [`Solver`], [`SolveRequest`] and [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
+//! Contents: [`build`] with [`BuildRequest`], [`PreparedBuild`], [`BuildOutcome`], [`BuildFailure`] and
+//! [`BuildReporter`] (a whole `hoist build`), [`DockerfileInput`], [`CheckedDockerfile`] and [`LoadError`] (the
+//! Dockerfile loaded and checked, for builds, `--check` and `hoist lint`), [`Solver`], [`SolveRequest`] and
+//! [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
 //! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
 //! [`SshAgents`] and [`Entitlements`] (`--ssh` and `--allow`), [`Reporter`], [`Vertex`] and [`VertexStatus`]
 //! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
@@ -51,10 +54,12 @@
 //! [`unpack_stdin_context`] (command-line inputs),
 //! [`EngineError`] and [`DownloadError`] (`ADD <URL>`). How it all works, and what is missing: `docs/engine.md`.
 
+mod build;
 mod cache;
 mod checksum;
 mod contexts;
 mod copy;
+mod definition;
 mod entitlements;
 mod error;
 mod exec;
@@ -74,8 +79,14 @@ mod ssh;
 mod transfer;
 mod view;
 
+pub use build::{
+    BuildFailure, BuildOutcome, BuildReporter, BuildRequest, PreparedBuild, RegistryClientFn, build,
+};
 pub use cache::{CacheCheck, CacheKey, LayerRef, OpRecord, check_cache};
 pub use contexts::LayoutError;
+pub use definition::{
+    CheckedDockerfile, DockerfileInput, DockerfileSource, InputError, LoadError, existing_store,
+};
 pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};
 pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};

@@ -1,14 +1,16 @@
 //! `hoist build [-f Dockerfile|-] [-t NAME:TAG]… [--target STAGE] [--build-arg K[=V]]… [--platform P]
 //! [--no-cache] [--no-cache-filter STAGE] [--label K=V]… [-o SPEC]… [--load] [--iidfile F] [--metadata-file F]
 //! [--secret id=ID[,src=FILE|env=VAR]]… [--build-context NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]]…
-//! [--progress auto|plain|tty|rawjson|quiet] [-q] [--push] [--check] CONTEXT|-`: Docker's flags and meanings (`-` reads a Dockerfile or a
-//! context tar from standard input).
+//! [--progress auto|plain|tty|rawjson|quiet] [-q] [--push] [--check] CONTEXT|-`: Docker's flags and meanings (`-`
+//! reads a Dockerfile or a context tar from standard input).
 //!
-//! A build parses and validates the Dockerfile, plans it (`hoist-plan`, base images from the store, pulled
-//! through `hoist-registry` when missing), solves the plan (`hoist-engine`: cache, RUN in `hoist-sandbox`),
-//! writes the image to the store, tags it and sends it to every `--output` (`hoist_engine::export`: archives,
-//! `--load`, registry pushes). Progress is rendered on stderr by `crate::progress` in the `--progress` form asked
-//! for (BuildKit's plain `#3 [2/4] RUN make` lines, its live tty view, or its rawjson objects).
+//! The build itself is `hoist_engine::BuildRequest` (the flags as plain data): `prepare` reads and checks the
+//! Dockerfile and parses the options, `PreparedBuild::run` plans (base images from the store, pulled through
+//! `hoist-registry` when missing), solves (cache, RUN in `hoist-sandbox`), exports to the store and every
+//! `--output`, and writes `--iidfile`/`--metadata-file`. This module turns the flags into that request, draws the
+//! progress on stderr in the `--progress` form asked for (`crate::progress`: BuildKit's plain `#3 [2/4] RUN make`
+//! lines, its live tty view, or its rawjson objects), and renders the outcome: the checks' summary, the image ID with
+//! `-q`, or the failure (miette reports for Dockerfile errors, BuildKit's failed-step summary).
 //! `SOURCE_DATE_EPOCH` (environment or `--build-arg`) makes the image reproducible, as with BuildKit.
 //!
 //! `--check` runs the build checks the way `docker build --check` does, without building: `Check complete, N
@@ -17,31 +19,23 @@
 //! here; `hoist lint` adds hoist's own. [`DockerfileArgs`] holds the inputs every Dockerfile command shares
 //! (`hoist lint` uses it too).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use hoist_context::{ContextError, PatternError, PatternMatcher, find_ignore_file};
-use hoist_dockerfile::{DirectiveKind, Dockerfile, Parser};
 use hoist_engine::{
-    EngineError, ExportRequest, LOAD_DEFINITION_SLOT, LOAD_IGNORE_SLOT, OutputSpec, RegistryPuller,
-    Reporter, SOURCE_DATE_EPOCH, SandboxExecutor, SolveRequest, Solver, StdinContext,
-    StoreResolver, Vertex, VertexStatus,
+    BuildFailure, BuildReporter, BuildRequest, CheckedDockerfile, DockerfileInput,
+    DockerfileSource, EngineError, LoadError, Reporter, Vertex, VertexStatus, existing_store,
 };
-use hoist_lint::{BaseImageEnv, CheckConfig, ConfigError, Finding, LintOptions, RuleSet, lint};
-use hoist_oci::{Reference, Store};
-use hoist_plan::{NoCache, PlanRequest};
+use hoist_lint::{Finding, RuleSet};
 
 use crate::diagnostics::{SourceError, use_color};
 use crate::progress;
-
-/// How many ops a build runs at once, at least (more on machines with more cores).
-const BUILD_PARALLELISM: usize = 16;
 
 /// The inputs of every command that reads a Dockerfile and its build context.
 #[derive(Debug, Args)]
@@ -151,289 +145,98 @@ pub(crate) struct BuildArgs {
     pub(crate) registry: super::pull::RegistryArgs,
 }
 
-/// Reading the inputs failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum InputError {
-    /// The context directory does not exist or is not a directory.
-    #[error("unable to prepare context: path {} not found", hoist_dockerfile::go_quote(&.path.display().to_string()))]
-    ContextNotFound {
-        /// The context given.
-        path: PathBuf,
-    },
-    /// The Dockerfile could not be read.
-    #[error("failed to read dockerfile {}", .path.display())]
-    ReadDockerfile {
-        /// Its path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// Standard input could not be read for `-f -`.
-    #[error("failed to read dockerfile from standard input")]
-    ReadStdin(#[source] io::Error),
-    /// The ignore file could not be read.
-    #[error("failed to read the ignore file")]
-    ReadIgnoreFile(#[source] ContextError),
-    /// The ignore file has a pattern Docker rejects.
-    #[error("invalid pattern in {}", .path.display())]
-    IgnorePattern {
-        /// The ignore file.
-        path: PathBuf,
-        /// The pattern error.
-        #[source]
-        source: PatternError,
-    },
-}
-
-/// A Dockerfile read from disk or standard input.
-pub(crate) struct Source {
-    /// How messages name it (`Dockerfile`, `ci/app.Dockerfile`, `<stdin>`).
-    pub(crate) name: String,
-    /// Its path, `None` when read from standard input.
-    pub(crate) path: Option<PathBuf>,
-    /// The text (invalid UTF-8 replaced, as the parser sees it).
-    pub(crate) text: String,
-}
-
 impl DockerfileArgs {
-    /// Reads the Dockerfile.
-    pub(crate) fn read(&self) -> Result<Source, InputError> {
-        if !self.context.is_dir() {
-            return Err(InputError::ContextNotFound {
-                path: self.context.clone(),
-            });
+    /// The flags as the engine's plain data.
+    pub(crate) fn to_input(&self) -> DockerfileInput {
+        DockerfileInput {
+            file: self.file.clone(),
+            target: self.target.clone(),
+            build_args: self.build_args.clone(),
+            context: self.context.clone(),
         }
-        let path = match &self.file {
-            Some(file) if file == Path::new("-") => {
-                let mut bytes = Vec::new();
-                io::stdin()
-                    .read_to_end(&mut bytes)
-                    .map_err(InputError::ReadStdin)?;
-                return Ok(Source {
-                    name: "<stdin>".to_owned(),
-                    path: None,
-                    text: String::from_utf8_lossy(&bytes).into_owned(),
-                });
-            }
-            Some(file) => file.clone(),
-            None if self.context == Path::new(".") => PathBuf::from("Dockerfile"),
-            None => self.context.join("Dockerfile"),
-        };
-        let bytes = std::fs::read(&path).map_err(|source| InputError::ReadDockerfile {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Source {
-            name: path.display().to_string(),
-            path: Some(path),
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    /// The `.dockerignore` (or `<Dockerfile>.dockerignore`) that applies, as a matcher.
-    pub(crate) fn ignore_matcher(
-        &self,
-        dockerfile: Option<&Path>,
-    ) -> Result<Option<PatternMatcher>, InputError> {
-        let Some(file) =
-            find_ignore_file(&self.context, dockerfile).map_err(InputError::ReadIgnoreFile)?
-        else {
-            return Ok(None);
-        };
-        PatternMatcher::new(file.patterns)
-            .map(Some)
-            .map_err(|source| InputError::IgnorePattern {
-                path: file.path,
-                source,
-            })
-    }
-
-    /// `--build-arg` values; `KEY` alone takes the value from the environment, or is left
-    /// out when the variable is unset, as docker does.
-    pub(crate) fn build_arg_map(&self) -> BTreeMap<String, String> {
-        self.build_args
-            .iter()
-            .filter_map(|arg| match arg.split_once('=') {
-                Some((key, value)) => Some((key.to_owned(), value.to_owned())),
-                None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
-            })
-            .collect()
     }
 }
 
-/// A Dockerfile that parsed and passed the typed layer, ready to check.
-pub(crate) struct Checked {
-    pub(crate) source: Source,
-    pub(crate) file: Dockerfile,
-    pub(crate) ignore: Option<PatternMatcher>,
-    pub(crate) build_args: BTreeMap<String, String>,
-    pub(crate) config: CheckConfig,
+impl BuildArgs {
+    /// The flags as the engine's plain data, with this process's environment.
+    fn to_request(&self) -> BuildRequest {
+        let mut request = BuildRequest::new(self.input.to_input());
+        request.tags.clone_from(&self.tags);
+        request.platform.clone_from(&self.platform);
+        request.no_cache = self.no_cache;
+        request.no_cache_filter.clone_from(&self.no_cache_filter);
+        request.labels.clone_from(&self.labels);
+        request.outputs.clone_from(&self.outputs);
+        request.load = self.load;
+        request.push = self.push;
+        request.iidfile.clone_from(&self.iidfile);
+        request.metadata_file.clone_from(&self.metadata_file);
+        request.build_contexts.clone_from(&self.build_contexts);
+        request.secrets.clone_from(&self.secrets);
+        request.ssh.clone_from(&self.ssh);
+        request.allow.clone_from(&self.allow);
+        request.env = process_env();
+        request
+    }
+}
+
+/// The environment variables whose names and values are UTF-8 (the others cannot be build arguments or secrets).
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 /// Why a Dockerfile could not be checked; [`Failure::report`] prints it.
-pub(crate) enum Failure {
-    Input(InputError),
-    Source { rendered: String },
-}
+pub(crate) struct Failure(LoadError);
 
 impl Failure {
     /// Prints the failure to stderr.
     pub(crate) fn report(&self) {
-        let mut stderr = io::stderr().lock();
-        let _ = match self {
-            Failure::Input(error) => writeln!(
-                stderr,
-                "error: {}",
-                super::images::error_chain(error as &dyn std::error::Error)
-            ),
-            Failure::Source { rendered } => write!(stderr, "{rendered}"),
-        };
+        report_load_error(&self.0);
     }
 }
 
-/// Reads, parses and validates the Dockerfile, loads the ignore file and resolves the check
-/// configuration: everything the checks need, or a rendered error.
-pub(crate) fn prepare(args: &DockerfileArgs) -> Result<Checked, Failure> {
-    let source = args.read().map_err(Failure::Input)?;
+/// Reads, parses and validates the Dockerfile, loads the ignore file and resolves the check configuration:
+/// everything the checks need.
+pub(crate) fn prepare(args: &DockerfileArgs) -> Result<CheckedDockerfile, Failure> {
+    args.to_input().load(&process_env()).map_err(Failure)
+}
+
+/// Prints a Dockerfile that could not be loaded: a read error as `error: …`, a parse or instruction error as a
+/// located report over the source.
+fn report_load_error(error: &LoadError) {
     let color = use_color(&io::stderr());
-    let file = Parser::new()
-        .file_name(source.name.clone())
-        .parse(&source.text)
-        .map_err(|error| Failure::Source {
-            rendered: SourceError::from_parse(&source.name, &source.text, &error).render(color),
-        })?;
-    let stages = match hoist_instructions::parse_stages(&file) {
-        Ok((stages, _)) => stages,
-        Err(error) => {
-            return Err(Failure::Source {
-                rendered: SourceError::from_instruction(&source.name, &source.text, &error)
-                    .render(color),
-            });
+    let rendered = match error {
+        LoadError::Input(error) => format!(
+            "error: {}\n",
+            super::images::error_chain(error as &dyn std::error::Error)
+        ),
+        LoadError::Parse { dockerfile, error } => {
+            SourceError::from_parse(&dockerfile.name, &dockerfile.text, error).render(color)
         }
+        LoadError::Instruction { dockerfile, error } => {
+            SourceError::from_instruction(&dockerfile.name, &dockerfile.text, error).render(color)
+        }
+        LoadError::TargetNotFound { .. } => format!("error: {error}\n"),
+        LoadError::CheckConfig {
+            dockerfile,
+            directive: Some(span),
+            error,
+        } => SourceError {
+            file: &dockerfile.name,
+            source: &dockerfile.text,
+            span: *span,
+            message: format!("failed to parse check options: {error}"),
+            label: "check options".to_owned(),
+            help: Some("write e.g. `# check=skip=JSONArgsRecommended;error=true`".to_owned()),
+        }
+        .render(color),
+        LoadError::CheckConfig {
+            directive: None, ..
+        } => format!("error: {error}\n"),
     };
-    if let Some(target) = &args.target
-        && hoist_instructions::find_stage(&stages, target).is_none()
-    {
-        return Err(Failure::Source {
-            rendered: format!(
-                "error: target stage {} could not be found\n",
-                hoist_dockerfile::go_quote(target)
-            ),
-        });
-    }
-    let build_args = args.build_arg_map();
-    let build_arg_check = build_args
-        .get(hoist_lint::CHECK_BUILD_ARG)
-        .map(String::as_str);
-    let config = CheckConfig::resolve(&file, build_arg_check).map_err(|error| {
-        config_failure(&source, &file, build_arg_check.is_some(), &error, color)
-    })?;
-    let ignore = args
-        .ignore_matcher(source.path.as_deref())
-        .map_err(Failure::Input)?;
-    Ok(Checked {
-        source,
-        file,
-        ignore,
-        build_args,
-        config,
-    })
-}
-
-/// An invalid `# check=` directive points at the directive; an invalid build argument has
-/// no place in the file.
-fn config_failure(
-    source: &Source,
-    file: &Dockerfile,
-    from_build_arg: bool,
-    error: &ConfigError,
-    color: bool,
-) -> Failure {
-    let message = format!("failed to parse check options: {error}");
-    match file.directive(DirectiveKind::Check) {
-        Some(directive) if !from_build_arg => Failure::Source {
-            rendered: SourceError {
-                file: &source.name,
-                source: &source.text,
-                span: directive.value_span,
-                message,
-                label: "check options".to_owned(),
-                help: Some("write e.g. `# check=skip=JSONArgsRecommended;error=true`".to_owned()),
-            }
-            .render(color),
-        },
-        _ => Failure::Source {
-            rendered: format!(
-                "error: {message} (from the {} build argument)\n",
-                hoist_lint::CHECK_BUILD_ARG
-            ),
-        },
-    }
-}
-
-impl Checked {
-    /// Runs the checks; base images found in the store at `root` give `UndefinedVar` their
-    /// environment.
-    pub(crate) fn lint(
-        &self,
-        root: Option<&Path>,
-        target: Option<&str>,
-        rules: RuleSet,
-    ) -> Vec<Finding> {
-        let images = StoreImages::open(root);
-        let options = LintOptions {
-            target: target.map(str::to_owned),
-            build_args: self.build_args.clone(),
-            check: Some(self.config.clone()),
-            ignore: self.ignore.as_ref(),
-            base_image_env: images.as_ref().map(|images| images as &dyn BaseImageEnv),
-            rules,
-            platform: None,
-        };
-        lint(&self.file, &options)
-    }
-}
-
-/// Base image environments from the local image store.
-struct StoreImages {
-    store: Store,
-}
-
-impl StoreImages {
-    /// The store at `root` (or the default location), if it exists: checking never creates
-    /// one.
-    fn open(root: Option<&Path>) -> Option<StoreImages> {
-        let root = match root {
-            Some(root) => root.to_path_buf(),
-            None => Store::default_root().ok()?,
-        };
-        if !root.is_dir() {
-            return None;
-        }
-        Store::open(root).ok().map(|store| StoreImages { store })
-    }
-}
-
-impl BaseImageEnv for StoreImages {
-    /// The `Config.Env` of the image tagged exactly `image` (the host platform's, for a
-    /// multi-platform image); `None` when the store does not have it.
-    fn env(&self, image: &str, _platform: &str) -> Option<Vec<String>> {
-        let reference: Reference = image.parse().ok()?;
-        let found = self.store.read_image(&reference.to_string()).ok()?;
-        // `read_image` also accepts image ID prefixes; only a tag match is this base image.
-        if !found.references.contains(&reference) {
-            return None;
-        }
-        Some(
-            found
-                .config
-                .config()
-                .as_ref()
-                .and_then(|config| config.env().clone())
-                .unwrap_or_default(),
-        )
-    }
+    let _ = io::stderr().lock().write_all(rendered.as_bytes());
 }
 
 pub(crate) fn run(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
@@ -447,19 +250,14 @@ pub(crate) fn run(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::BuildKit);
+    let findings = checked.lint(existing_store(root).as_ref(), RuleSet::BuildKit);
     let text = check_report(&checked.source, &findings);
     let _ = io::stdout().lock().write_all(text.as_bytes());
     if findings.is_empty() {
         return ExitCode::SUCCESS;
     }
-    if checked.config.error {
-        let mut rules: Vec<&str> = Vec::new();
-        for finding in &findings {
-            if !rules.contains(&finding.rule.name()) {
-                rules.push(finding.rule.name());
-            }
-        }
+    let rules = checked.failing_rules(&findings);
+    if !rules.is_empty() {
         let _ = writeln!(io::stdout().lock());
         let _ = writeln!(
             io::stderr().lock(),
@@ -470,9 +268,186 @@ pub(crate) fn run(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The full build: the engine plans, solves and exports; this draws its progress and reports the outcome.
+fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
+    let mode = progress::Mode::choose(&args.progress, args.quiet);
+    let prepared = match args.to_request().prepare() {
+        Ok(prepared) => prepared,
+        Err(failure) => return report_failure(&failure, None, None, mode),
+    };
+    let store = match super::images::open_store(root) {
+        Ok(store) => store,
+        Err(error) => return super::images::fail(&error),
+    };
+    // Made before planning: pulls of missing base images are the first vertices.
+    let display = progress::display(mode);
+    let reporter = Arc::new(BuildProgress(Arc::clone(&display)));
+    let make_client = || args.registry.client();
+    let outcome = prepared.run(&store, &make_client, reporter, &mut io::stdout());
+    display.finish();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            return report_failure(
+                &failure,
+                Some(&prepared.dockerfile().source),
+                Some(&*display),
+                mode,
+            );
+        }
+    };
+    if !outcome.findings.is_empty()
+        && mode != progress::Mode::Quiet
+        && mode != progress::Mode::RawJson
+    {
+        let _ = io::stderr()
+            .lock()
+            .write_all(check_summary(&outcome.findings).as_bytes());
+    }
+    if mode == progress::Mode::Quiet {
+        let _ = writeln!(io::stdout().lock(), "{}", outcome.exported.image.id);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Prints a failed build the way docker does: `ERROR: …` for most, a located report for a planning error at an
+/// instruction, BuildKit's summary of a failed step (its last log lines from `display`, the Dockerfile lines around
+/// it) before `ERROR: failed to solve: …`.
+fn report_failure(
+    failure: &BuildFailure,
+    dockerfile: Option<&DockerfileSource>,
+    display: Option<&dyn progress::Display>,
+    mode: progress::Mode,
+) -> ExitCode {
+    match failure {
+        BuildFailure::Load(error) => {
+            report_load_error(error);
+            ExitCode::FAILURE
+        }
+        BuildFailure::Plan { error, .. } => {
+            let message = error.to_string();
+            match (error.span, dockerfile) {
+                (Some(span), Some(dockerfile)) => {
+                    let rendered = SourceError {
+                        file: &dockerfile.name,
+                        source: &dockerfile.text,
+                        span,
+                        message,
+                        label: "here".to_owned(),
+                        help: None,
+                    }
+                    .render(use_color(&io::stderr()));
+                    let _ = io::stderr().lock().write_all(rendered.as_bytes());
+                    ExitCode::FAILURE
+                }
+                _ => build_error(&message),
+            }
+        }
+        BuildFailure::Checks { findings, .. } => {
+            let _ = io::stderr()
+                .lock()
+                .write_all(check_summary(findings).as_bytes());
+            build_error(&format!("failed to solve: {failure}"))
+        }
+        BuildFailure::IgnoreFile(error) => super::images::fail(error),
+        BuildFailure::Solve { span, error } => {
+            let cause = match &**error {
+                EngineError::Step { op, vertex, source } => {
+                    let cause = super::images::error_chain(source.as_ref());
+                    // BuildKit's failure summary: the step, then where it is in the Dockerfile.
+                    let mut text = format!("------\n > {vertex}:\n");
+                    for line in display.map(|d| d.tail(*op)).unwrap_or_default() {
+                        let _ = writeln!(text, "{line}");
+                    }
+                    text.push_str("------\n");
+                    if let (Some(span), Some(dockerfile)) = (span, dockerfile) {
+                        text.push_str(&source_excerpt(
+                            &dockerfile.name,
+                            &dockerfile.text,
+                            span.start_line,
+                            span.end_line,
+                        ));
+                    }
+                    if mode != progress::Mode::Quiet {
+                        let _ = io::stderr().lock().write_all(text.as_bytes());
+                    }
+                    cause
+                }
+                other => super::images::error_chain(other),
+            };
+            build_error(&format!("failed to solve: {cause}"))
+        }
+        BuildFailure::Export(error) => build_error(&super::images::error_chain(error)),
+        BuildFailure::StdinTwice
+        | BuildFailure::StdinContext { .. }
+        | BuildFailure::Option(_)
+        | BuildFailure::Tag { .. }
+        | BuildFailure::Platform { .. }
+        | BuildFailure::BuildContext { .. }
+        | BuildFailure::WriteFile { .. } => build_error(&failure.to_string()),
+    }
+}
+
+fn build_error(message: &str) -> ExitCode {
+    let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
+    ExitCode::FAILURE
+}
+
+/// The engine's build events, drawn by a progress display.
+struct BuildProgress(Arc<dyn progress::Display>);
+
+impl Reporter for BuildProgress {
+    fn on_vertex_start(&self, vertex: &Vertex) {
+        self.0.on_vertex_start(vertex);
+    }
+    fn on_vertex_cached(&self, vertex: &Vertex) {
+        self.0.on_vertex_cached(vertex);
+    }
+    fn on_vertex_done(&self, vertex: &Vertex, elapsed: Duration) {
+        self.0.on_vertex_done(vertex, elapsed);
+    }
+    fn on_vertex_error(&self, vertex: &Vertex, message: &str) {
+        self.0.on_vertex_error(vertex, message);
+    }
+    fn on_log(&self, vertex: &Vertex, data: &[u8]) {
+        self.0.on_log(vertex, data);
+    }
+    fn on_vertex_status(&self, vertex: &Vertex, status: &VertexStatus) {
+        self.0.on_vertex_status(vertex, status);
+    }
+}
+
+impl BuildReporter for BuildProgress {
+    fn on_plan_warning(&self, message: &str) {
+        self.0.message(message);
+    }
+
+    fn on_graph(&self, inputs: HashMap<usize, Vec<usize>>) {
+        self.0.graph(inputs);
+    }
+
+    fn on_check_findings(&self, vertex: &Vertex, findings: &[Finding]) {
+        self.0.warnings(
+            &findings
+                .iter()
+                .map(|finding| progress::Warning {
+                    vertex: vertex.clone(),
+                    short: format!(
+                        "{}: {} (line {})",
+                        finding.rule.name(),
+                        finding.message,
+                        finding.span.start_line
+                    ),
+                    url: finding.url.to_string(),
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+}
+
 /// docker's `--check` report: a count line, then each finding with BuildKit's source
 /// excerpt.
-pub(crate) fn check_report(source: &Source, findings: &[Finding]) -> String {
+pub(crate) fn check_report(source: &DockerfileSource, findings: &[Finding]) -> String {
     let mut out = String::new();
     match findings.len() {
         0 => {
@@ -531,405 +506,6 @@ fn source_excerpt(name: &str, text: &str, start: u32, end: u32) -> String {
     }
     out.push_str("--------------------\n");
     out
-}
-
-fn build_error(message: &str) -> ExitCode {
-    let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
-    ExitCode::FAILURE
-}
-
-/// `KEY=VALUE` pairs (`KEY` alone is an empty value, as docker's `--label`).
-fn key_values(items: &[String]) -> BTreeMap<String, String> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (item.clone(), String::new()),
-        })
-        .collect()
-}
-
-/// The full build: plan, solve, export, tag, outputs.
-fn build(root: Option<&Path>, args: &BuildArgs) -> ExitCode {
-    if args.input.context != Path::new("-") {
-        return build_with(root, args, &args.input);
-    }
-    // `hoist build - < Dockerfile` or `hoist build - < context.tar`, as docker reads standard input.
-    if args.input.file.as_deref() == Some(Path::new("-")) {
-        return build_error("-f - and a context on standard input cannot both read standard input");
-    }
-    let dir = std::env::temp_dir().join(format!("hoist-build-stdin-{}", std::process::id()));
-    let mut bytes = Vec::new();
-    let prepared = io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            hoist_engine::unpack_stdin_context(&bytes, &dir)
-                .map_err(|e| super::images::error_chain(&e))
-        });
-    let code = match prepared {
-        Ok(StdinContext {
-            context,
-            dockerfile,
-        }) => {
-            let input = DockerfileArgs {
-                file: dockerfile.or_else(|| args.input.file.as_ref().map(|f| context.join(f))),
-                target: args.input.target.clone(),
-                build_args: args.input.build_args.clone(),
-                context,
-            };
-            build_with(root, args, &input)
-        }
-        Err(error) => build_error(&format!(
-            "failed to read the context from standard input: {error}"
-        )),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    code
-}
-
-/// The build of `input` (the Dockerfile and context, maybe prepared from standard input).
-fn build_with(root: Option<&Path>, args: &BuildArgs, input: &DockerfileArgs) -> ExitCode {
-    let checked = match prepare(input) {
-        Ok(checked) => checked,
-        Err(failure) => {
-            failure.report();
-            return ExitCode::FAILURE;
-        }
-    };
-    let mode = progress::Mode::choose(&args.progress, args.quiet);
-    let mut outputs = match args
-        .outputs
-        .iter()
-        .map(|spec| OutputSpec::parse(spec))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(outputs) => outputs,
-        Err(error) => return build_error(&error.to_string()),
-    };
-    if args.load {
-        // buildx: `--load` is `--output type=docker`.
-        outputs.push(OutputSpec::Load { names: Vec::new() });
-    }
-    if args.push {
-        // buildx: `--push` is `--output type=registry`, or sets `push=true` on a `type=image` output.
-        let mut found = false;
-        for output in &mut outputs {
-            if let OutputSpec::Image { push, .. } = output {
-                *push = true;
-                found = true;
-            }
-        }
-        if !found {
-            outputs.push(OutputSpec::Image {
-                names: Vec::new(),
-                push: true,
-            });
-        }
-    }
-    let tags = match args
-        .tags
-        .iter()
-        .map(|t| {
-            t.parse::<Reference>()
-                .map_err(|e| format!("invalid tag {t:?}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(tags) => tags,
-        Err(message) => return build_error(&message),
-    };
-    let secrets = match hoist_engine::read_secrets(&args.secrets, &|name| std::env::var(name).ok())
-    {
-        Ok(secrets) => secrets,
-        Err(error) => return build_error(&error.to_string()),
-    };
-    let allow = match hoist_engine::Entitlements::parse(&args.allow) {
-        Ok(allow) => allow,
-        Err(error) => return build_error(&error.to_string()),
-    };
-    let ssh = match hoist_engine::SshAgents::from_specs(
-        &args.ssh,
-        &std::env::temp_dir().join("hoist-build"),
-    ) {
-        Ok(ssh) => ssh,
-        Err(error) => return build_error(&error.to_string()),
-    };
-    let store = match super::images::open_store(root) {
-        Ok(store) => store,
-        Err(error) => return super::images::fail(&error),
-    };
-
-    let mut request = PlanRequest::new(checked.file.clone());
-    request.target = input.target.clone();
-    request.build_args = checked.build_args.clone();
-    // As buildx does: SOURCE_DATE_EPOCH from the environment is the build argument unless one is given.
-    let source_date_epoch = match hoist_engine::source_date_epoch(
-        &mut request.build_args,
-        std::env::var(SOURCE_DATE_EPOCH).ok(),
-    ) {
-        Ok(epoch) => epoch,
-        Err(error) => return build_error(&error.to_string()),
-    };
-    if let Some(platform) = &args.platform {
-        match hoist_plan::Platform::parse(platform) {
-            Ok(p) => request.target_platform = Some(p),
-            Err(message) => {
-                return build_error(&format!("invalid platform {platform:?}: {message}"));
-            }
-        }
-    }
-    request.labels = key_values(&args.labels);
-    let mut named_dirs = BTreeMap::new();
-    for spec in &args.build_contexts {
-        let Some((name, value)) = spec.split_once('=') else {
-            return build_error(&format!(
-                "invalid build context {spec:?}: expected NAME=VALUE"
-            ));
-        };
-        let kind = if let Some(reference) = value.strip_prefix("docker-image://") {
-            hoist_plan::NamedContextKind::Image(reference.to_owned())
-        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
-            hoist_plan::NamedContextKind::OciLayout(layout.to_owned())
-        } else if value.ends_with(".git") || value.starts_with("git@") || value.contains(".git#") {
-            hoist_plan::NamedContextKind::Git
-        } else if value.starts_with("http://") || value.starts_with("https://") {
-            hoist_plan::NamedContextKind::Url
-        } else {
-            named_dirs.insert(name.to_owned(), PathBuf::from(value));
-            hoist_plan::NamedContextKind::Local
-        };
-        request.named_contexts.push(hoist_plan::NamedContext {
-            name: name.to_owned(),
-            kind,
-        });
-    }
-    request.no_cache = if args.no_cache {
-        NoCache::All
-    } else if args.no_cache_filter.is_empty() {
-        NoCache::Off
-    } else {
-        NoCache::Stages(args.no_cache_filter.clone())
-    };
-    // Made before planning: pulls of missing base images are the first vertices.
-    let progress = progress::display(mode);
-    let reporter: Arc<dyn Reporter + Send> = progress.clone();
-    let make_client = || args.registry.client();
-    let puller = RegistryPuller::new(store.root().to_owned(), &make_client, Arc::clone(&reporter));
-    let resolver = StoreResolver {
-        store: &store,
-        puller: Some(&puller),
-    };
-    let plan = match hoist_plan::plan(&request, &resolver) {
-        Ok(plan) => plan,
-        Err(error) => {
-            progress.finish();
-            let message = error.to_string();
-            match error.span {
-                Some(span) => {
-                    let rendered = SourceError {
-                        file: &checked.source.name,
-                        source: &checked.source.text,
-                        span,
-                        message,
-                        label: "here".to_owned(),
-                        help: None,
-                    }
-                    .render(use_color(&io::stderr()));
-                    let _ = io::stderr().lock().write_all(rendered.as_bytes());
-                }
-                None => {
-                    let _ = writeln!(io::stderr().lock(), "ERROR: {message}");
-                }
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    for warning in &plan.warnings {
-        progress.message(&warning.message);
-    }
-    progress.graph(
-        plan.ops
-            .iter()
-            .enumerate()
-            .map(|(op, planned)| (op, planned.inputs.iter().map(|input| input.0).collect()))
-            .collect(),
-    );
-    // The build checks run with every build, as with `docker build`: reported at the end, or fatal with
-    // `# check=error=true`.
-    let findings = checked.lint(root, input.target.as_deref(), RuleSet::BuildKit);
-    if checked.config.error && !findings.is_empty() {
-        progress.finish();
-        let _ = io::stderr()
-            .lock()
-            .write_all(check_summary(&findings).as_bytes());
-        let mut rules: Vec<&str> = Vec::new();
-        for finding in &findings {
-            if !rules.contains(&finding.rule.name()) {
-                rules.push(finding.rule.name());
-            }
-        }
-        return build_error(&format!(
-            "failed to solve: lint violation found for rules: {}",
-            rules.join(", ")
-        ));
-    }
-
-    let ignore_patterns = match find_ignore_file(&input.context, checked.source.path.as_deref()) {
-        Ok(file) => file.map(|f| f.patterns).unwrap_or_default(),
-        Err(error) => {
-            progress.finish();
-            return super::images::fail(&error);
-        }
-    };
-    // BuildKit's first two vertices: the Dockerfile and the ignore file as the builder received them.
-    let definition = match &checked.source.path {
-        Some(path) => path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        None => "<stdin>".to_owned(),
-    };
-    let definition_vertex = Vertex::internal(
-        LOAD_DEFINITION_SLOT,
-        format!("[internal] load build definition from {definition}"),
-    );
-    internal_step(
-        &*progress,
-        &definition_vertex,
-        format!("transferring dockerfile: {}B", checked.source.text.len()),
-    );
-    internal_step(
-        &*progress,
-        &Vertex::internal(LOAD_IGNORE_SLOT, "[internal] load .dockerignore"),
-        format!(
-            "transferring context: {}B",
-            ignore_patterns.iter().map(|p| p.len() + 1).sum::<usize>()
-        ),
-    );
-    let solver = Solver {
-        store: &store,
-        executor: &SandboxExecutor,
-        reporter: &*progress,
-        // Not capped at the core count: BuildKit runs every ready vertex at once (no max-parallelism by default),
-        // and independent stages mostly wait on their own processes, which schedule themselves on the cores.
-        parallelism: BUILD_PARALLELISM
-            .max(std::thread::available_parallelism().map_or(1, usize::from)),
-        scratch: std::env::temp_dir().join("hoist-build"),
-    };
-    let solve = SolveRequest {
-        plan: &plan,
-        dockerfile: &checked.source.text,
-        context_dir: &input.context,
-        ignore_patterns: &ignore_patterns,
-        secrets: &secrets,
-        named_contexts: &named_dirs,
-        ssh: &ssh,
-        allow,
-    };
-    let solution = match solver.solve(&solve) {
-        Ok(solution) => solution,
-        Err(error) => {
-            progress.finish();
-            let cause = match &error {
-                EngineError::Step { op, vertex, source } => {
-                    let cause = super::images::error_chain(source.as_ref());
-                    // BuildKit's failure summary: the step, then where it is in the Dockerfile.
-                    let mut text = format!("------\n > {vertex}:\n");
-                    for line in progress.tail(*op) {
-                        let _ = writeln!(text, "{line}");
-                    }
-                    text.push_str("------\n");
-                    if let Some(span) = plan.ops.get(*op).and_then(|o| o.span) {
-                        text.push_str(&source_excerpt(
-                            &checked.source.name,
-                            &checked.source.text,
-                            span.start_line,
-                            span.end_line,
-                        ));
-                    }
-                    if mode != progress::Mode::Quiet {
-                        let _ = io::stderr().lock().write_all(text.as_bytes());
-                    }
-                    cause
-                }
-                other => super::images::error_chain(other),
-            };
-            return build_error(&format!("failed to solve: {cause}"));
-        }
-    };
-    let request = ExportRequest {
-        tags: &tags,
-        outputs: &outputs,
-        source_date_epoch,
-        registry: &make_client,
-        scratch: &solver.scratch,
-    };
-    let exported = hoist_engine::export(
-        &store,
-        &plan,
-        &solution,
-        &request,
-        &reporter,
-        &mut io::stdout(),
-    );
-    progress.warnings(
-        &findings
-            .iter()
-            .map(|finding| progress::Warning {
-                vertex: definition_vertex.clone(),
-                short: format!(
-                    "{}: {} (line {})",
-                    finding.rule.name(),
-                    finding.message,
-                    finding.span.start_line
-                ),
-                url: finding.url.to_string(),
-            })
-            .collect::<Vec<_>>(),
-    );
-    progress.finish();
-    let exported = match exported {
-        Ok(exported) => exported,
-        Err(error) => return build_error(&super::images::error_chain(&error)),
-    };
-    if let Some(path) = &args.iidfile
-        && let Err(error) = std::fs::write(path, exported.image.id.to_string())
-    {
-        return build_error(&format!("failed to write {}: {error}", path.display()));
-    }
-    if let Some(path) = &args.metadata_file {
-        let text = serde_json::to_string_pretty(&exported.metadata())
-            .expect("a JSON value always serializes");
-        if let Err(error) = std::fs::write(path, text) {
-            return build_error(&format!("failed to write {}: {error}", path.display()));
-        }
-    }
-    if !findings.is_empty() && mode != progress::Mode::Quiet && mode != progress::Mode::RawJson {
-        let _ = io::stderr()
-            .lock()
-            .write_all(check_summary(&findings).as_bytes());
-    }
-    if mode == progress::Mode::Quiet {
-        let _ = writeln!(io::stdout().lock(), "{}", exported.image.id);
-    }
-    ExitCode::SUCCESS
-}
-
-/// A vertex of the CLI's own (loading the Dockerfile, the ignore file): started, one finished status, done.
-fn internal_step(reporter: &dyn Reporter, vertex: &Vertex, status: String) {
-    reporter.on_vertex_start(vertex);
-    reporter.on_vertex_status(
-        vertex,
-        &VertexStatus {
-            id: status,
-            current: 0,
-            total: 0,
-            elapsed: Duration::ZERO,
-            done: true,
-        },
-    );
-    reporter.on_vertex_done(vertex, Duration::ZERO);
 }
 
 /// buildx's end-of-build summary of the checks: ` N warnings found …:` and ` - Rule: message (line N)`.

@@ -49,7 +49,7 @@ pub(crate) fn run(root: Option<&Path>, args: &LintArgs) -> ExitCode {
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let findings = checked.lint(root, args.input.target.as_deref(), RuleSet::All);
+    let findings = checked.lint(hoist_engine::existing_store(root).as_ref(), RuleSet::All);
     let name = &checked.source.name;
     let out = match args.format {
         Format::Text => render_text(
