@@ -148,7 +148,7 @@ impl BuildRequest {
             .iter()
             .map(|spec| OutputSpec::parse(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BuildFailure::Option(Box::new(e)))?;
+            .map_err(|e| BuildFailure::InvalidOption(Box::new(e)))?;
         if self.load {
             // buildx: `--load` is `--output type=docker`.
             outputs.push(OutputSpec::Load { names: Vec::new() });
@@ -181,11 +181,11 @@ impl BuildRequest {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let secrets = read_secrets(&self.secrets, &|name| self.env.get(name).cloned())
-            .map_err(|e| BuildFailure::Option(Box::new(e)))?;
-        let allow =
-            Entitlements::parse(&self.allow).map_err(|e| BuildFailure::Option(Box::new(e)))?;
+            .map_err(|e| BuildFailure::InvalidOption(Box::new(e)))?;
+        let allow = Entitlements::parse(&self.allow)
+            .map_err(|e| BuildFailure::InvalidOption(Box::new(e)))?;
         let ssh = SshAgents::from_specs(&self.ssh, &self.scratch)
-            .map_err(|e| BuildFailure::Option(Box::new(e)))?;
+            .map_err(|e| BuildFailure::InvalidOption(Box::new(e)))?;
 
         let mut request = PlanRequest::new(checked.file.clone());
         request.target = input.target.clone();
@@ -195,7 +195,7 @@ impl BuildRequest {
             &mut request.build_args,
             self.env.get(SOURCE_DATE_EPOCH).cloned(),
         )
-        .map_err(|e| BuildFailure::Option(Box::new(e)))?;
+        .map_err(|e| BuildFailure::InvalidOption(Box::new(e)))?;
         if let Some(platform) = &self.platform {
             request.target_platform =
                 Some(
@@ -519,7 +519,7 @@ pub enum BuildFailure {
     Load(LoadError),
     /// An option's value is invalid: `--output`, `--secret`, `--allow`, `--ssh`, `SOURCE_DATE_EPOCH`.
     #[error(transparent)]
-    Option(Box<EngineError>),
+    InvalidOption(Box<EngineError>),
     /// A `-t` name is invalid.
     #[error("invalid tag {tag:?}: {reason}")]
     Tag {

@@ -380,7 +380,7 @@ fn report_failure(
         BuildFailure::Export(error) => build_error(&super::images::error_chain(error)),
         BuildFailure::StdinTwice
         | BuildFailure::StdinContext { .. }
-        | BuildFailure::Option(_)
+        | BuildFailure::InvalidOption(_)
         | BuildFailure::Tag { .. }
         | BuildFailure::Platform { .. }
         | BuildFailure::BuildContext { .. }
