@@ -28,6 +28,11 @@ pub enum RootFs {
         upper: PathBuf,
         /// overlayfs's work directory.
         work: PathBuf,
+        /// The upper directory is scratch, thrown away with the container (every [`Snapshot`](crate::Snapshot)'s
+        /// is): mount with overlayfs's `volatile` option, so unmounting does not sync the whole file system that
+        /// holds it (Linux 5.10+; where the kernel lacks the option the overlay is mounted without it). After a
+        /// crash such an upper directory cannot be mounted again, which does not matter for scratch.
+        volatile: bool,
     },
 }
 
@@ -234,6 +239,7 @@ impl Container {
             user_namespace: sync.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
             single_id: id_maps.as_ref().is_some_and(IdMaps::is_single),
         };
+        crate::plan::clear_volatile_marker(&self.rootfs)?;
         let plan = Plan::build(self, &root, &etc, start)?;
         let listeners = self
             .ports

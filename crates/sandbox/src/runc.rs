@@ -263,6 +263,7 @@ impl Container {
             RootFs::Overlay { .. } => {
                 let target = state.path().join("rootfs");
                 std::fs::create_dir(&target).map_err(prepare("create", &target))?;
+                crate::plan::clear_volatile_marker(&self.rootfs)?;
                 let overlay = OverlayMount::new(&self.rootfs, &target, false)?;
                 (target, overlay)
             }

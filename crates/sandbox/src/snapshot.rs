@@ -289,6 +289,10 @@ impl Snapshot {
                 lower: self.lower.clone(),
                 upper: self.upper(),
                 work: self.scratch.path().join("work"),
+                // The scratch directory goes when the snapshot is dropped (or, after a crash, with
+                // `remove_stale`), and the diff is read through the page cache: nothing needs the upper
+                // directory on disk, so unmounting need not sync the file system.
+                volatile: true,
             },
             SnapshotKind::Copy => RootFs::Directory(self.copied_root()),
         }

@@ -428,18 +428,24 @@ const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// Mounts an overlay root: with the new mount API when the kernel has `lowerdir+` (no limit on the number of
-/// layers), else with `mount(2)` and the option string.
+/// layers), else with `mount(2)` and the option string, and without `volatile` if the kernel refuses it (before
+/// 5.10; every kernel with `lowerdir+` has it).
 fn mount_overlay(overlay: &OverlayMount) -> Result<(), i32> {
-    match mount_overlay_fsconfig(overlay) {
-        Ok(()) => Ok(()),
-        Err(_) => mount(
+    let legacy = |options: &CStr| {
+        mount(
             Some(c"overlay"),
             &overlay.target,
             Some(c"overlay"),
             0,
-            Some(&overlay.legacy),
-        ),
-    }
+            Some(options),
+        )
+    };
+    mount_overlay_fsconfig(overlay)
+        .or_else(|_| legacy(&overlay.legacy))
+        .or_else(|error| match &overlay.legacy_without_volatile {
+            Some(plain) if error == libc::EINVAL => legacy(plain),
+            _ => Err(error),
+        })
 }
 
 fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
@@ -476,6 +482,9 @@ fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
         set(c"workdir", Some(&overlay.work))?;
         if overlay.userxattr {
             set(c"userxattr", None)?;
+        }
+        if overlay.volatile {
+            set(c"volatile", None)?;
         }
         // SAFETY: `fs` is the fsopen descriptor; the command takes no key or value.
         let rc = unsafe {

@@ -293,6 +293,34 @@ fn changes_become_a_layer_with_whiteouts() {
 }
 
 #[test]
+fn a_snapshot_root_is_mounted_volatile_and_its_changes_still_make_the_layer() {
+    let fixture = Fixture::new();
+    let snapshot = fixture.snapshot_of(SnapshotKind::Overlay);
+    // The root's line in mountinfo ends with the super block options, where overlayfs lists `volatile`
+    // (`fsync=volatile` since Linux 6.6). The same snapshot mounts again for a second run.
+    for script in [
+        "grep ' / / ' /proc/self/mountinfo; echo kept > /written",
+        "grep ' / / ' /proc/self/mountinfo; cat /written",
+    ] {
+        let (status, out) = run(&fixture.container(&snapshot, script));
+        assert_eq!(status, ExitStatus::Exited(0), "{out}");
+        let super_options = out.lines().next().unwrap_or_default().rsplit(' ').next();
+        assert!(
+            super_options
+                .unwrap_or_default()
+                .split(',')
+                .any(|o| matches!(o, "volatile" | "fsync=volatile")),
+            "{out}"
+        );
+    }
+    assert!(layer_names(&snapshot).iter().any(|n| n == "written"));
+    assert_eq!(
+        fs::read_to_string(snapshot.upper().join("written")).unwrap(),
+        "kept\n"
+    );
+}
+
+#[test]
 fn a_layer_whiteout_hides_the_file_in_the_next_snapshot() {
     let fixture = Fixture::new();
     for kind in [SnapshotKind::Overlay, SnapshotKind::Copy] {
