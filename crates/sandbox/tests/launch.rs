@@ -13,7 +13,7 @@ use hoist_archive::{ImportOptions, import};
 use hoist_oci::Store;
 use hoist_sandbox::launch::{self, LaunchError, RunReporter, RunRequest};
 use hoist_sandbox::{ContainerState, ContainerStore, LogStream, Stdio, control};
-use hoist_testkit::BusyboxRootfs;
+use hoist_testkit::{BusyboxRootfs, wait_until};
 
 const APPLETS: &[&str] = &[
     "sh", "id", "echo", "cat", "pwd", "sleep", "env", "touch", "test",
@@ -316,6 +316,10 @@ fn launch_detaches_a_recorded_container_with_its_log() {
     assert_eq!(error.exit_code(), 125);
     assert!(error.to_string().contains("is already in use"), "{error}");
 
+    // Both streams are logged before the container is stopped (each has its own copier thread).
+    wait_until(10, "out and err in the log", || {
+        log_of(&containers, &id).len() == 2
+    });
     control::stop(&containers, "web", None, Some(Duration::from_secs(10))).unwrap();
     let stopped = containers.find(&id).unwrap();
     assert_eq!(stopped.state, ContainerState::Exited);
@@ -338,14 +342,13 @@ fn launch_detaches_a_recorded_container_with_its_log() {
         },
     )
     .unwrap();
-    assert_eq!(
-        lines,
-        [
-            (LogStream::Stdout, "out\n".to_owned()),
-            (LogStream::Stderr, "err\n".to_owned()),
-            (LogStream::Stdout, "bye\n".to_owned()),
-        ]
-    );
+    let stream = |wanted: LogStream| -> Vec<&str> {
+        let lines = lines.iter().filter(|(stream, _)| *stream == wanted);
+        lines.map(|(_, line)| line.as_str()).collect()
+    };
+    assert_eq!(stream(LogStream::Stdout), ["out\n", "bye\n"], "{lines:?}");
+    assert_eq!(stream(LogStream::Stderr), ["err\n"], "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     let mut last = Vec::new();
     control::read_log(
         &containers,
@@ -363,6 +366,17 @@ fn launch_detaches_a_recorded_container_with_its_log() {
     control::remove(&containers, "web", false).unwrap();
     assert!(containers.find("web").is_err());
     assert!(!containers.container_dir(&id).exists());
+}
+
+/// Every line of a container's log so far.
+fn log_of(containers: &ContainerStore, id: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    control::read_log(containers, id, control::Tail::All, false, |entries| {
+        lines.extend(entries.iter().map(|entry| entry.log.clone()));
+        Ok(())
+    })
+    .unwrap();
+    lines
 }
 
 #[test]
