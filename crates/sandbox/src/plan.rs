@@ -319,28 +319,24 @@ impl Plan {
         }
 
         let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        inside.push(Op::Mkdir {
-            path: at("/proc")?,
-            mode: 0o555,
-        });
-        inside.push(Op::Mount {
-            source: host("proc")?,
-            target: at("/proc")?,
-            fstype: host("proc")?,
-            flags: nosuid_nodev_noexec,
-            data: None,
-        });
-        inside.push(Op::Mkdir {
-            path: at("/dev")?,
-            mode: 0o755,
-        });
-        inside.push(Op::Mount {
-            source: host("tmpfs")?,
-            target: at("/dev")?,
-            fstype: host("tmpfs")?,
-            flags: libc::MS_NOSUID | libc::MS_STRICTATIME | if nodev { libc::MS_NODEV } else { 0 },
-            data: Some(host("mode=755,size=65536k")?),
-        });
+        mount_new(
+            &mut inside,
+            at("/proc")?,
+            0o555,
+            "proc",
+            "proc",
+            nosuid_nodev_noexec,
+            None,
+        )?;
+        mount_new(
+            &mut inside,
+            at("/dev")?,
+            0o755,
+            "tmpfs",
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_STRICTATIME | if nodev { libc::MS_NODEV } else { 0 },
+            Some("mode=755,size=65536k"),
+        )?;
         let extra: &[&str] = if privileged { PRIVILEGED_DEVICES } else { &[] };
         let present = |device: &&&str| Path::new("/dev").join(device).exists();
         for device in DEVICES.iter().chain(extra.iter().filter(present)) {
@@ -364,43 +360,37 @@ impl Plan {
                 false,
             );
         }
-        inside.push(Op::Mkdir {
-            path: at("/dev/pts")?,
-            mode: 0o755,
-        });
-        inside.push(Op::Mount {
-            source: host("devpts")?,
-            target: at("/dev/pts")?,
-            fstype: host("devpts")?,
-            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
-            data: Some(host("newinstance,ptmxmode=0666,mode=0620")?),
-        });
+        mount_new(
+            &mut inside,
+            at("/dev/pts")?,
+            0o755,
+            "devpts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )?;
         inside.push(Op::Symlink {
             target: host("pts/ptmx")?,
             link: at("/dev/ptmx")?,
         });
-        inside.push(Op::Mkdir {
-            path: at("/dev/shm")?,
-            mode: 0o1777,
-        });
-        inside.push(Op::Mount {
-            source: host("shm")?,
-            target: at("/dev/shm")?,
-            fstype: host("tmpfs")?,
-            flags: nosuid_nodev_noexec,
-            data: Some(host("mode=1777,size=65536k")?),
-        });
-        inside.push(Op::Mkdir {
-            path: at("/dev/mqueue")?,
-            mode: 0o755,
-        });
-        inside.push(Op::Mount {
-            source: host("mqueue")?,
-            target: at("/dev/mqueue")?,
-            fstype: host("mqueue")?,
-            flags: nosuid_nodev_noexec,
-            data: None,
-        });
+        mount_new(
+            &mut inside,
+            at("/dev/shm")?,
+            0o1777,
+            "shm",
+            "tmpfs",
+            nosuid_nodev_noexec,
+            Some("mode=1777,size=65536k"),
+        )?;
+        mount_new(
+            &mut inside,
+            at("/dev/mqueue")?,
+            0o755,
+            "mqueue",
+            "mqueue",
+            nosuid_nodev_noexec,
+            None,
+        )?;
         for (link, target) in [
             ("/dev/fd", "/proc/self/fd"),
             ("/dev/stdin", "/proc/self/fd/0"),
@@ -581,6 +571,32 @@ impl Plan {
     }
 }
 
+/// Mounts a file system of the container's own (`proc`, `tmpfs`, `devpts`, `mqueue`: `source`, `fstype`, `MS_*`
+/// `flags` and option string `data`) on `target`, after creating the directory (`mode`) it goes on. Both use the
+/// container path, after `pivot_root`.
+fn mount_new(
+    inside: &mut Vec<Op>,
+    target: CString,
+    mode: libc::mode_t,
+    source: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), Error> {
+    inside.push(Op::Mkdir {
+        path: target.clone(),
+        mode,
+    });
+    inside.push(Op::Mount {
+        source: cstring(source, "path")?,
+        target,
+        fstype: cstring(fstype, "path")?,
+        flags,
+        data: data.map(|data| cstring(data, "path")).transpose()?,
+    });
+    Ok(())
+}
+
 /// A host mount tree cloned before `pivot_root` (into `detached`) and attached on `target` after it (in `inside`).
 fn bind(
     detached: &mut Vec<Op>,
@@ -633,12 +649,8 @@ pub(crate) struct OverlayMount {
     pub(crate) upper: CString,
     pub(crate) work: CString,
     pub(crate) userxattr: bool,
-    /// Mounted with `volatile` (see [`RootFs::Overlay`]).
-    pub(crate) volatile: bool,
-    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr][,volatile]` for `mount(2)`.
+    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr]` for `mount(2)`.
     pub(crate) legacy: CString,
-    /// The same without `volatile`, for kernels older than 5.10 (`None` when not volatile).
-    pub(crate) legacy_without_volatile: Option<CString>,
 }
 
 impl OverlayMount {
@@ -648,20 +660,10 @@ impl OverlayMount {
         target: &Path,
         userxattr: bool,
     ) -> Result<Option<OverlayMount>, Error> {
-        let RootFs::Overlay {
-            lower,
-            upper,
-            work,
-            volatile,
-        } = rootfs
-        else {
+        let RootFs::Overlay { lower, upper, work } = rootfs else {
             return Ok(None);
         };
         let legacy = overlay_options(rootfs, userxattr).expect("an overlay root");
-        let legacy_without_volatile = match legacy.strip_suffix(",volatile") {
-            Some(plain) if *volatile => Some(cstring(plain.to_owned(), "overlay options")?),
-            _ => None,
-        };
         Ok(Some(OverlayMount {
             target: path_cstring(target)?,
             lower: lower
@@ -672,49 +674,15 @@ impl OverlayMount {
             upper: path_cstring(upper)?,
             work: path_cstring(work)?,
             userxattr,
-            volatile: *volatile,
             legacy: cstring(legacy, "overlay options")?,
-            legacy_without_volatile,
         }))
     }
 }
 
-/// Lets a volatile overlay root be mounted again. overlayfs leaves `work/incompat/volatile` in its work directory
-/// and refuses another mount while that is there, in case the system crashed in between and the upper directory
-/// lost data. A volatile upper is a [`Snapshot`](crate::Snapshot)'s scratch, which lives no longer than its
-/// process (after a crash `Snapshot::remove_stale` deletes it): another run on the same snapshot always follows a
-/// clean unmount, so the marker can go.
-pub(crate) fn clear_volatile_marker(rootfs: &RootFs) -> Result<(), Error> {
-    let RootFs::Overlay {
-        work,
-        volatile: true,
-        ..
-    } = rootfs
-    else {
-        return Ok(());
-    };
-    let marker = work.join("work/incompat/volatile");
-    match std::fs::remove_dir_all(&marker) {
-        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(Error::Prepare {
-            action: "remove",
-            path: marker,
-            source,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
-/// `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`,
-/// and `volatile` (last) for a scratch upper directory.
+/// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
 pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
-    let RootFs::Overlay {
-        lower,
-        upper,
-        work,
-        volatile,
-    } = rootfs
-    else {
+    let RootFs::Overlay { lower, upper, work } = rootfs else {
         return None;
     };
     let lower: Vec<String> = lower
@@ -730,9 +698,6 @@ pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<S
     );
     if user_namespace {
         data.push_str(",userxattr");
-    }
-    if *volatile {
-        data.push_str(",volatile");
     }
     Some(data)
 }
@@ -935,28 +900,6 @@ mod tests {
     }
 
     #[test]
-    fn a_scratch_upper_is_mounted_volatile_with_a_plain_fallback() {
-        let rootfs = RootFs::Overlay {
-            lower: vec!["/l1".into()],
-            upper: "/u".into(),
-            work: "/w".into(),
-            volatile: true,
-        };
-        let overlay = OverlayMount::new(&rootfs, Path::new("/mnt/root"), false)
-            .unwrap()
-            .unwrap();
-        assert!(overlay.volatile);
-        assert_eq!(
-            overlay.legacy.to_str().unwrap(),
-            "lowerdir=/l1,upperdir=/u,workdir=/w,volatile"
-        );
-        assert_eq!(
-            overlay.legacy_without_volatile.as_deref(),
-            Some(c"lowerdir=/l1,upperdir=/u,workdir=/w")
-        );
-    }
-
-    #[test]
     fn rootless_waits_for_id_maps_first_and_skips_denied_setgroups() {
         let mut rootless = container(Network::None);
         rootless.user = User::default();
@@ -964,7 +907,6 @@ mod tests {
             lower: vec!["/l1".into(), "/l2".into()],
             upper: "/u".into(),
             work: "/w".into(),
-            volatile: false,
         };
         let start = StartOptions {
             user_namespace: Some((7, 8)),
@@ -984,8 +926,6 @@ mod tests {
             overlay.legacy.to_str().unwrap(),
             "lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr"
         );
-        assert!(!overlay.volatile);
-        assert_eq!(overlay.legacy_without_volatile, None);
         assert!(plan.ops.iter().any(|op| matches!(
             op,
             Op::SetIds {
