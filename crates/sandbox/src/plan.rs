@@ -649,8 +649,12 @@ pub(crate) struct OverlayMount {
     pub(crate) upper: CString,
     pub(crate) work: CString,
     pub(crate) userxattr: bool,
-    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr]` for `mount(2)`.
+    /// Mounted with `volatile` (see [`RootFs::Overlay`]).
+    pub(crate) volatile: bool,
+    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr][,volatile]` for `mount(2)`.
     pub(crate) legacy: CString,
+    /// The same without `volatile`, for kernels older than 5.10 (`None` when not volatile).
+    pub(crate) legacy_without_volatile: Option<CString>,
 }
 
 impl OverlayMount {
@@ -660,10 +664,20 @@ impl OverlayMount {
         target: &Path,
         userxattr: bool,
     ) -> Result<Option<OverlayMount>, Error> {
-        let RootFs::Overlay { lower, upper, work } = rootfs else {
+        let RootFs::Overlay {
+            lower,
+            upper,
+            work,
+            volatile,
+        } = rootfs
+        else {
             return Ok(None);
         };
         let legacy = overlay_options(rootfs, userxattr).expect("an overlay root");
+        let legacy_without_volatile = match legacy.strip_suffix(",volatile") {
+            Some(plain) if *volatile => Some(cstring(plain.to_owned(), "overlay options")?),
+            _ => None,
+        };
         Ok(Some(OverlayMount {
             target: path_cstring(target)?,
             lower: lower
@@ -674,15 +688,49 @@ impl OverlayMount {
             upper: path_cstring(upper)?,
             work: path_cstring(work)?,
             userxattr,
+            volatile: *volatile,
             legacy: cstring(legacy, "overlay options")?,
+            legacy_without_volatile,
         }))
     }
 }
 
+/// Lets a volatile overlay root be mounted again. overlayfs leaves `work/incompat/volatile` in its work directory
+/// and refuses another mount while that is there, in case the system crashed in between and the upper directory
+/// lost data. A volatile upper is a [`Snapshot`](crate::Snapshot)'s scratch, which lives no longer than its
+/// process (after a crash `Snapshot::remove_stale` deletes it): another run on the same snapshot always follows a
+/// clean unmount, so the marker can go.
+pub(crate) fn clear_volatile_marker(rootfs: &RootFs) -> Result<(), Error> {
+    let RootFs::Overlay {
+        work,
+        volatile: true,
+        ..
+    } = rootfs
+    else {
+        return Ok(());
+    };
+    let marker = work.join("work/incompat/volatile");
+    match std::fs::remove_dir_all(&marker) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(Error::Prepare {
+            action: "remove",
+            path: marker,
+            source,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
-/// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`.
+/// `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`,
+/// and `volatile` (last) for a scratch upper directory.
 pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
-    let RootFs::Overlay { lower, upper, work } = rootfs else {
+    let RootFs::Overlay {
+        lower,
+        upper,
+        work,
+        volatile,
+    } = rootfs
+    else {
         return None;
     };
     let lower: Vec<String> = lower
@@ -698,6 +746,9 @@ pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<S
     );
     if user_namespace {
         data.push_str(",userxattr");
+    }
+    if *volatile {
+        data.push_str(",volatile");
     }
     Some(data)
 }
@@ -900,6 +951,28 @@ mod tests {
     }
 
     #[test]
+    fn a_scratch_upper_is_mounted_volatile_with_a_plain_fallback() {
+        let rootfs = RootFs::Overlay {
+            lower: vec!["/l1".into()],
+            upper: "/u".into(),
+            work: "/w".into(),
+            volatile: true,
+        };
+        let overlay = OverlayMount::new(&rootfs, Path::new("/mnt/root"), false)
+            .unwrap()
+            .unwrap();
+        assert!(overlay.volatile);
+        assert_eq!(
+            overlay.legacy.to_str().unwrap(),
+            "lowerdir=/l1,upperdir=/u,workdir=/w,volatile"
+        );
+        assert_eq!(
+            overlay.legacy_without_volatile.as_deref(),
+            Some(c"lowerdir=/l1,upperdir=/u,workdir=/w")
+        );
+    }
+
+    #[test]
     fn rootless_waits_for_id_maps_first_and_skips_denied_setgroups() {
         let mut rootless = container(Network::None);
         rootless.user = User::default();
@@ -907,6 +980,7 @@ mod tests {
             lower: vec!["/l1".into(), "/l2".into()],
             upper: "/u".into(),
             work: "/w".into(),
+            volatile: false,
         };
         let start = StartOptions {
             user_namespace: Some((7, 8)),
@@ -926,6 +1000,8 @@ mod tests {
             overlay.legacy.to_str().unwrap(),
             "lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr"
         );
+        assert!(!overlay.volatile);
+        assert_eq!(overlay.legacy_without_volatile, None);
         assert!(plan.ops.iter().any(|op| matches!(
             op,
             Op::SetIds {
