@@ -33,7 +33,10 @@ pub use error::Error;
 pub use import::{ImportOptions, ImportedImage, import};
 pub use load::{ArchiveFormat, LoadReport, LoadedImage, load, load_path};
 pub use output::OutputFile;
-pub use save::{SaveFormat, SaveReport, SavedImage, save_archive, save_archive_file, save_oci_dir};
+pub use save::{
+    SaveFormat, SaveReport, SavedImage, save_archive, save_archive_file, save_oci_archive,
+    save_oci_dir,
+};
 
 mod change;
 mod contents;

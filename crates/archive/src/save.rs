@@ -16,7 +16,8 @@ use oci_spec::image::{
 use hoist_layer::{Decompressor, DigestReader};
 use hoist_oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
 use hoist_oci::{
-    Digest, Image, Lookup, Reference, Store, digest_from_oci, encode_index, encode_manifest,
+    Digest, Image, LayerCompression, Lookup, Reference, Store, digest_from_oci, encode_index,
+    encode_manifest,
 };
 
 use crate::Error;
@@ -34,7 +35,9 @@ pub enum SaveFormat {
     /// Docker ≥ 25 shape: also a valid OCI image layout, with uncompressed layers named by their diffIDs.
     #[default]
     Docker,
-    /// An OCI image layout with the blobs exactly as stored (compressed layers, the stored manifest).
+    /// An OCI image layout with gzip layers, as a push sends them: layers stored uncompressed (built ones) are
+    /// compressed once and the variant remembered ([`Store::compressed_image`]); compressed ones are copied as
+    /// stored. The config, and so the image ID, is the stored one. [`save_oci_archive`] takes other compressions.
     Oci,
 }
 
@@ -61,12 +64,29 @@ pub fn save_archive(
     format: SaveFormat,
     writer: impl Write,
 ) -> Result<SaveReport, Error> {
-    let selected = select(store, specs)?;
-    let mut out = TarOut::new(writer, PathBuf::from("<output>"));
     match format {
-        SaveFormat::Docker => write_docker(store, &selected, &mut out)?,
-        SaveFormat::Oci => write_oci(store, &selected, &mut out, None)?,
+        SaveFormat::Docker => {
+            let selected = select(store, specs, None)?;
+            let mut out = TarOut::new(writer, PathBuf::from("<output>"));
+            write_docker(store, &selected, &mut out)?;
+            out.finish()?;
+            Ok(report(&selected))
+        }
+        SaveFormat::Oci => save_oci_archive(store, specs, &LayerCompression::default(), writer),
     }
+}
+
+/// Writes the images named by `specs` as an OCI image layout tar to `writer`, their layers compressed as
+/// `compression` says (BuildKit's `type=oci,compression=…,compression-level=…,force-compression=…`).
+pub fn save_oci_archive(
+    store: &Store,
+    specs: &[String],
+    compression: &LayerCompression,
+    writer: impl Write,
+) -> Result<SaveReport, Error> {
+    let selected = select(store, specs, Some(compression))?;
+    let mut out = TarOut::new(writer, PathBuf::from("<output>"));
+    write_oci(store, &selected, &mut out, None)?;
     out.finish()?;
     Ok(report(&selected))
 }
@@ -80,7 +100,12 @@ pub fn save_archive_file(
     format: SaveFormat,
     path: &Path,
 ) -> Result<SaveReport, Error> {
-    let selected = select(store, specs)?;
+    let compression = LayerCompression::default();
+    let selected = select(
+        store,
+        specs,
+        (format == SaveFormat::Oci).then_some(&compression),
+    )?;
     let wrap = |source| Error::WriteOutput {
         path: path.to_owned(),
         source,
@@ -108,9 +133,9 @@ pub fn save_archive_file(
 
 /// Writes an OCI image layout into the directory `dir`, creating it if needed. An existing layout is added to, as
 /// `skopeo copy … oci:DIR` does: blobs already there are kept, and `index.json` entries with the same name are
-/// replaced. `index.json` is written last and atomically.
+/// replaced. `index.json` is written last and atomically. Layers are gzip, as in [`SaveFormat::Oci`].
 pub fn save_oci_dir(store: &Store, specs: &[String], dir: &Path) -> Result<SaveReport, Error> {
-    let selected = select(store, specs)?;
+    let selected = select(store, specs, Some(&LayerCompression::default()))?;
     let existing = existing_layout(dir)?;
     let mut out = DirOut {
         root: dir.to_owned(),
@@ -129,8 +154,13 @@ struct Selected {
 }
 
 /// Resolves the specs to images; several specs naming one image give one image with all their names, as `docker
-/// save` does. An image selected by ID gets no name.
-fn select(store: &Store, specs: &[String]) -> Result<Vec<Selected>, Error> {
+/// save` does. An image selected by ID gets no name. With `compression`, each image is its variant with layers
+/// compressed so (an OCI layout's).
+fn select(
+    store: &Store,
+    specs: &[String],
+    compression: Option<&LayerCompression>,
+) -> Result<Vec<Selected>, Error> {
     let mut selected: Vec<Selected> = Vec::new();
     for spec in specs {
         let found = store.find_image(spec)?;
@@ -146,7 +176,12 @@ fn select(store: &Store, specs: &[String]) -> Result<Vec<Selected>, Error> {
             }
             continue;
         }
-        let image = store.load_image(&found.record.target.to_descriptor())?;
+        let target = found.record.target.to_descriptor();
+        let target = match compression {
+            Some(compression) => store.compressed_image(&target, compression)?,
+            None => target,
+        };
+        let image = store.load_image(&target)?;
         selected.push(Selected {
             image,
             names: name.into_iter().collect(),

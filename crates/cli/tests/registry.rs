@@ -692,3 +692,127 @@ fn pulled_diff_ids_are_verified_at_first_unpack() {
     );
     hoist.ok("honest", &["check"]);
 }
+
+/// The store's manifest of `reference` (parsed), read from the store's files.
+fn stored_manifest(store: &std::path::Path, reference: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("references-v1.json")).unwrap()).unwrap();
+    let target = index["references"][reference].as_str().unwrap();
+    let manifest = index["images"][target]["manifest"].as_str().unwrap();
+    let hex = manifest.strip_prefix("sha256:").unwrap();
+    serde_json::from_slice(&std::fs::read(store.join("blobs-v1/sha256").join(hex)).unwrap())
+        .unwrap()
+}
+
+fn blob_count(store: &std::path::Path) -> usize {
+    std::fs::read_dir(store.join("blobs-v1/sha256"))
+        .unwrap()
+        .count()
+}
+
+fn layer_media_types(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn built_layers_are_plain_tars_and_pushes_send_them_compressed() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    if !require_tool("skopeo") {
+        return;
+    }
+    let hoist = Hoist::new();
+    let context = hoist.dir.path().join("context");
+    std::fs::create_dir_all(context.join("data")).unwrap();
+    std::fs::write(
+        context.join("data/text.txt"),
+        "a layer that gzip makes much smaller\n".repeat(20_000),
+    )
+    .unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY data /data\nWORKDIR /work\n",
+    )
+    .unwrap();
+    let ctx = context.to_str().unwrap();
+    hoist.ok("a", &["build", "-q", "-t", "built:1", ctx]);
+    let store = hoist.dir.path().join("a");
+    let id = hoist.image_id("a", "built:1");
+
+    // In the store: plain tars, each named by its diffID.
+    let manifest = stored_manifest(&store, "built:1");
+    let plain = "application/vnd.oci.image.layer.v1.tar";
+    assert_eq!(layer_media_types(&manifest), [plain, plain]);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            store
+                .join("blobs-v1/sha256")
+                .join(id.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (layer, diff_id) in manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+    {
+        assert_eq!(layer["digest"], *diff_id);
+    }
+
+    // The push sends gzip layers under the same config (image ID).
+    let remote = format!("{}/lazy/built:1", registry.addr);
+    let digest = pushed_digest(&hoist.ok("a", &["push", "-q", "built:1", "--tag", &remote]));
+    let raw = skopeo_inspect(&remote, true);
+    let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+    assert_eq!(layer_media_types(&raw), [gzip, gzip]);
+    assert_eq!(raw["config"]["digest"], id.as_str());
+    let pushed_text_layer = raw["layers"][0]["size"].as_u64().unwrap();
+    assert!(pushed_text_layer < manifest["layers"][0]["size"].as_u64().unwrap() / 10);
+    // The store still names the plain manifest.
+    assert_eq!(stored_manifest(&store, "built:1"), manifest);
+
+    // A second push reuses the recorded variants: no new blob, the same digest.
+    let blobs = blob_count(&store);
+    let again = format!("{}/lazy/again:1", registry.addr);
+    let digest_again = pushed_digest(&hoist.ok("a", &["push", "-q", "built:1", "--tag", &again]));
+    assert_eq!(digest_again, digest);
+    assert_eq!(blob_count(&store), blobs);
+
+    // BuildKit's exporter options: zstd and uncompressed.
+    for (compression, media_type) in [
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("uncompressed", plain),
+    ] {
+        let name = format!("{}/lazy/built:{compression}", registry.addr);
+        let output = format!("type=registry,name={name},compression={compression}");
+        hoist.ok("a", &["build", "-q", "--output", &output, ctx]);
+        let raw = skopeo_inspect(&name, true);
+        assert_eq!(layer_media_types(&raw), [media_type, media_type], "{raw}");
+        assert_eq!(raw["config"]["digest"], id.as_str());
+    }
+
+    // An OCI tarball has gzip layers too, and skopeo reads it.
+    let oci = hoist.dir.path().join("image-oci.tar");
+    let output = format!("type=oci,dest={}", oci.display());
+    hoist.ok("a", &["build", "-q", "--output", &output, ctx]);
+    let archive = format!("oci-archive:{}", oci.display());
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &archive])).unwrap();
+    assert_eq!(layer_media_types(&raw), [gzip, gzip]);
+    assert_eq!(raw["config"]["digest"], id.as_str());
+    // The same variants as the push: the same manifest digest.
+    let inspected: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", &archive])).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    let copied = hoist.dir.path().join("copied");
+    skopeo(&["copy", &archive, &format!("dir:{}", copied.display())]);
+    assert!(copied.join("manifest.json").is_file());
+}

@@ -166,6 +166,7 @@ impl BuildRequest {
                 outputs.push(OutputSpec::Image {
                     names: Vec::new(),
                     push: true,
+                    compression: Default::default(),
                 });
             }
         }

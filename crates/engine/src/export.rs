@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use hoist_layer::{
-    ApplyOptions, CompressOptions, Compression, Decompressor, LayerBlobWriter, WriteOptions,
-    apply_layer,
-};
+use hoist_layer::{ApplyOptions, Compression, Decompressor, WriteOptions, apply_layer};
 use hoist_oci::oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
-use hoist_oci::{Digest, DigestExt, Expected, LayerInfo, ManifestFormat, Reference, Store};
+use hoist_oci::{
+    Digest, DigestExt, Expected, LayerCompression, LayerInfo, ManifestFormat, Reference, Store,
+};
 use hoist_plan::{BuildPlan, ImageConfig, Op, StageBase};
 use hoist_registry::{Client, Event, ImageReference, PushOptions, PushedImage};
 use serde_json::{Map, Value, json};
@@ -123,12 +122,12 @@ pub fn export_image_at(
     let descriptors: Vec<Descriptor> = layers
         .iter()
         .map(|l| {
-            let media_type = if format == ManifestFormat::Oci {
-                l.media_type.clone()
-            } else {
-                format
-                    .layer_media_type(hoist_layer::Compression::Gzip)
-                    .to_owned()
+            // The layer's own compression, in the manifest's family.
+            let media_type = match hoist_oci::classify(&MediaType::from(l.media_type.as_str())) {
+                hoist_oci::MediaKind::Layer(compression) => {
+                    format.layer_media_type(compression).to_owned()
+                }
+                _ => l.media_type.clone(),
             };
             DescriptorBuilder::default()
                 .media_type(MediaType::from(media_type.as_str()))
@@ -336,12 +335,15 @@ pub enum OutputSpec {
         /// `name=`: the image's names in Docker.
         names: Vec<String>,
     },
-    /// `type=oci,dest=FILE[,name=N]`: an OCI image layout tar.
+    /// `type=oci,dest=FILE[,name=N]`: an OCI image layout tar, its layers compressed (gzip unless `compression=`
+    /// says otherwise).
     Oci {
         /// Where it goes.
         dest: Destination,
         /// `name=`: the image's names in the layout's index.
         names: Vec<String>,
+        /// `compression=`, `compression-level=`, `force-compression=`.
+        compression: LayerCompression,
     },
     /// `type=image[,name=N][,push=true]` (the default), `type=registry[,name=N]` (= `type=image,push=true`): the
     /// store, under the names (or the `-t` tags), and with `push` their registries.
@@ -350,6 +352,9 @@ pub enum OutputSpec {
         names: Vec<String>,
         /// `push=true`: push to each name's registry.
         push: bool,
+        /// `compression=`, `compression-level=`, `force-compression=`: how layers are compressed for the push (the
+        /// store keeps built layers uncompressed).
+        compression: LayerCompression,
     },
 }
 
@@ -364,8 +369,9 @@ pub enum Destination {
 
 impl OutputSpec {
     /// Parses docker's `--output` syntax: CSV fields `type=T,dest=D,name=N,push=B` (a field in double quotes may
-    /// hold commas), a bare path (local) or `-` (tar to stdout). Unknown keys are ignored, as buildx passes them
-    /// to exporters that may not use them.
+    /// hold commas), a bare path (local) or `-` (tar to stdout). BuildKit's `compression=uncompressed|gzip|zstd`,
+    /// `compression-level=N` and `force-compression=B` apply to `image`/`registry` pushes and `oci` tarballs.
+    /// Unknown keys are ignored, as buildx passes them to exporters that may not use them.
     pub fn parse(spec: &str) -> Result<Self> {
         if !spec.contains('=') {
             return Ok(match spec {
@@ -377,6 +383,14 @@ impl OutputSpec {
         let mut dest = None;
         let mut names = Vec::new();
         let mut push = None;
+        let mut compression = LayerCompression::default();
+        let boolean = |key: &str, value: &str| match value {
+            "" | "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(EngineError::invalid(format!(
+                "invalid value {other:?} for {key} in --output {spec}"
+            ))),
+        };
         for field in csv_fields(spec)? {
             let (k, v) = field.split_once('=').unwrap_or((&field, ""));
             match k.trim() {
@@ -388,21 +402,48 @@ impl OutputSpec {
                         .filter(|n| !n.is_empty())
                         .map(str::to_owned),
                 ),
-                "push" => {
-                    push = Some(match v {
-                        "" | "true" | "1" => true,
-                        "false" | "0" => false,
+                "push" => push = Some(boolean("push", v)?),
+                "compression" => {
+                    compression.compression = match v {
+                        "uncompressed" => hoist_layer::Compression::None,
+                        "gzip" => hoist_layer::Compression::Gzip,
+                        "zstd" => hoist_layer::Compression::Zstd,
                         other => {
-                            return Err(EngineError::invalid(format!(
-                                "invalid value {other:?} for push in --output {spec}"
-                            )));
+                            return Err(EngineError::Unsupported {
+                                what: format!(
+                                    "compression={other} (use uncompressed, gzip or zstd)"
+                                ),
+                            });
                         }
-                    });
+                    };
                 }
+                "compression-level" => {
+                    compression.level = Some(v.parse().map_err(|_| {
+                        EngineError::invalid(format!(
+                            "invalid value {v:?} for compression-level in --output {spec}"
+                        ))
+                    })?);
+                }
+                "force-compression" => compression.force = boolean("force-compression", v)?,
                 _ => {}
             }
         }
         let kind = kind.unwrap_or_else(|| "local".to_owned());
+        if let Some(level) = compression.level {
+            let range = match compression.compression {
+                hoist_layer::Compression::Gzip => 0..=9,
+                hoist_layer::Compression::Zstd => 1..=22,
+                hoist_layer::Compression::None => i32::MIN..=i32::MAX,
+            };
+            if !range.contains(&level) {
+                return Err(EngineError::invalid(format!(
+                    "compression-level={level} is out of range for {} ({}..={}) in --output {spec}",
+                    compression.compression,
+                    range.start(),
+                    range.end()
+                )));
+            }
+        }
         let file = |dest: Option<String>| match dest.as_deref() {
             Some("-") => Ok(Destination::Stdout),
             Some(path) if !path.is_empty() => Ok(Destination::File(PathBuf::from(path))),
@@ -430,10 +471,12 @@ impl OutputSpec {
             "oci" => OutputSpec::Oci {
                 dest: file(dest)?,
                 names,
+                compression,
             },
             "image" | "registry" if dest.is_none() => OutputSpec::Image {
                 names,
                 push: kind == "registry" || push.unwrap_or(false),
+                compression,
             },
             "image" | "registry" => {
                 return Err(EngineError::invalid(format!(
@@ -555,9 +598,16 @@ pub struct Exported {
 
 impl Exported {
     /// buildx's `--metadata-file` object: `containerimage.config.digest`, `containerimage.digest`,
-    /// `containerimage.descriptor` and, when the image has names, `image.name` (comma-separated).
+    /// `containerimage.descriptor` and, when the image has names, `image.name` (comma-separated). After a push the
+    /// digest is the pushed manifest's (over compressed layers), as BuildKit reports what it exported.
     pub fn metadata(&self) -> Value {
-        let manifest = self.image.manifest.digest().to_string();
+        let (manifest, size) = match self.pushed.first() {
+            Some(pushed) => (pushed.digest.to_string(), pushed.size),
+            None => (
+                self.image.manifest.digest().to_string(),
+                self.image.manifest.size(),
+            ),
+        };
         let mut metadata = Map::new();
         metadata.insert(
             "containerimage.config.digest".into(),
@@ -569,7 +619,7 @@ impl Exported {
             json!({
                 "mediaType": self.image.manifest.media_type().to_string(),
                 "digest": manifest,
-                "size": self.image.manifest.size(),
+                "size": size,
             }),
         );
         if !self.names.is_empty() {
@@ -746,11 +796,15 @@ fn send_outputs(
             names.to_vec()
         }
     };
-    let mut pushes: Vec<Vec<String>> = Vec::new();
+    let mut pushes: Vec<(Vec<String>, LayerCompression)> = Vec::new();
     for output in request.outputs {
         let started = Instant::now();
         match output {
-            OutputSpec::Image { names: own, push } => {
+            OutputSpec::Image {
+                names: own,
+                push,
+                compression,
+            } => {
                 if *push {
                     let targets = if own.is_empty() {
                         tag_names.to_vec()
@@ -762,7 +816,7 @@ fn send_outputs(
                             "tag is needed when pushing to registry (-t NAME or --output type=registry,name=NAME)",
                         ));
                     }
-                    pushes.push(targets);
+                    pushes.push((targets, *compression));
                 }
             }
             OutputSpec::Local(dir) => {
@@ -781,15 +835,31 @@ fn send_outputs(
                 })?;
                 done("sending tarball".to_owned(), started);
             }
-            OutputSpec::Docker { dest, names: own } | OutputSpec::Oci { dest, names: own } => {
-                let format = if matches!(output, OutputSpec::Docker { .. }) {
-                    hoist_archive::SaveFormat::Docker
-                } else {
-                    hoist_archive::SaveFormat::Oci
-                };
+            OutputSpec::Docker { dest, names: own } => {
                 let specs = archive_names(own);
                 with_destination(dest, stdout, |out| {
-                    hoist_archive::save_archive(store, &specs, format, out)
+                    hoist_archive::save_archive(
+                        store,
+                        &specs,
+                        hoist_archive::SaveFormat::Docker,
+                        out,
+                    )
+                    .map(|_| ())
+                    .map_err(|e| EngineError::Export {
+                        dest: describe(dest),
+                        source: Box::new(e),
+                    })
+                })?;
+                done("sending tarball".to_owned(), started);
+            }
+            OutputSpec::Oci {
+                dest,
+                names: own,
+                compression,
+            } => {
+                let specs = archive_names(own);
+                with_destination(dest, stdout, |out| {
+                    hoist_archive::save_oci_archive(store, &specs, compression, out)
                         .map(|_| ())
                         .map_err(|e| EngineError::Export {
                             dest: describe(dest),
@@ -810,8 +880,15 @@ fn send_outputs(
             dest: "a registry".to_owned(),
             source: Box::new(e),
         })?;
-        for targets in pushes {
-            pushed.push(push_image(store, &client, &targets, reporter, vertex)?);
+        for (targets, compression) in pushes {
+            pushed.push(push_image(
+                store,
+                &client,
+                &targets,
+                &compression,
+                reporter,
+                vertex,
+            )?);
         }
     }
     Ok(pushed)
@@ -877,12 +954,14 @@ fn docker_load(store: &Store, specs: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Pushes the stored image to `targets` (one upload per repository) through hoist-registry, reported as
-/// statuses of `vertex`: `pushing layers`, each uploaded blob's bytes, `pushing manifest for NAME@DIGEST`.
+/// Pushes the stored image to `targets` (one upload per repository) through hoist-registry, its layers compressed
+/// as `compression` says, reported as statuses of `vertex`: `pushing layers`, each uploaded blob's bytes,
+/// `pushing manifest for NAME@DIGEST`.
 fn push_image(
     store: &Store,
     client: &Client,
     targets: &[String],
+    compression: &LayerCompression,
     reporter: &Arc<dyn Reporter + Send>,
     vertex: &Vertex,
 ) -> Result<PushedImage> {
@@ -925,7 +1004,10 @@ fn push_image(
         Arc::new(store),
         &source.to_string(),
         &destinations,
-        &PushOptions::default(),
+        &PushOptions {
+            compression: *compression,
+            ..PushOptions::default()
+        },
         Arc::clone(&forward) as Arc<dyn hoist_registry::Reporter>,
     ));
     let pushed =
@@ -999,7 +1081,7 @@ impl hoist_registry::Reporter for PushStatus {
 }
 
 /// `layer` with every entry's modification time after `epoch` set to `epoch`: the layer itself when it has none
-/// (checked by reading it), else a rewritten blob in the store. Only the tar headers' `mtime` fields (and PAX
+/// (checked by reading it), else a rewritten blob in the store, an uncompressed tar like every built layer. Only the tar headers' `mtime` fields (and PAX
 /// `mtime` records) change; entries, order and content stay, so the content size is the original's.
 fn clamp_layer_times(store: &Store, layer: &LayerRef, epoch: u64) -> Result<LayerRef> {
     let read_error = |e: io::Error| EngineError::Layer {
@@ -1020,18 +1102,15 @@ fn clamp_layer_times(store: &Store, layer: &LayerRef, epoch: u64) -> Result<Laye
         .map_err(|e| EngineError::store(format!("failed to read layer {}", layer.digest), e))?
         .content_size;
     let store_error = |e| EngineError::store("failed to store a rewritten layer", e);
-    let write_error = |e| EngineError::io("compress a layer into", store.root(), e);
-    let blob = store.blob_writer().map_err(store_error)?;
-    let mut writer = LayerBlobWriter::new(blob, Compression::Gzip, &CompressOptions::default())
-        .map_err(write_error)?;
-    clamp_tar_times(open()?, Some(&mut writer), epoch).map_err(read_error)?;
-    let (blob, digests) = writer.finish().map_err(write_error)?;
-    let stored = blob
-        .commit(&Expected::digest(digests.digest).with_size(digests.size))
-        .map_err(store_error)?;
+    let write_error = |e| EngineError::io("write a layer into", store.root(), e);
+    // A plain tar: the blob's digest, computed as it is written, is the diffID.
+    let mut blob = store.blob_writer().map_err(store_error)?;
+    clamp_tar_times(open()?, Some(&mut blob), epoch).map_err(read_error)?;
+    blob.flush().map_err(write_error)?;
+    let stored = blob.commit(&Expected::unknown()).map_err(store_error)?;
     let info = LayerInfo {
-        diff_id: digests.diff_id,
-        uncompressed_size: digests.uncompressed_size,
+        diff_id: stored.digest,
+        uncompressed_size: stored.size,
         content_size,
     };
     store
@@ -1039,10 +1118,10 @@ fn clamp_layer_times(store: &Store, layer: &LayerRef, epoch: u64) -> Result<Laye
         .map_err(store_error)?;
     Ok(LayerRef {
         digest: stored.digest,
-        diff_id: digests.diff_id,
+        diff_id: stored.digest,
         size: stored.size,
         media_type: ManifestFormat::Oci
-            .layer_media_type(Compression::Gzip)
+            .layer_media_type(Compression::None)
             .to_owned(),
     })
 }
@@ -1226,6 +1305,9 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 mod tests {
     use std::path::PathBuf;
 
+    use hoist_layer::Compression;
+    use hoist_oci::LayerCompression;
+
     use super::{Destination, OutputSpec, clamp_tar_times};
 
     #[test]
@@ -1248,7 +1330,8 @@ mod tests {
             parse("type=oci,dest=-,name=a:1"),
             OutputSpec::Oci {
                 dest: Destination::Stdout,
-                names: vec!["a:1".to_owned()]
+                names: vec!["a:1".to_owned()],
+                compression: LayerCompression::default(),
             }
         );
         assert_eq!(
@@ -1258,6 +1341,7 @@ mod tests {
         let image = |names: &[&str], push| OutputSpec::Image {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
             push,
+            compression: LayerCompression::default(),
         };
         assert_eq!(parse("type=image"), image(&[], false));
         assert_eq!(
@@ -1286,6 +1370,51 @@ mod tests {
         assert!(OutputSpec::parse("type=local").is_err());
         assert!(OutputSpec::parse("type=registry,dest=x").is_err());
         assert!(OutputSpec::parse("type=weird,dest=x").is_err());
+    }
+
+    #[test]
+    fn compression_options_parse_like_buildkit() {
+        let compression = |spec: &str| match OutputSpec::parse(spec).unwrap() {
+            OutputSpec::Image { compression, .. } | OutputSpec::Oci { compression, .. } => {
+                compression
+            }
+            other => panic!("{spec} parsed as {other:?}"),
+        };
+        assert_eq!(
+            compression("type=registry,name=r/a"),
+            LayerCompression::default()
+        );
+        assert_eq!(
+            compression(
+                "type=registry,compression=zstd,compression-level=19,force-compression=true"
+            ),
+            LayerCompression {
+                compression: Compression::Zstd,
+                level: Some(19),
+                force: true,
+            }
+        );
+        assert_eq!(
+            compression("type=oci,dest=o.tar,compression=uncompressed").compression,
+            Compression::None
+        );
+        assert_eq!(
+            compression("type=image,compression=gzip,compression-level=1,force-compression=false"),
+            LayerCompression {
+                compression: Compression::Gzip,
+                level: Some(1),
+                force: false,
+            }
+        );
+        for bad in [
+            "type=registry,compression=estargz",
+            "type=registry,compression=gzip,compression-level=10",
+            "type=registry,compression=zstd,compression-level=0",
+            "type=registry,compression-level=fast",
+            "type=registry,force-compression=maybe",
+        ] {
+            assert!(OutputSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// A tar (written by the `tar` crate, with a long name that needs a PAX header) whose entries have the given

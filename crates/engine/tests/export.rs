@@ -15,7 +15,7 @@ use hoist_engine::{
     ExecOutcome, ExecRequest, Executor, ExportRequest, Exported, OutputSpec, Reporter, Result,
     Silent, SolveRequest, Solver, StoreResolver, Vertex, VertexStatus, export,
 };
-use hoist_oci::{Reference, Store};
+use hoist_oci::{LayerCompression, Reference, Store};
 use hoist_plan::{PlanRequest, plan};
 
 /// Writes `/<last argv word>` (holding that word) into the step's layer, timestamped now.
@@ -218,20 +218,30 @@ fn export_pushes_each_name_and_fails_inside_its_vertex() {
         OutputSpec::Image {
             names: vec![],
             push: true,
+            compression: LayerCompression::default(),
         },
         OutputSpec::Image {
             names: vec![other.clone()],
             push: true,
+            compression: LayerCompression::default(),
         },
     ];
     let (exported, events) = build_and_export(dir.path(), "store", &[&v1], &outputs, None, &client);
     let exported = exported.unwrap();
     assert_eq!(exported.pushed.len(), 2);
     assert_eq!(exported.names, [v1.clone(), other.clone()]);
-    let digest = exported.image.manifest.digest().to_string();
+    // The store keeps the uncompressed layers; the push sends a manifest over their gzip variants, made once for
+    // both pushes.
+    let stored = exported.image.manifest.digest().to_string();
+    let digest = exported.pushed[0].digest.to_string();
+    assert_ne!(digest, stored);
     for pushed in &exported.pushed {
         assert_eq!(pushed.digest.to_string(), digest);
     }
+    assert_eq!(
+        exported.metadata()["containerimage.digest"],
+        digest.as_str()
+    );
     assert!(
         events.contains(&"status exporting to image: pushing layers".to_owned()),
         "{events:?}"
@@ -255,6 +265,23 @@ fn export_pushes_each_name_and_fails_inside_its_vertex() {
         );
         let inspected: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(inspected["Digest"], digest.as_str());
+        let raw = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        // Same config, so the same image ID; gzip layers.
+        assert_eq!(
+            manifest["config"]["digest"],
+            exported.image.id.to_string().as_str()
+        );
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(
+                layer["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+        }
     }
     assert_eq!(
         exported.metadata()["image.name"],

@@ -15,10 +15,11 @@ use std::sync::Mutex;
 use oci_spec::image::Descriptor;
 
 use crate::digest::digest_from_oci;
+use crate::layer_info::LayerRecord;
 use crate::layout::Layout;
 use crate::media_type::{MediaKind, classify};
 use crate::references::ImagePlatform;
-use crate::{Digest, Error, LayerInfo, Result, Store};
+use crate::{Digest, Error, Result, Store};
 
 /// What to verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,14 @@ pub enum Problem {
     },
     /// A layer record (`layers-v1/`) that does not parse.
     InvalidLayerRecord { digest: Digest },
+    /// A layer's recorded compressed variant (`variants` in its record) whose own record gives another diffID: a
+    /// push would send different content than the image's config names.
+    VariantMismatch {
+        layer: Digest,
+        variant: Digest,
+        layer_diff_id: Digest,
+        variant_diff_id: Digest,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -142,6 +151,15 @@ impl fmt::Display for Problem {
             Self::InvalidLayerRecord { digest } => {
                 write!(f, "the layer record of {digest} does not parse")
             }
+            Self::VariantMismatch {
+                layer,
+                variant,
+                layer_diff_id,
+                variant_diff_id,
+            } => write!(
+                f,
+                "layer {layer} (diffID {layer_diff_id}) records the variant {variant}, whose diffID is {variant_diff_id}"
+            ),
         }
     }
 }
@@ -278,7 +296,8 @@ impl Store {
         }
     }
 
-    /// Every layer record must parse; one whose blob is gone is a leftover of prune, not damage.
+    /// Every layer record must parse (one whose blob is gone is a leftover of prune, not damage), and each variant it
+    /// records must have its diffID.
     fn check_layer_records(&self, report: &mut CheckReport) -> Result<()> {
         let dir = self.layout().layers_dir();
         for entry in read_dir(&dir)? {
@@ -290,12 +309,28 @@ impl Store {
             else {
                 continue;
             };
-            let parses = fs::read(entry.path())
+            let record = fs::read(entry.path())
                 .ok()
-                .and_then(|bytes| serde_json::from_slice::<LayerInfo>(&bytes).ok())
-                .is_some();
-            if !parses && self.has_blob(&digest) {
-                report.problems.push(Problem::InvalidLayerRecord { digest });
+                .and_then(|bytes| serde_json::from_slice::<LayerRecord>(&bytes).ok());
+            let Some(record) = record else {
+                if self.has_blob(&digest) {
+                    report.problems.push(Problem::InvalidLayerRecord { digest });
+                }
+                continue;
+            };
+            // A variant whose blob (or record) is gone was pruned: it counts as absent, which is not damage.
+            for variant in record.variants.values() {
+                if let Ok(Some(other)) = self.layer_info(variant)
+                    && self.has_blob(variant)
+                    && other.diff_id != record.info.diff_id
+                {
+                    report.problems.push(Problem::VariantMismatch {
+                        layer: digest,
+                        variant: *variant,
+                        layer_diff_id: record.info.diff_id,
+                        variant_diff_id: other.diff_id,
+                    });
+                }
             }
         }
         Ok(())

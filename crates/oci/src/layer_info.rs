@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::{BlobInfo, BlobWriter, Expected, IO_BUFFER};
 use crate::layout::write_atomically;
 use crate::lock::LockMode;
+use crate::variants::Variants;
 use crate::{Digest, Error, Result, Store};
 
 /// What the store knows about a layer blob beyond its digest.
@@ -27,16 +28,19 @@ pub struct LayerInfo {
     pub content_size: u64,
 }
 
-/// A layer record as stored: the [`LayerInfo`] and whether its diffID was computed from the blob
+/// A layer record as stored: the [`LayerInfo`], whether its diffID was computed from the blob
 /// (`diffIdVerified`, true for records written before the flag existed) or only announced by an image config that a
-/// registry pull trusted until the layer is first unpacked (see [`Store::ingest_pulled_layer`]).
+/// registry pull trusted until the layer is first unpacked (see [`Store::ingest_pulled_layer`]), and the compressed
+/// variants made of it for pushes and exports (`variants`, see [`Store::compressed_layer`]).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LayerRecord {
+pub(crate) struct LayerRecord {
     #[serde(flatten)]
-    info: LayerInfo,
+    pub(crate) info: LayerInfo,
     #[serde(default = "verified")]
-    diff_id_verified: bool,
+    pub(crate) diff_id_verified: bool,
+    #[serde(default, skip_serializing_if = "Variants::is_empty")]
+    pub(crate) variants: Variants,
 }
 
 fn verified() -> bool {
@@ -186,7 +190,7 @@ impl Store {
         })
     }
 
-    fn existing_layer(&self, blob: BlobInfo) -> Result<LayerBlob> {
+    pub(crate) fn existing_layer(&self, blob: BlobInfo) -> Result<LayerBlob> {
         let info = self.ensure_layer_info(&blob.digest)?;
         let mut prefix = [0; 4];
         let mut file = self.open_blob(&blob.digest)?;
@@ -203,16 +207,19 @@ impl Store {
 
     /// The recorded metadata of a layer blob, if any.
     pub fn layer_info(&self, digest: &Digest) -> Result<Option<LayerInfo>> {
+        Ok(self.layer_record(digest)?.map(|record| record.info))
+    }
+
+    /// The layer record of a blob, if any. A record that does not parse is treated as missing: it is recomputed
+    /// from the blob when needed.
+    pub(crate) fn layer_record(&self, digest: &Digest) -> Result<Option<LayerRecord>> {
         let path = self.layout().layer_info(digest);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::ReadLayerInfo { path, source }),
         };
-        // A record that does not parse is treated as missing: it is recomputed from the blob when needed.
-        Ok(serde_json::from_slice::<LayerRecord>(&bytes)
-            .ok()
-            .map(|record| record.info))
+        Ok(serde_json::from_slice::<LayerRecord>(&bytes).ok())
     }
 
     /// Whether the recorded diffID of a layer blob was computed from its content: false only for a layer pulled
@@ -239,12 +246,28 @@ impl Store {
         self.write_layer_record(digest, info, true)
     }
 
-    fn write_layer_record(&self, digest: &Digest, info: &LayerInfo, verified: bool) -> Result<()> {
+    /// Writes a layer's record, keeping the variants an existing record lists.
+    pub(crate) fn write_layer_record(
+        &self,
+        digest: &Digest,
+        info: &LayerInfo,
+        verified: bool,
+    ) -> Result<()> {
+        let variants = self
+            .layer_record(digest)?
+            .map(|record| record.variants)
+            .unwrap_or_default();
         let record = LayerRecord {
             info: info.clone(),
             diff_id_verified: verified,
+            variants,
         };
-        let bytes = serde_json::to_vec(&record).map_err(|source| Error::Encode {
+        self.write_record(digest, &record)
+    }
+
+    /// Replaces a layer's record with `record`.
+    pub(crate) fn write_record(&self, digest: &Digest, record: &LayerRecord) -> Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::Encode {
             what: "layer info",
             source,
         })?;
@@ -494,6 +517,253 @@ pub fn tar_content_size(reader: &mut impl Read) -> io::Result<u64> {
     Ok(content_size)
 }
 
+/// Measures [`LayerInfo::content_size`] of a tar stream as it is written, in the writer's own pass (no copy, no
+/// second thread): write every byte of the tar into it, then call [`finish`](Self::finish). It reads the stream as
+/// [`tar_content_size`] does (the `tar` crate's rules): regular and contiguous files count their size (a PAX `size`
+/// record overrides the header's), symlinks the length of their target (a GNU long link first, then a PAX
+/// `linkpath`, then the header's field), everything else 0; the first all-zero block ends the archive. GNU sparse
+/// entries count their stored size (hoist's tar writer never writes them). A header with a bad checksum is an error.
+#[derive(Debug)]
+pub struct TarContentMeter {
+    block: Box<[u8; 512]>,
+    filled: usize,
+    state: MeterState,
+    content_size: u64,
+    /// What extension headers said about the next entry.
+    pax: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    error: Option<String>,
+}
+
+/// Where in the tar stream a [`TarContentMeter`] is.
+#[derive(Debug)]
+enum MeterState {
+    /// Reading a header block.
+    Header,
+    /// Skipping entry data and padding.
+    Skip(u64),
+    /// Collecting the data of an extension header (`x` PAX records or a `K` GNU long link), then its padding.
+    Collect {
+        long_link: bool,
+        data: Vec<u8>,
+        size: u64,
+        padding: u64,
+    },
+    /// After the end-of-archive block (or an error): the rest is ignored.
+    Done,
+}
+
+/// The largest extension header the meter keeps in memory (as the `tar` crate reads them whole).
+const MAX_EXTENSION: u64 = 1 << 20;
+
+impl Default for TarContentMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TarContentMeter {
+    /// A meter at the start of a tar stream.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            block: Box::new([0; 512]),
+            filled: 0,
+            state: MeterState::Header,
+            content_size: 0,
+            pax: None,
+            long_link: None,
+            error: None,
+        }
+    }
+
+    /// Feeds the next bytes of the stream.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                MeterState::Done => return,
+                MeterState::Skip(remaining) => {
+                    let n = (*remaining).min(bytes.len() as u64);
+                    *remaining -= n;
+                    bytes = &bytes[n as usize..];
+                    if *remaining == 0 {
+                        self.state = MeterState::Header;
+                    }
+                }
+                MeterState::Collect {
+                    long_link,
+                    data,
+                    size,
+                    padding,
+                } => {
+                    let wanted = (*size - data.len() as u64).min(bytes.len() as u64) as usize;
+                    data.extend_from_slice(&bytes[..wanted]);
+                    bytes = &bytes[wanted..];
+                    if data.len() as u64 == *size {
+                        let data = std::mem::take(data);
+                        if *long_link {
+                            self.long_link = Some(data);
+                        } else {
+                            self.pax = Some(data);
+                        }
+                        self.state = if *padding == 0 {
+                            MeterState::Header
+                        } else {
+                            MeterState::Skip(*padding)
+                        };
+                    }
+                }
+                MeterState::Header => {
+                    let n = (512 - self.filled).min(bytes.len());
+                    self.block[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+                    self.filled += n;
+                    bytes = &bytes[n..];
+                    if self.filled == 512 {
+                        self.filled = 0;
+                        self.state = match self.header() {
+                            Ok(state) => state,
+                            Err(error) => {
+                                self.error = Some(error);
+                                MeterState::Done
+                            }
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// The content size, or why the stream is not a tar. A stream that ends inside an entry is an error.
+    pub fn finish(self) -> io::Result<u64> {
+        if let Some(error) = self.error {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        match self.state {
+            MeterState::Header if self.filled == 0 => Ok(self.content_size),
+            MeterState::Done => Ok(self.content_size),
+            _ => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the tar stream ends inside an entry",
+            )),
+        }
+    }
+
+    /// Reads the header in `block`; returns what comes next.
+    fn header(&mut self) -> std::result::Result<MeterState, String> {
+        let block = &*self.block;
+        if block.iter().all(|b| *b == 0) {
+            return Ok(MeterState::Done);
+        }
+        let sum: u64 = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .map(|b| u64::from(*b))
+            .sum::<u64>()
+            + 8 * 32;
+        if tar_number(&block[148..156]) != Some(sum) {
+            return Err("archive header checksum mismatch".to_owned());
+        }
+        let kind = block[156];
+        let recognized = &block[257..263] == b"ustar\0" || &block[257..263] == b"ustar ";
+        let header_size = tar_number(&block[124..136])
+            .ok_or_else(|| "bad size field in a tar header".to_owned())?;
+        let padded = |size: u64| size.div_ceil(512) * 512;
+        if recognized && matches!(kind, b'x' | b'K') {
+            if header_size > MAX_EXTENSION {
+                return Err(format!("a tar extension header of {header_size} bytes"));
+            }
+            return Ok(MeterState::Collect {
+                long_link: kind == b'K',
+                data: Vec::with_capacity(header_size as usize),
+                size: header_size,
+                padding: padded(header_size) - header_size,
+            });
+        }
+        let extension = matches!(kind, b'L' | b'g');
+        let pax = if extension { None } else { self.pax.take() };
+        let size = pax
+            .as_deref()
+            .and_then(|records| pax_value(records, b"size"))
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok())
+            .unwrap_or(header_size);
+        if !extension {
+            let long_link = self.long_link.take();
+            self.content_size += match kind {
+                b'0' | b'\0' | b'7' | b'S' => size,
+                b'2' => match (
+                    &long_link,
+                    pax.as_deref().and_then(|p| pax_value(p, b"linkpath")),
+                ) {
+                    (Some(link), _) => link.strip_suffix(&[0]).unwrap_or(link).len() as u64,
+                    (None, Some(link)) => link.len() as u64,
+                    (None, None) => {
+                        let field = &block[157..257];
+                        field.iter().position(|b| *b == 0).unwrap_or(field.len()) as u64
+                    }
+                },
+                _ => 0,
+            };
+        }
+        Ok(if size == 0 {
+            MeterState::Header
+        } else {
+            MeterState::Skip(padded(size))
+        })
+    }
+}
+
+impl Write for TarContentMeter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A numeric tar header field: octal digits (space or NUL padded), or base-256 when the top bit is set.
+fn tar_number(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let start = field.len().saturating_sub(8);
+        let mut value = if field.len() == 8 {
+            u64::from(field[0] ^ 0x80)
+        } else {
+            0
+        };
+        for byte in &field[start.max(1)..] {
+            value = value.checked_mul(256)?.checked_add(u64::from(*byte))?;
+        }
+        return Some(value);
+    }
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(&field[..end]).ok()?.trim();
+    if text.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(text, 8).ok()
+}
+
+/// The value of the first `key` record in PAX extension records (`LEN key=value\n`…), as the `tar` crate reads
+/// them.
+fn pax_value<'a>(records: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = records;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        if len <= space + 1 || len > rest.len() {
+            return None;
+        }
+        let body = &rest[space + 1..len - 1];
+        rest = &rest[len..];
+        if let Some(value) = body.strip_prefix(key).and_then(|v| v.strip_prefix(b"=")) {
+            return Some(value);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,6 +825,106 @@ mod tests {
             // 5 bytes of file + 5 bytes of symlink target; the hard link is not counted again.
             assert_eq!(info.content_size, 10);
         }
+    }
+
+    /// Feeds `tar` to a meter in pieces of `chunk` bytes.
+    fn metered(tar: &[u8], chunk: usize) -> io::Result<u64> {
+        let mut meter = TarContentMeter::new();
+        for piece in tar.chunks(chunk) {
+            meter.write_all(piece).unwrap();
+        }
+        meter.finish()
+    }
+
+    /// A tar with what the meter must read like `tar_content_size`: PAX records (a long name, a long symlink
+    /// target, a size), GNU long names and links, a hard link, a directory, an empty file, and base-256 numbers.
+    fn awkward_tars() -> Vec<Vec<u8>> {
+        let long = "d/".repeat(70) + "file";
+        let target = "t/".repeat(80) + "target";
+        let mut tars = vec![sample_tar()];
+        for gnu in [true, false] {
+            let mut builder = tar::Builder::new(Vec::new());
+            let header = || {
+                if gnu {
+                    tar::Header::new_gnu()
+                } else {
+                    tar::Header::new_ustar()
+                }
+            };
+            let mut h = header();
+            h.set_size(1000);
+            h.set_mode(0o644);
+            builder
+                .append_data(&mut h, &long, &[7u8; 1000][..])
+                .unwrap();
+            let mut h = header();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            builder.append_link(&mut h, "short-link", &target).unwrap();
+            let mut h = header();
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            builder.append_link(&mut h, "hard", &long).unwrap();
+            let mut h = header();
+            h.set_size(0);
+            h.set_mode(0o644);
+            builder.append_data(&mut h, "empty", &[][..]).unwrap();
+            let mut h = header();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            builder.append_data(&mut h, "dir/", &[][..]).unwrap();
+            let mut h = header();
+            h.set_size(513);
+            h.set_mode(0o644);
+            h.set_mtime(u64::MAX / 2);
+            builder.append_data(&mut h, "odd", &[1u8; 513][..]).unwrap();
+            // A PAX `size` record that overrides the header's.
+            builder
+                .append_pax_extensions([("size", &b"700"[..]), ("comment", &b"x"[..])])
+                .unwrap();
+            let mut h = header();
+            h.set_size(700);
+            h.set_mode(0o644);
+            builder
+                .append_data(&mut h, "pax-sized", &[2u8; 700][..])
+                .unwrap();
+            tars.push(builder.into_inner().unwrap());
+        }
+        tars
+    }
+
+    #[test]
+    fn meter_agrees_with_tar_content_size() {
+        for tar in awkward_tars() {
+            let expected = tar_content_size(&mut &tar[..]).unwrap();
+            assert!(expected >= 10, "{expected}");
+            for chunk in [1, 7, 512, 513, 100_000] {
+                assert_eq!(metered(&tar, chunk).unwrap(), expected, "chunk {chunk}");
+            }
+        }
+        // hoist's own writer, from a directory with a long symlink target and a hard link.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("file"), vec![3u8; 70_000]).unwrap();
+        std::os::unix::fs::symlink("x/".repeat(90), dir.path().join("link")).unwrap();
+        fs::hard_link(dir.path().join("file"), dir.path().join("again")).unwrap();
+        let mut tar = Vec::new();
+        hoist_layer::write_layer(dir.path(), &mut tar, &hoist_layer::WriteOptions::new()).unwrap();
+        assert_eq!(metered(&tar, 4096).unwrap(), 70_000 + 180);
+        assert_eq!(tar_content_size(&mut &tar[..]).unwrap(), 70_000 + 180);
+    }
+
+    #[test]
+    fn meter_refuses_what_is_not_a_tar() {
+        let tar = sample_tar();
+        // Cut inside an entry.
+        assert!(metered(&tar[..1000], 100).is_err());
+        // A damaged header.
+        let mut bad = tar.clone();
+        bad[520] ^= 0x55;
+        assert!(metered(&bad, 512).is_err());
+        assert!(metered(b"not a tar at all, just text", 5).is_err());
+        // Empty input is an empty archive.
+        assert_eq!(metered(b"", 1).unwrap(), 0);
     }
 
     #[test]

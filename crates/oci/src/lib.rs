@@ -41,7 +41,7 @@ pub use error::{Error, Result};
 pub use hoist_layer::{Compression, Digest, ParseDigestError};
 pub use image::{FoundImage, Image, ImageLayer, ImageSummary, Lookup, Removal, WrittenImage};
 pub use inspect::{ImageInspect, LayerDetail, RootFs};
-pub use layer_info::{LayerBlob, LayerInfo, tar_content_size};
+pub use layer_info::{LayerBlob, LayerInfo, TarContentMeter, tar_content_size};
 pub use media_type::{ManifestFormat, MediaKind, classify};
 pub use prune::{PruneOptions, PruneReport};
 pub use reference::{DEFAULT_TAG, Reference};
@@ -52,6 +52,7 @@ pub mod reference_grammar {
 }
 pub use references::{ImagePlatform, ImageRecord, Target};
 pub use store::Store;
+pub use variants::LayerCompression;
 
 pub mod media_type;
 pub mod units;
@@ -71,6 +72,7 @@ mod prune;
 mod reference;
 mod references;
 mod store;
+mod variants;
 mod write_behind;
 
 /// The manifest descriptor of a layer just ingested, with the media type of `format` for its compression.

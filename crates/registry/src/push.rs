@@ -1,5 +1,7 @@
-//! Pushing: blobs first (each checked with `HEAD`, mounted from a sibling repository when the store knows one,
-//! else uploaded monolithically or in chunks, several at once), then manifests, then the index, then the tags.
+//! Pushing: the image's layers compressed as the options ask (built layers are stored uncompressed; their gzip
+//! variants are made once and remembered by the store, [`hoist_oci::Store::compressed_image`]), then blobs (each
+//! checked with `HEAD`, mounted from a sibling repository when the store knows one, else uploaded monolithically or
+//! in chunks, several at once), then manifests, then the index, then the tags.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
@@ -9,7 +11,7 @@ use std::time::Instant;
 use hoist_layer::Digest;
 use hoist_oci::media_type::{MediaKind, classify_str};
 use hoist_oci::oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use hoist_oci::{Store, digest_from_oci};
+use hoist_oci::{LayerCompression, Store, digest_from_oci};
 
 use crate::client::{Client, pull_scope, push_scope};
 use crate::config::Endpoint;
@@ -25,6 +27,9 @@ pub struct PushOptions {
     pub monolithic_limit: u64,
     /// Chunk size for chunked uploads.
     pub chunk_size: u64,
+    /// How layers are compressed on the way (default: gzip for uncompressed layers, compressed ones as they are).
+    /// The pushed manifest is written to the store too; the store's own reference keeps the uncompressed one.
+    pub compression: LayerCompression,
 }
 
 impl Default for PushOptions {
@@ -36,6 +41,7 @@ impl Default for PushOptions {
             // loopback 8 MiB chunks are as fast as 16 MiB ones (bench/registry-vs-skopeo.sh).
             monolithic_limit: 8 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
+            compression: LayerCompression::default(),
         }
     }
 }
@@ -43,7 +49,8 @@ impl Default for PushOptions {
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushedImage {
-    /// The pushed target's digest (the manifest, or the index): `digest:` in `docker push`.
+    /// The pushed target's digest (the manifest, or the index): `digest:` in `docker push`. For an image built
+    /// here this is the manifest over the compressed layers, not the one the store's reference names.
     pub digest: Digest,
     /// Its size.
     pub size: u64,
@@ -84,8 +91,14 @@ impl Client {
             });
         }
         let found = store.find_image(source)?;
-        let target = found.record.target.to_descriptor();
-        let target_digest = found.record.target.digest;
+        let stored = found.record.target.to_descriptor();
+        let compression = options.compression;
+        let converting = Arc::clone(&store);
+        let target =
+            tokio::task::spawn_blocking(move || converting.compressed_image(&stored, &compression))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
+        let target_digest = digest_from_oci(target.digest()).map_err(hoist_oci::Error::from)?;
         // Manifests to push (children of an index first), and every blob they need.
         let mut manifests: Vec<Descriptor> = Vec::new();
         let mut blobs: Vec<Descriptor> = Vec::new();

@@ -47,8 +47,12 @@ pub struct LayerSize {
     pub size: u64,
     /// `size` in Docker's short form.
     pub size_human: String,
-    /// The blob's size in the store (compressed), what a pull or push moves.
-    pub compressed_size: u64,
+    /// What a push sends for it: the blob's size when it is stored compressed (a pulled layer), else the size of
+    /// its gzip variant once a push or an OCI export has made one; `None` (JSON `null`) for a built layer never
+    /// pushed, whose compressed size is not known without compressing it.
+    pub compressed_size: Option<u64>,
+    /// The blob's size in the store: for a built layer the plain tar (built layers are stored uncompressed).
+    pub stored_size: u64,
     /// Its part of the image's size, from 0 to 1.
     pub share: f64,
     /// The instruction that made it (history `created_by`, or the entry's `comment` when that is empty, as for an
@@ -110,7 +114,9 @@ pub fn measure(
             diff_id: info.diff_id.to_string(),
             size: info.content_size,
             size_human: hoist_oci::units::human_size_short(info.content_size),
-            compressed_size: layer.descriptor.size(),
+            compressed_size: pushed_size(store, &layer.descriptor)
+                .map_err(|e| measure_error(e.into()))?,
+            stored_size: layer.descriptor.size(),
             share: 0.0,
             created_by: authors.get(index).cloned().unwrap_or_default(),
             from_base: false,
@@ -236,4 +242,20 @@ fn infer_base(store: &Store, id: &str, diff_ids: &[&str]) -> Result<Option<BaseI
         }
     }
     Ok(best)
+}
+
+/// What a push sends for a layer (see [`LayerSize::compressed_size`]).
+fn pushed_size(
+    store: &Store,
+    descriptor: &hoist_oci::oci_spec::image::Descriptor,
+) -> Result<Option<u64>, hoist_oci::Error> {
+    match hoist_oci::classify(descriptor.media_type()) {
+        hoist_oci::MediaKind::Layer(hoist_oci::Compression::None) => {
+            let digest = digest_from_oci(descriptor.digest())?;
+            Ok(store
+                .recorded_variant(&digest, hoist_oci::Compression::Gzip)?
+                .map(|blob| blob.size))
+        }
+        _ => Ok(Some(descriptor.size())),
+    }
 }

@@ -1,0 +1,345 @@
+//! Compressed variants of stored layers, made on demand and remembered: built layers are stored as plain tars (the
+//! diffID is the blob digest, no deflate at build time), and a push or an OCI export asks for gzip (or zstd) here.
+//!
+//! As BuildKit's lazy blobs: a layer already in the wanted compression is used as it is; otherwise a variant
+//! recorded in the layer's record (`layers-v1/…` `"variants": {"gzip": "sha256:…"}`) is reused if its blob is still
+//! stored; otherwise the layer is compressed once, stored with the same [`LayerInfo`] (diffID and sizes), and
+//! recorded. A variant whose blob was pruned counts as absent, so prune needs to know nothing about variants.
+//! Compression is deterministic (fixed gzip block offsets, zstd's multithreaded mode at any worker count), so two
+//! stores holding the same layer make the same variant, and a reproducible build pushes the same manifest digest.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, Read, Write};
+use std::sync::Mutex;
+
+use hoist_layer::{CompressOptions, Compressor, Decompressor};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+
+use crate::blob::{BlobInfo, IO_BUFFER};
+use crate::canonical::{encode_index, encode_manifest};
+use crate::digest::{DigestExt, digest_from_oci};
+use crate::layer_info::LayerBlob;
+use crate::media_type::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ManifestFormat, MediaKind, classify, classify_str,
+};
+use crate::{Compression, Digest, Error, Expected, Result, Store};
+
+/// How the layers of an image are compressed for a push or an export: BuildKit's exporter options `compression`,
+/// `compression-level` and `force-compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LayerCompression {
+    /// The compression for layers stored uncompressed (default gzip).
+    pub compression: Compression,
+    /// The level for newly compressed layers: gzip 0–9, zstd 1–22; `None` is the default (gzip 6, zstd 3).
+    pub level: Option<i32>,
+    /// Also convert layers already compressed another way (a pulled gzip layer to zstd, say). Without it they are
+    /// sent as they are, as BuildKit does.
+    pub force: bool,
+}
+
+impl LayerCompression {
+    /// The compression `current` (a layer's) becomes: itself when it is the wanted one or, without `force`, when it
+    /// is compressed at all.
+    #[must_use]
+    pub fn target_for(&self, current: Compression) -> Compression {
+        if current == self.compression || (!self.force && current != Compression::None) {
+            current
+        } else {
+            self.compression
+        }
+    }
+
+    /// The name a variant made with these settings is recorded under: the compression's name (`gzip`, `zstd`,
+    /// `none`), with `-<level>` for an explicit level, so a variant is only reused for the bytes it really has.
+    fn variant_key(compression: Compression, level: Option<i32>) -> String {
+        match level {
+            Some(level) => format!("{}-{level}", compression.name()),
+            None => compression.name().to_owned(),
+        }
+    }
+}
+
+/// Layers compressed at once by [`Store::compressed_image`]. Each compression uses every core already; a few at
+/// once keep the cores busy through the serial parts (a gzip trailer, small layers, reading the source).
+const CONCURRENT_LAYERS: usize = 3;
+
+impl Store {
+    /// The layer blob `digest` in `compression`: the blob itself if it has that compression already, else its
+    /// recorded variant (protected in this handle's lease, so a concurrent prune cannot delete it before use), else
+    /// a new variant compressed now with all cores at `level` (see [`LayerCompression::level`]), stored with the
+    /// layer's [`LayerInfo`](crate::LayerInfo) and recorded in its layer record. A compressed source is decompressed
+    /// first (gzip to zstd, or to a plain tar).
+    pub fn compressed_layer(
+        &self,
+        digest: &Digest,
+        compression: Compression,
+        level: Option<i32>,
+    ) -> Result<LayerBlob> {
+        let Some(source) = self.reuse_existing(&Expected::digest(*digest))? else {
+            return Err(Error::BlobNotFound { digest: *digest });
+        };
+        let source = self.existing_layer(source)?;
+        if source.compression == compression {
+            return Ok(source);
+        }
+        let key = LayerCompression::variant_key(compression, level);
+        if let Some(record) = self.layer_record(digest)?
+            && let Some(variant) = record.variants.get(&key)
+            && let Some(blob) = self.reuse_existing(&Expected::digest(*variant))?
+        {
+            let info = self.ensure_layer_info(&blob.digest)?;
+            return Ok(LayerBlob {
+                blob,
+                compression,
+                info,
+            });
+        }
+        let blob = self.compress_blob(&source, compression, level)?;
+        let verified = self.layer_diff_id_verified(digest)?;
+        self.write_layer_record(&blob.digest, &source.info, verified)?;
+        self.record_variant(digest, &key, &blob.digest)?;
+        Ok(LayerBlob {
+            blob,
+            compression,
+            info: source.info,
+        })
+    }
+
+    /// The variant of layer `digest` in `compression` at the default level, if one is recorded and its blob is
+    /// stored; nothing is compressed. For reports (`hoist sizes`): the blob is not protected from prune.
+    pub fn recorded_variant(
+        &self,
+        digest: &Digest,
+        compression: Compression,
+    ) -> Result<Option<BlobInfo>> {
+        let key = LayerCompression::variant_key(compression, None);
+        let Some(variant) = self
+            .layer_record(digest)?
+            .and_then(|record| record.variants.get(&key).copied())
+        else {
+            return Ok(None);
+        };
+        Ok(self.stat_blob(&variant)?.map(|size| BlobInfo {
+            digest: variant,
+            size,
+        }))
+    }
+
+    /// Writes `source` (decompressed) into a new blob in `compression`.
+    fn compress_blob(
+        &self,
+        source: &LayerBlob,
+        compression: Compression,
+        level: Option<i32>,
+    ) -> Result<BlobInfo> {
+        let digest = source.blob.digest;
+        let mut options = CompressOptions::default();
+        if let Some(level) = level {
+            options = options
+                .with_gzip_level(u32::try_from(level).unwrap_or(0))
+                .with_zstd_level(level);
+        }
+        let file = BufReader::with_capacity(IO_BUFFER, self.open_blob(&digest)?);
+        let read_error = |source| Error::ReadBlob { digest, source };
+        let mut tar = Decompressor::new(file).map_err(read_error)?;
+        let writer = self.blob_writer()?;
+        let ingest_dir = self.layout().ingest_dir();
+        let write_error = |source| Error::WriteIngest {
+            path: ingest_dir.clone(),
+            source,
+        };
+        let mut compressor = Compressor::new(writer, compression, &options).map_err(write_error)?;
+        copy(&mut tar, &mut compressor).map_err(|error| match error {
+            Copied::Read(source) => read_error(source),
+            Copied::Write(source) => write_error(source),
+        })?;
+        let writer = compressor.finish().map_err(write_error)?;
+        writer.commit(&Expected::unknown())
+    }
+
+    /// `target` (a manifest or an index, as stored) with its layers compressed as `options` say ([`compressed_layer`]
+    /// for each, several at once): the same descriptor when nothing changes, else a new manifest (and index) blob
+    /// in the store, with the same config, so the image ID is unchanged. Layers are given the media type of their
+    /// compression in the manifest's family (OCI or Docker); foreign and non-distributable layers stay as they are.
+    /// Children of an index that are not stored (other platforms of a pulled image) are left as they are.
+    ///
+    /// [`compressed_layer`]: Store::compressed_layer
+    pub fn compressed_image(
+        &self,
+        target: &Descriptor,
+        options: &LayerCompression,
+    ) -> Result<Descriptor> {
+        let digest = digest_from_oci(target.digest())?;
+        match classify(target.media_type()) {
+            MediaKind::Manifest => self.compressed_manifest(target, &digest, options),
+            MediaKind::Index => {
+                let mut index: ImageIndex = self.read_index(&digest)?;
+                let mut changed = false;
+                let mut children = index.manifests().clone();
+                for child in &mut children {
+                    let child_digest = digest_from_oci(child.digest())?;
+                    if classify(child.media_type()) != MediaKind::Manifest
+                        || !self.has_blob(&child_digest)
+                    {
+                        continue;
+                    }
+                    let manifest = self.read_manifest(&child_digest)?;
+                    let all_stored = manifest.layers().iter().all(|layer| {
+                        digest_from_oci(layer.digest()).is_ok_and(|d| self.has_blob(&d))
+                    });
+                    if !all_stored {
+                        continue;
+                    }
+                    let converted = self.compressed_manifest(child, &child_digest, options)?;
+                    if converted.digest() != child.digest() {
+                        *child = converted;
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    return Ok(target.clone());
+                }
+                index.set_manifests(children);
+                let bytes = encode_index(&index)?;
+                let blob = self.ingest_bytes(&bytes)?;
+                Ok(with_blob(target, &blob))
+            }
+            _ => Ok(target.clone()),
+        }
+    }
+
+    fn compressed_manifest(
+        &self,
+        descriptor: &Descriptor,
+        digest: &Digest,
+        options: &LayerCompression,
+    ) -> Result<Descriptor> {
+        let mut manifest: ImageManifest = self.read_manifest(digest)?;
+        let format = match descriptor.media_type().as_ref() {
+            DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => ManifestFormat::Docker,
+            _ => match manifest.media_type().as_ref().map(AsRef::<str>::as_ref) {
+                Some(DOCKER_MANIFEST) => ManifestFormat::Docker,
+                _ => ManifestFormat::Oci,
+            },
+        };
+        // The layers to convert: (position, digest, wanted compression).
+        let mut work = Vec::new();
+        for (position, layer) in manifest.layers().iter().enumerate() {
+            let media_type = layer.media_type().as_ref();
+            if media_type.contains("foreign") || media_type.contains("nondistributable") {
+                continue;
+            }
+            let MediaKind::Layer(current) = classify_str(media_type) else {
+                continue;
+            };
+            let wanted = options.target_for(current);
+            if wanted != current {
+                work.push((position, digest_from_oci(layer.digest())?, wanted));
+            }
+        }
+        if work.is_empty() {
+            return Ok(descriptor.clone());
+        }
+        let results = self.compress_layers(&work, options.level);
+        let mut layers = manifest.layers().clone();
+        for ((position, _, _), result) in work.iter().zip(results) {
+            let compressed = result?;
+            let layer = &mut layers[*position];
+            layer.set_media_type(MediaType::from(
+                format.layer_media_type(compressed.compression),
+            ));
+            layer.set_digest(compressed.blob.digest.to_oci());
+            layer.set_size(compressed.blob.size);
+        }
+        manifest.set_layers(layers);
+        let bytes = encode_manifest(&manifest)?;
+        let blob = self.ingest_bytes(&bytes)?;
+        Ok(with_blob(descriptor, &blob))
+    }
+
+    /// [`compressed_layer`](Store::compressed_layer) for each `(position, digest, compression)`, up to
+    /// [`CONCURRENT_LAYERS`] at once; results in the order given.
+    fn compress_layers(
+        &self,
+        work: &[(usize, Digest, Compression)],
+        level: Option<i32>,
+    ) -> Vec<Result<LayerBlob>> {
+        let next = Mutex::new(0usize);
+        let results: Vec<Mutex<Option<Result<LayerBlob>>>> =
+            work.iter().map(|_| Mutex::new(None)).collect();
+        let take = || {
+            let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+            let index = *next;
+            *next += 1;
+            (index < work.len()).then_some(index)
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..CONCURRENT_LAYERS.min(work.len()) {
+                scope.spawn(|| {
+                    while let Some(index) = take() {
+                        let (_, digest, compression) = &work[index];
+                        let result = self.compressed_layer(digest, *compression, level);
+                        *results[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .zip(work)
+            .map(|(slot, (_, digest, _))| {
+                slot.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(|| {
+                        Err(Error::ReadBlob {
+                            digest: *digest,
+                            source: io::Error::other("the compressing thread panicked"),
+                        })
+                    })
+            })
+            .collect()
+    }
+
+    /// Records `variant` as `source`'s variant `key`. Two processes recording variants of one layer at the same
+    /// time may lose one entry; that costs a recompression later, never a wrong answer (a variant is looked up by
+    /// name and its blob checked).
+    fn record_variant(&self, source: &Digest, key: &str, variant: &Digest) -> Result<()> {
+        let Some(mut record) = self.layer_record(source)? else {
+            // No record to extend (it is computed from the blob when needed): the variant is simply not remembered.
+            return Ok(());
+        };
+        record.variants.insert(key.to_owned(), *variant);
+        self.write_record(source, &record)
+    }
+}
+
+/// `descriptor` (media type, platform, annotations) pointing at `blob` instead.
+fn with_blob(descriptor: &Descriptor, blob: &BlobInfo) -> Descriptor {
+    let mut descriptor = descriptor.clone();
+    descriptor.set_digest(blob.digest.to_oci());
+    descriptor.set_size(blob.size);
+    descriptor
+}
+
+/// Why [`copy`] stopped.
+enum Copied {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `reader` to `writer` in large pieces, telling read errors from write errors.
+fn copy(reader: &mut impl Read, writer: &mut impl Write) -> std::result::Result<(), Copied> {
+    let mut buffer = vec![0; 1024 * 1024];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(Copied::Read(error)),
+        };
+        writer.write_all(&buffer[..n]).map_err(Copied::Write)?;
+    }
+}
+
+/// The variants recorded for a layer, by name (for `hoist check` and tests).
+pub(crate) type Variants = BTreeMap<String, Digest>;
