@@ -255,3 +255,93 @@ fn a_damaged_store_fails_the_save_and_leaves_no_file() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Loads an OCI layout with one uncompressed layer (as hoist builds them), named `name`; returns (config, layer).
+fn load_plain_image(store: &Store, name: &str, content: &str) -> (Vec<u8>, Vec<u8>) {
+    let layer = layer_tar(content);
+    let config = config_for(&[&layer]);
+    let manifest = manifest_for(&config, &[(&layer, OCI_LAYER)]);
+    let archive = TarBuilder::new()
+        .file("oci-layout", OCI_LAYOUT)
+        .file(
+            "index.json",
+            &index_for(
+                &manifest,
+                json!({"org.opencontainers.image.ref.name": name}),
+            ),
+        )
+        .file(&format!("blobs/sha256/{}", hex(&manifest)), &manifest)
+        .file(&format!("blobs/sha256/{}", hex(&config)), &config)
+        .file(&format!("blobs/sha256/{}", hex(&layer)), &layer)
+        .finish();
+    load(store, &archive[..]).unwrap();
+    (config, layer)
+}
+
+/// The layer blobs of the one image in an OCI layout tar: (media type, bytes).
+fn oci_layers(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let files = entries(archive);
+    let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let blob = |digest: &Value| {
+        let digest = digest.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        files[&format!("blobs/sha256/{digest}")].clone()
+    };
+    let manifest: Value = serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["mediaType"].as_str().unwrap().to_owned(),
+                blob(&l["digest"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn oci_layouts_carry_compressed_variants_of_plain_layers() {
+    let (_dir, store) = new_store();
+    let (config, layer) = load_plain_image(&store, "built:1", "a built layer");
+
+    // Default: gzip, the same config.
+    let archive = save(&store, &["built:1"], SaveFormat::Oci);
+    let layers = oci_layers(&archive);
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0].0, OCI_LAYER_GZIP);
+    assert_eq!(&layers[0].1[..2], &[0x1f, 0x8b]);
+    let mut tar = Vec::new();
+    hoist_layer::Decompressor::new(&layers[0].1[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(tar, layer);
+    assert!(entries(&archive).contains_key(&format!("blobs/sha256/{}", hex(&config))));
+    // It loads back as the same image.
+    let (_other, fresh) = new_store();
+    let report = load(&fresh, &archive[..]).unwrap();
+    assert_eq!(report.images[0].id, Digest::sha256(&config));
+
+    // zstd on request; uncompressed keeps the stored layer.
+    let specs = ["built:1".to_owned()];
+    let mut zstd = Vec::new();
+    let options = hoist_oci::LayerCompression {
+        compression: hoist_oci::Compression::Zstd,
+        ..Default::default()
+    };
+    save_oci_archive(&store, &specs, &options, &mut zstd).unwrap();
+    let layers = oci_layers(&zstd);
+    assert_eq!(layers[0].0, "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_eq!(
+        hoist_oci::Compression::detect(&layers[0].1),
+        hoist_oci::Compression::Zstd
+    );
+    let mut plain = Vec::new();
+    let options = hoist_oci::LayerCompression {
+        compression: hoist_oci::Compression::None,
+        ..Default::default()
+    };
+    save_oci_archive(&store, &specs, &options, &mut plain).unwrap();
+    assert_eq!(oci_layers(&plain), [(OCI_LAYER.to_owned(), layer)]);
+}
