@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Images, plan, request};
-use hoist_plan::op::{CopyFrom, CopySource, Source};
-use hoist_plan::{BuildPlan, NoCache, Op, OpId, PlanErrorKind, Platform, StageBase};
+use hoist_plan::op::{CopyFrom, CopySource, Exec, FileCopy, Source};
+use hoist_plan::{BuildPlan, NoCache, Op, OpId, PlanErrorKind, PlannedOp, Platform, StageBase};
 
 /// The ops an op depends on, transitively (itself included).
 fn closure(plan: &BuildPlan, id: OpId) -> BTreeSet<OpId> {
@@ -26,6 +26,70 @@ fn exec_of(plan: &BuildPlan, id: OpId) -> &hoist_plan::op::Exec {
         Op::Exec(exec) => exec,
         other => panic!("not an exec: {other:?}"),
     }
+}
+
+/// The plan's first exec (RUN) op.
+fn first_exec_op(plan: &BuildPlan) -> &PlannedOp {
+    plan.ops
+        .iter()
+        .find(|o| matches!(o.op, Op::Exec(_)))
+        .expect("the Dockerfile has a RUN")
+}
+
+/// What the plan's exec ops run, in plan order.
+fn execs(plan: &BuildPlan) -> Vec<&Exec> {
+    plan.ops
+        .iter()
+        .filter_map(|o| match &o.op {
+            Op::Exec(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The plan's first copy op (the tests' Dockerfiles have a COPY).
+fn first_copy_op(plan: &BuildPlan) -> &PlannedOp {
+    plan.ops
+        .iter()
+        .find(|o| matches!(o.op, Op::Copy(_)))
+        .expect("the Dockerfile has a COPY")
+}
+
+/// What the plan's first copy op copies.
+fn first_copy(plan: &BuildPlan) -> &FileCopy {
+    plan.ops
+        .iter()
+        .find_map(|o| match &o.op {
+            Op::Copy(c) => Some(c),
+            _ => None,
+        })
+        .expect("the Dockerfile has a COPY")
+}
+
+/// The paths the plan reads from its (first) context source.
+fn context_include(plan: &BuildPlan) -> &[String] {
+    plan.ops
+        .iter()
+        .find_map(|o| match &o.op {
+            Op::Source(Source::Context { include, .. }) => Some(include.as_slice()),
+            _ => None,
+        })
+        .expect("the plan reads the build context")
+}
+
+/// The names of the planned stages, in order (the tests name every stage they plan).
+fn stage_names(plan: &BuildPlan) -> Vec<&str> {
+    plan.stages
+        .iter()
+        .map(|s| s.name.as_deref().unwrap())
+        .collect()
+}
+
+/// Plans `text` after `change` adjusts the request; the plan must succeed.
+fn plan_with(text: &str, change: impl FnOnce(&mut hoist_plan::PlanRequest)) -> BuildPlan {
+    let mut req = request(text);
+    change(&mut req);
+    plan(&req).unwrap()
 }
 
 fn created_by(plan: &BuildPlan) -> Vec<String> {
@@ -63,22 +127,13 @@ ENTRYPOINT [\"/app\"]
 
 #[test]
 fn only_the_stages_the_target_needs_are_planned() {
-    let names = |target: Option<&str>| {
-        let mut req = request(LIFECYCLE);
-        req.target = target.map(str::to_owned);
-        let plan = plan(&req).unwrap();
-        let names: Vec<String> = plan
-            .stages
-            .iter()
-            .map(|s| s.name.clone().unwrap())
-            .collect();
-        (plan, names)
-    };
-    let (release, stages) = names(None);
-    assert_eq!(stages, ["base", "builder", "release"]);
+    let plan_for =
+        |target: Option<&str>| plan_with(LIFECYCLE, |r| r.target = target.map(str::to_owned));
+    let release = plan_for(None);
+    assert_eq!(stage_names(&release), ["base", "builder", "release"]);
     assert_eq!(release.target_stage().name.as_deref(), Some("release"));
     // builder is used twice but planned once: both copies read the same op.
-    let copies: Vec<&hoist_plan::PlannedOp> = release
+    let copies: Vec<&PlannedOp> = release
         .ops
         .iter()
         .filter(|op| matches!(op.op, Op::Copy(_)))
@@ -97,12 +152,16 @@ fn only_the_stages_the_target_needs_are_planned() {
         .count();
     assert_eq!(apk_runs, 1);
 
-    let (_, stages) = names(Some("ci"));
-    assert_eq!(stages, ["base", "builder", "lint", "ci"]);
-    let (_, stages) = names(Some("DEV"));
-    assert_eq!(stages, ["base", "builder", "dev"]);
-    let (lint, stages) = names(Some("lint"));
-    assert_eq!(stages, ["base", "lint"]);
+    assert_eq!(
+        stage_names(&plan_for(Some("ci"))),
+        ["base", "builder", "lint", "ci"]
+    );
+    assert_eq!(
+        stage_names(&plan_for(Some("DEV"))),
+        ["base", "builder", "dev"]
+    );
+    let lint = plan_for(Some("lint"));
+    assert_eq!(stage_names(&lint), ["base", "lint"]);
     assert!(
         lint.ops
             .iter()
@@ -175,14 +234,9 @@ RUN echo three
     let plan1 = plan(&req).unwrap();
     let one = plan1.stage_named("one").unwrap();
     assert_eq!(one.base, StageBase::Image("alpine:3.20".to_owned()));
-    let runs: Vec<OpId> = plan1
-        .ops
-        .iter()
-        .filter(|o| matches!(o.op, Op::Exec(_)))
-        .map(|o| o.id)
-        .collect();
+    let runs = execs(&plan1);
     assert_eq!(runs.len(), 3);
-    let env1 = &exec_of(&plan1, runs[0]).env;
+    let env1 = &runs[0].env;
     // The global TAG is re-declared without a value: it takes the global value. GLOBAL_ONLY
     // is not declared in the stage: not visible.
     assert!(
@@ -196,7 +250,7 @@ RUN echo three
         "{env1:?}"
     );
     // ENV after ARG shadows it, in RUN's environment and in the image.
-    let env2 = &exec_of(&plan1, runs[1]).env;
+    let env2 = &runs[1].env;
     assert!(env2.contains(&"LOCAL=from-env".to_owned()), "{env2:?}");
     assert_eq!(one.config.env_value("LOCAL"), Some("from-env"));
     assert_eq!(
@@ -205,7 +259,7 @@ RUN echo three
         "ARGs never reach the image config"
     );
     // A stage built on a stage inherits its ARG values and ENV; it may re-declare globals.
-    let env3 = &exec_of(&plan1, runs[2]).env;
+    let env3 = &runs[2].env;
     for expected in ["TAG=3.20", "GLOBAL_ONLY=g", "LOCAL=from-env"] {
         assert!(
             env3.contains(&expected.to_owned()),
@@ -230,27 +284,14 @@ RUN echo three
         plan2.stage_named("one").unwrap().base,
         StageBase::Image("alpine:latest".to_owned())
     );
-    let runs: Vec<OpId> = plan2
-        .ops
-        .iter()
-        .filter(|o| matches!(o.op, Op::Exec(_)))
-        .map(|o| o.id)
-        .collect();
-    let env1 = &exec_of(&plan2, runs[0]).env;
+    let runs = execs(&plan2);
+    let env1 = &runs[0].env;
     assert!(
         env1.contains(&"TAG=latest".to_owned()) && env1.contains(&"LOCAL=cli".to_owned()),
         "{env1:?}"
     );
-    assert!(
-        exec_of(&plan2, runs[1])
-            .env
-            .contains(&"LOCAL=from-env".to_owned())
-    );
-    assert!(
-        exec_of(&plan2, runs[2])
-            .env
-            .contains(&"LATE=now".to_owned())
-    );
+    assert!(runs[1].env.contains(&"LOCAL=from-env".to_owned()));
+    assert!(runs[2].env.contains(&"LATE=now".to_owned()));
     assert!(plan2.warnings.is_empty(), "{:?}", plan2.warnings);
 }
 
@@ -284,18 +325,13 @@ RUN echo $TARGETPLATFORM $TARGETOS
             ),
         ]
     );
-    let runs: Vec<OpId> = plan
-        .ops
-        .iter()
-        .filter(|o| matches!(o.op, Op::Exec(_)))
-        .map(|o| o.id)
-        .collect();
-    let env = &exec_of(&plan, runs[0]).env;
+    let runs = execs(&plan);
+    let env = &runs[0].env;
     assert!(
         env.contains(&"TARGETARCH=arm64".to_owned()) && env.contains(&"BUILDARCH=amd64".to_owned()),
         "{env:?}"
     );
-    let env = &exec_of(&plan, runs[1]).env;
+    let env = &runs[1].env;
     assert!(
         env.contains(&"TARGETPLATFORM=linux/arm64".to_owned()),
         "{env:?}"
@@ -316,12 +352,6 @@ RUN echo $TARGETPLATFORM $TARGETOS
         plan.target_stage().base,
         StageBase::Image("busybox:1.36".to_owned())
     );
-}
-
-fn plan_with(text: &str, change: impl FnOnce(&mut hoist_plan::PlanRequest)) -> BuildPlan {
-    let mut req = request(text);
-    change(&mut req);
-    plan(&req).unwrap()
 }
 
 #[test]
@@ -503,14 +533,7 @@ WORKDIR /
         ]
     );
     // COPY's destination is relative to the working directory, its mkdir runs as the user.
-    let copy = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Copy(c) => Some(c),
-            _ => None,
-        })
-        .unwrap();
+    let copy = first_copy(&plan);
     assert_eq!(copy.dest, "/src/sub/");
     assert_eq!(copy.chown.as_deref(), Some("1000:1000"));
     let mkdirs: Vec<(String, String)> = plan
@@ -528,27 +551,13 @@ WORKDIR /
             ("/src/sub".to_owned(), String::new())
         ]
     );
-    let run = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Exec(e) => Some(e),
-            _ => None,
-        })
-        .unwrap();
+    let run = execs(&plan)[0];
     assert_eq!(
         (run.cwd.as_str(), run.user.as_str()),
         ("/src/sub", "1000:1000")
     );
     // The context source only includes what COPY uses.
-    let include = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Source(Source::Context { include, .. }) => Some(include.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let include = context_include(&plan);
     assert_eq!(include, ["a.txt", "b"]);
 }
 
@@ -604,14 +613,7 @@ fn proxy_args_reach_run_but_not_the_cache_key_or_history() {
         r.build_args
             .insert("no_proxy".to_owned(), "localhost".to_owned());
     });
-    let run = |p: &BuildPlan| {
-        p.ops
-            .iter()
-            .find(|o| matches!(o.op, Op::Exec(_)))
-            .unwrap()
-            .clone()
-    };
-    let (a, b) = (run(&plain), run(&proxied));
+    let (a, b) = (first_exec_op(&plain), first_exec_op(&proxied));
     let Op::Exec(exec) = &b.op else { panic!() };
     assert_eq!(
         exec.proxy_env.get("HTTP_PROXY").map(String::as_str),
@@ -756,11 +758,7 @@ ARG CACHE=/root/.cache/go-build
 RUN --mount=type=cache,target=$CACHE --mount=from=deps,source=/go/pkg,target=/go/pkg --mount=type=secret,id=tok --mount=source=go.sum,target=go.sum --network=none go build ./...
 ";
     let plan = plan_with(text, |r| r.no_cache = NoCache::All);
-    let run = plan
-        .ops
-        .iter()
-        .find(|o| matches!(o.op, Op::Exec(_)))
-        .unwrap();
+    let run = first_exec_op(&plan);
     let Op::Exec(exec) = &run.op else { panic!() };
     assert_eq!(exec.mounts[0].mount.target, "/root/.cache/go-build");
     assert_eq!(exec.mounts[0].input, None);
@@ -790,11 +788,7 @@ WORKDIR /w
 RUN --mount=type=secret,id=tok --mount=type=secret,source=a/b/npmrc --mount=type=secret,id=env,env=TOKEN --mount=type=secret,id=t,target=rel true
 ";
     let planned = plan_with(text, |_| {});
-    let run = planned
-        .ops
-        .iter()
-        .find(|o| matches!(o.op, Op::Exec(_)))
-        .unwrap();
+    let run = first_exec_op(&planned);
     let targets: Vec<&str> = exec_of(&planned, run.id)
         .mounts
         .iter()
@@ -816,14 +810,7 @@ RUN --mount=type=secret,id=tok --mount=type=secret,source=a/b/npmrc --mount=type
 fn run_heredocs() {
     let text = "FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\nRUN <<EOF\n#!/bin/sh\necho script\nEOF\nRUN cat <<A > /a\nbody\nA\n";
     let plan = plan_with(text, |_| {});
-    let runs: Vec<&hoist_plan::op::Exec> = plan
-        .ops
-        .iter()
-        .filter_map(|o| match &o.op {
-            Op::Exec(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let runs = execs(&plan);
     assert_eq!(runs[0].args, ["/bin/sh", "-c", "echo one\necho two\n"]);
     assert_eq!(runs[1].args, ["/bin/sh", "-c", "/dev/pipes/EOF"]);
     assert_eq!(runs[1].inline_files[0].content, "#!/bin/sh\necho script\n");
@@ -834,14 +821,7 @@ fn run_heredocs() {
 fn copy_heredocs_are_expanded_unless_quoted() {
     let text = "FROM busybox\nENV NAME=world\nCOPY <<EOF <<'RAW' /etc/\nhello $NAME\nEOF\nkeep $NAME\nRAW\n";
     let plan = plan_with(text, |_| {});
-    let copy = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Copy(c) => Some(c),
-            _ => None,
-        })
-        .unwrap();
+    let copy = first_copy(&plan);
     let contents: Vec<&str> = copy
         .sources
         .iter()
@@ -894,14 +874,7 @@ fn named_contexts_replace_images_and_stages() {
         base.steps.iter().all(|s| s.op.is_some()),
         "its own instructions still apply"
     );
-    let copy = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Copy(c) => Some(c),
-            _ => None,
-        })
-        .unwrap();
+    let copy = first_copy(&plan);
     assert_eq!(copy.from, CopyFrom::NamedContext("docs".to_owned()));
 }
 
@@ -917,11 +890,7 @@ fn a_docker_image_scratch_context_is_the_empty_filesystem() {
         }
     });
     assert_eq!(plan.target_stage().base, StageBase::Scratch);
-    let copy = plan
-        .ops
-        .iter()
-        .find(|o| matches!(o.op, Op::Copy(_)))
-        .unwrap();
+    let copy = first_copy_op(&plan);
     assert!(matches!(
         plan.op(copy.inputs[1]).op,
         Op::Source(Source::Scratch)
@@ -943,12 +912,7 @@ fn go_hello_example_plans_for_every_target() {
     ];
     for (target, stages) in expected {
         let plan = plan_with(&text, |r| r.target = target.map(str::to_owned));
-        let names: Vec<&str> = plan
-            .stages
-            .iter()
-            .map(|s| s.name.as_deref().unwrap())
-            .collect();
-        assert_eq!(names, stages, "target {target:?}");
+        assert_eq!(stage_names(&plan), stages, "target {target:?}");
         let builder = plan.stage_named("builder").unwrap();
         assert_eq!(
             builder.base,
@@ -1004,14 +968,7 @@ fn copy_parents_keeps_the_pivot() {
         "FROM busybox\nCOPY --parents ./src/./pkg/*.go ../x/y /dest/\n",
         |_| {},
     );
-    let copy = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Copy(c) => Some(c),
-            _ => None,
-        })
-        .unwrap();
+    let copy = first_copy(&plan);
     assert!(copy.parents);
     let paths: Vec<&str> = copy
         .sources
@@ -1026,14 +983,7 @@ fn copy_parents_keeps_the_pivot() {
         created_by(&plan),
         ["COPY --parents ./src/./pkg/*.go ../x/y /dest/ # buildkit"]
     );
-    let include = plan
-        .ops
-        .iter()
-        .find_map(|o| match &o.op {
-            Op::Source(Source::Context { include, .. }) => Some(include.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let include = context_include(&plan);
     assert_eq!(include, ["src/pkg/*.go", "x/y"]);
 }
 
