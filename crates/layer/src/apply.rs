@@ -51,12 +51,34 @@ pub enum ParentSymlinks {
     Reject,
 }
 
+/// What whiteout entries (`.wh.NAME`, `.wh..wh..opq`) do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Whiteouts {
+    /// Delete what they name from the layers below in the target (OCI image spec, "Applying
+    /// changesets"): for a root file system that gets every layer in turn.
+    #[default]
+    Apply,
+    /// Keep them in overlayfs's format: for a directory holding one layer alone, stacked with
+    /// the others by overlayfs (Docker's overlay2 layout). `.wh.NAME` becomes a character device
+    /// 0/0 named `NAME` (unless this layer has its own `NAME`, which already hides the one below),
+    /// `.wh..wh..opq` the extended attribute `opaque_xattr` = `y` on its directory, and a
+    /// directory that replaces a whiteout of the same layer is made opaque, since the layer
+    /// deleted what was below it. Nothing in the target is removed. Written as the entries come,
+    /// in the same pass, before directory times are set.
+    Overlay {
+        /// `trusted.overlay.opaque` (overlayfs mounted by root) or `user.overlay.opaque`
+        /// (overlayfs with `userxattr`, in a user namespace).
+        opaque_xattr: &'static str,
+    },
+}
+
 /// Options for [`apply_layer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApplyOptions {
     ownership: Ownership,
     parent_symlinks: ParentSymlinks,
     max_size: Option<u64>,
+    whiteouts: Whiteouts,
 }
 
 impl ApplyOptions {
@@ -87,6 +109,13 @@ impl ApplyOptions {
     #[must_use]
     pub fn with_max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
+        self
+    }
+
+    /// What whiteout entries do ([`Whiteouts::Apply`] by default).
+    #[must_use]
+    pub fn with_whiteouts(mut self, whiteouts: Whiteouts) -> Self {
+        self.whiteouts = whiteouts;
         self
     }
 }
@@ -333,6 +362,7 @@ pub fn apply_layer<R: Read + Send>(
         root_fd,
         root_id: (root_stat.st_dev, root_stat.st_ino),
         parent_symlinks: options.parent_symlinks,
+        whiteouts: options.whiteouts,
         preserve_owner: match options.ownership {
             Ownership::Auto => is_root,
             Ownership::Preserve => true,
@@ -424,6 +454,7 @@ struct Applier {
     root_fd: OwnedFd,
     root_id: (u64, u64),
     parent_symlinks: ParentSymlinks,
+    whiteouts: Whiteouts,
     preserve_owner: bool,
     make_devices: bool,
     /// Paths (normalized, as in the archive) this layer has put in place.
@@ -562,11 +593,24 @@ impl Applier {
                 let existing = sys::lstat_at_opt(parent, &cbase).map_err(extract("stat"))?;
                 match existing {
                     Some(stat) if sys::file_type(&stat) == FileType::Directory => {}
-                    Some(_) => {
+                    Some(stat) => {
                         self.remove_all(parent, &cbase)
                             .map_err(extract("replace"))?;
                         sys::mkdir_at(parent, &cbase, 0o700)
                             .map_err(extract("create directory"))?;
+                        if let Whiteouts::Overlay { opaque_xattr } = self.whiteouts
+                            && is_whiteout_device(&stat)
+                        {
+                            // This layer deleted the directory below and made a new one.
+                            let dir = sys::open_dir_at(parent, &cbase)
+                                .map_err(extract("open directory"))?;
+                            sys::set_xattr(
+                                XattrTarget::Fd(dir.as_fd()),
+                                opaque_xattr.as_bytes(),
+                                b"y",
+                            )
+                            .map_err(extract("mark opaque"))?;
+                        }
                     }
                     None => {
                         sys::mkdir_at(parent, &cbase, 0o700).map_err(extract("create directory"))?
@@ -814,6 +858,9 @@ impl Applier {
             return Ok(());
         }
         self.report.whiteouts += 1;
+        if let Whiteouts::Overlay { opaque_xattr } = self.whiteouts {
+            return self.record_whiteout(parents, base, opaque_xattr, name);
+        }
         // Nothing below a missing directory to hide.
         let Some(parent) = self.resolve_dir(parents, false, name)? else {
             return Ok(());
@@ -867,6 +914,63 @@ impl Applier {
         }
         self.remove_lower(parent.as_fd(), &cstring(target), &target_key)
             .map_err(extract("apply whiteout"))
+    }
+
+    /// [`Whiteouts::Overlay`]: records the whiteout `base` in `parents` in overlayfs's format
+    /// (its directory created if missing, as an entry of this layer would).
+    fn record_whiteout(
+        &mut self,
+        parents: &[&[u8]],
+        base: &[u8],
+        opaque_xattr: &str,
+        name: &str,
+    ) -> Result<(), ApplyError> {
+        let extract = |action: &'static str| {
+            move |source: io::Error| ApplyError::Extract {
+                entry: name.to_owned(),
+                action,
+                source,
+            }
+        };
+        let parent = self
+            .resolve_dir(parents, true, name)?
+            .expect("created when missing");
+        if base == OPAQUE_WHITEOUT.as_bytes() {
+            let dir = rustix::fs::openat(
+                &parent,
+                c".",
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| extract("open opaque directory")(e.into()))?;
+            return sys::set_xattr(XattrTarget::Fd(dir.as_fd()), opaque_xattr.as_bytes(), b"y")
+                .map_err(extract("mark opaque"));
+        }
+        let target = &base[WHITEOUT_PREFIX.len()..];
+        if matches!(target, b"" | b"." | b"..") {
+            return Err(ApplyError::Unsafe {
+                entry: name.to_owned(),
+                reason: UnsafeReason::BadWhiteout,
+            });
+        }
+        if target == INCOMPLETE_MARKER.as_bytes() && self.is_root_dir(parent.as_fd()) {
+            return Err(ApplyError::Unsafe {
+                entry: name.to_owned(),
+                reason: UnsafeReason::ReservedName,
+            });
+        }
+        let ctarget = cstring(target);
+        if sys::lstat_at_opt(parent.as_fd(), &ctarget)
+            .map_err(extract("stat"))?
+            .is_some()
+        {
+            // This layer has its own entry there (or the same whiteout twice): it hides the one below.
+            return Ok(());
+        }
+        sys::mknod_at(parent.as_fd(), &ctarget, FileType::CharacterDevice, 0, 0, 0)
+            .map_err(extract("create whiteout"))
     }
 
     /// Removes `name` in `dir` as far as lower layers put it there: paths this layer created
@@ -1084,6 +1188,11 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// Whether `stat` is overlayfs's whiteout: a character device 0/0.
+fn is_whiteout_device(stat: &rustix::fs::Stat) -> bool {
+    sys::file_type(stat) == FileType::CharacterDevice && stat.st_rdev == 0
 }
 
 fn owner_id(id: u64) -> io::Result<u32> {

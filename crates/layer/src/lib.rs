@@ -47,7 +47,7 @@ mod writer;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplyReport, INCOMPLETE_MARKER, MAX_PATH_LEN, Ownership,
-    ParentSymlinks, UnsafeReason, apply_layer, is_incomplete,
+    ParentSymlinks, UnsafeReason, Whiteouts, apply_layer, is_incomplete,
 };
 pub use blob::{LayerBlobWriter, LayerDigests};
 pub use compression::{

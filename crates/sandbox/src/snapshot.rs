@@ -9,14 +9,13 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use hoist_layer::{
-    ApplyOptions, Decompressor, Digest, DigestReader, OPAQUE_WHITEOUT, SourceKind, WHITEOUT_PREFIX,
-    WriteOptions, WriteSummary, apply_layer, write_layer,
+    ApplyOptions, Decompressor, Digest, DigestReader, SourceKind, Whiteouts, WriteOptions,
+    WriteSummary, apply_layer, write_layer,
 };
 use hoist_oci::{Area, Image, Store};
-use rustix::fs::{CWD, FileType, Mode, XattrFlags, mknodat, setxattr};
 
 use crate::container::RootFs;
 use crate::error::{Error, Result};
@@ -74,16 +73,21 @@ pub fn unpack_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
         }
         let entry = store.begin_entry(Area::Snapshots, &key)?;
         let blob = store.open_blob(&digest)?;
+        // Applied alone onto an empty directory, the layer's whiteouts have nothing to delete: they are
+        // recorded in overlayfs's format instead, in the same pass.
+        let options = ApplyOptions::new().with_whiteouts(Whiteouts::Overlay {
+            opaque_xattr: opaque_xattr(),
+        });
         let read_error = |source| Error::ReadLayer { digest, source };
         let decompressed = Decompressor::new(blob).map_err(read_error)?;
         if store.layer_diff_id_verified(&digest)? {
-            apply_layer(decompressed, entry.path(), &ApplyOptions::new())
+            apply_layer(decompressed, entry.path(), &options)
                 .map_err(|source| Error::Unpack { digest, source })?;
         } else {
             // A pulled layer whose diffID was only announced by its config: the tar is hashed as it is applied
             // and the snapshot kept only if it matches (dropping the entry removes it).
             let mut reader = DigestReader::new(decompressed);
-            apply_layer(&mut reader, entry.path(), &ApplyOptions::new())
+            apply_layer(&mut reader, entry.path(), &options)
                 .map_err(|source| Error::Unpack { digest, source })?;
             // The end-of-archive blocks and any padding after them are part of the diffID.
             io::copy(&mut reader, &mut io::sink()).map_err(read_error)?;
@@ -97,49 +101,9 @@ pub fn unpack_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
             }
             store.mark_diff_id_verified(&digest, &info)?;
         }
-        record_whiteouts(store, &digest, entry.path())?;
         dirs.push(entry.commit()?);
     }
     Ok(dirs)
-}
-
-/// Second pass over the layer's tar: its whiteouts, which applying onto an empty directory had nothing to delete,
-/// are recorded in overlayfs's format.
-fn record_whiteouts(store: &Store, digest: &Digest, root: &Path) -> Result<()> {
-    let read_error = |source: io::Error| Error::ReadLayer {
-        digest: *digest,
-        source,
-    };
-    let blob = store.open_blob(digest)?;
-    let mut archive = tar::Archive::new(Decompressor::new(blob).map_err(read_error)?);
-    for entry in archive.entries().map_err(read_error)? {
-        let entry = entry.map_err(read_error)?;
-        let path = entry.path().map_err(read_error)?.into_owned();
-        if path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            continue;
-        }
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let parent = root.join(path.parent().unwrap_or(Path::new("")));
-        if name == OPAQUE_WHITEOUT {
-            fs::create_dir_all(&parent).map_err(|e| prepare_error("create", &parent, e))?;
-            setxattr(&parent, opaque_xattr(), b"y", XattrFlags::empty())
-                .map_err(|e| prepare_error("mark opaque", &parent, e.into()))?;
-        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
-            && !hidden.starts_with(".wh.")
-            && !hidden.is_empty()
-        {
-            fs::create_dir_all(&parent).map_err(|e| prepare_error("create", &parent, e))?;
-            let target = parent.join(hidden);
-            mknodat(CWD, &target, FileType::CharacterDevice, Mode::empty(), 0)
-                .map_err(|e| prepare_error("create whiteout", &target, e.into()))?;
-        }
-    }
-    Ok(())
 }
 
 fn prepare_error(action: &'static str, path: &Path, source: io::Error) -> Error {
