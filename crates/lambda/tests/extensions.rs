@@ -3,20 +3,15 @@
 
 mod common;
 
-use common::{Emulator, client, invoke_with};
+use common::{
+    Emulator, Reply, client, header, idle_runtime, invoke_with, next_request_id, respond,
+    runtime_url,
+};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 fn url(emulator: &Emulator, path: &str) -> String {
     format!("http://{}/{path}", emulator.runtime_api)
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("header {name}"))
-        .to_owned()
 }
 
 async fn register(emulator: &Emulator, events: &str) -> String {
@@ -55,12 +50,28 @@ async fn event_next(emulator: &Emulator, id: &str) -> serde_json::Value {
     serde_json::from_str(&response.text().await.expect("body")).expect("JSON event")
 }
 
-fn idle_runtime(env: &[(&str, &str)]) -> Emulator {
-    Emulator::start(
-        &["sleep", "60"],
-        std::path::Path::new(common::FIXTURES),
-        env,
-    )
+/// A registration under `name` for no events; the caller checks the answer.
+async fn register_as(emulator: &Emulator, name: &str) -> reqwest::Response {
+    client()
+        .post(url(emulator, "2020-01-01/extension/register"))
+        .header("Lambda-Extension-Name", name)
+        .body("{}")
+        .send()
+        .await
+        .expect("answer")
+}
+
+/// `response` is a 403 whose body names `error_type`.
+async fn assert_forbidden(response: reqwest::Response, error_type: &str) {
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(response.text().await.expect("body").contains(error_type));
+}
+
+/// The test, as the runtime, answers invoke `request_id` with `ok`; the caller gets it.
+async fn respond_ok(emulator: &Emulator, request_id: &str, caller: JoinHandle<Reply>) {
+    let (status, _) = respond(emulator, request_id, "ok", &[]).await;
+    assert_eq!(status, 202);
+    assert_eq!(caller.await.expect("task").body, "ok");
 }
 
 #[tokio::test]
@@ -72,27 +83,13 @@ async fn identifiers_and_names_are_checked() {
         .send()
         .await
         .expect("answer");
-    assert_eq!(nameless.status().as_u16(), 403);
-    assert!(
-        nameless
-            .text()
-            .await
-            .expect("body")
-            .contains("Extension.InvalidExtensionName")
-    );
+    assert_forbidden(nameless, "Extension.InvalidExtensionName").await;
     let anonymous = client()
         .get(url(&emulator, "2020-01-01/extension/event/next"))
         .send()
         .await
         .expect("answer");
-    assert_eq!(anonymous.status().as_u16(), 403);
-    assert!(
-        anonymous
-            .text()
-            .await
-            .expect("body")
-            .contains("Extension.MissingExtensionIdentifier")
-    );
+    assert_forbidden(anonymous, "Extension.MissingExtensionIdentifier").await;
     let unknown = client()
         .get(url(&emulator, "2020-01-01/extension/event/next"))
         .header(
@@ -102,14 +99,7 @@ async fn identifiers_and_names_are_checked() {
         .send()
         .await
         .expect("answer");
-    assert_eq!(unknown.status().as_u16(), 403);
-    assert!(
-        unknown
-            .text()
-            .await
-            .expect("body")
-            .contains("Extension.InvalidExtensionIdentifier")
-    );
+    assert_forbidden(unknown, "Extension.InvalidExtensionIdentifier").await;
 }
 
 /// Events wait for every extension to be ready; INVOKE carries the request id and tracing; SHUTDOWN follows a timeout.
@@ -125,7 +115,7 @@ async fn internal_extension_gets_invoke_and_shutdown() {
     ));
     let runtime = tokio::spawn(
         client()
-            .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
+            .get(runtime_url(&emulator, "invocation/next"))
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -154,13 +144,7 @@ async fn internal_extension_gets_invoke_and_shutdown() {
     assert_eq!(shutdown["shutdownReason"], "Timeout");
     let reply = caller.await.expect("task");
     assert_eq!(reply.body, "Task timed out after 1.00 seconds");
-    let late = client()
-        .post(url(&emulator, "2020-01-01/extension/register"))
-        .header("Lambda-Extension-Name", "late")
-        .body("{}")
-        .send()
-        .await
-        .expect("answer");
+    let late = register_as(&emulator, "late").await;
     assert_eq!(
         late.status().as_u16(),
         200,
@@ -172,31 +156,10 @@ async fn internal_extension_gets_invoke_and_shutdown() {
 async fn registration_closes_once_the_runtime_has_an_event() {
     let emulator = idle_runtime(&[]);
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let runtime = client()
-        .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
-        .send()
-        .await
-        .expect("next");
-    let request_id = header(&runtime, "lambda-runtime-aws-request-id");
-    let late = client()
-        .post(url(&emulator, "2020-01-01/extension/register"))
-        .header("Lambda-Extension-Name", "late")
-        .body("{}")
-        .send()
-        .await
-        .expect("answer");
+    let request_id = next_request_id(&emulator).await;
+    let late = register_as(&emulator, "late").await;
     assert_eq!(late.status().as_u16(), 403);
-    let done = client()
-        .post(url(
-            &emulator,
-            &format!("2018-06-01/runtime/invocation/{request_id}/response"),
-        ))
-        .body("ok")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(done.status().as_u16(), 202);
-    assert_eq!(caller.await.expect("task").body, "ok");
+    respond_ok(&emulator, &request_id, caller).await;
 }
 
 #[tokio::test]
@@ -218,25 +181,10 @@ async fn external_extension_is_started_before_the_runtime() {
     let emulator = idle_runtime(&[("HOIST_LAMBDA_EXTENSIONS_DIR", dir)]);
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
     // The test is the runtime; its /next waits until the extension has registered and is waiting for events.
-    let runtime = client()
-        .get(url(&emulator, "2018-06-01/runtime/invocation/next"))
-        .send()
-        .await
-        .expect("next");
-    let request_id = header(&runtime, "lambda-runtime-aws-request-id");
+    let request_id = next_request_id(&emulator).await;
     emulator.wait_stdout("EXT REGISTERED test_function");
     emulator.wait_stdout(&format!("EXT INVOKE {request_id}"));
-    let done = client()
-        .post(url(
-            &emulator,
-            &format!("2018-06-01/runtime/invocation/{request_id}/response"),
-        ))
-        .body("ok")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(done.status().as_u16(), 202);
-    assert_eq!(caller.await.expect("task").body, "ok");
+    respond_ok(&emulator, &request_id, caller).await;
 }
 
 #[tokio::test]

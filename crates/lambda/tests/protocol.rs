@@ -3,53 +3,15 @@
 
 mod common;
 
-use common::{Emulator, client, invoke, invoke_with};
+use common::{
+    Emulator, client, header, idle_runtime, invoke, invoke_with, next, next_request_id, post,
+    respond, runtime_url,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-fn idle_runtime() -> Emulator {
-    Emulator::start(
-        &["sleep", "60"],
-        std::path::Path::new(common::FIXTURES),
-        &[],
-    )
-}
-
-fn runtime_url(emulator: &Emulator, path: &str) -> String {
-    format!("http://{}/2018-06-01/runtime/{path}", emulator.runtime_api)
-}
-
-async fn next(emulator: &Emulator) -> reqwest::Response {
-    let response = client()
-        .get(runtime_url(emulator, "invocation/next"))
-        .send()
-        .await
-        .expect("/next answers");
-    assert_eq!(response.status().as_u16(), 200);
-    response
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("header {name}"))
-        .to_owned()
-}
-
-async fn post(url: String, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut request = client().post(url).body(body.to_owned());
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request.send().await.expect("the runtime API answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_bad_client_context_is_500() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let reply = invoke(
         &format!("{}/2015-03-31/functions/function/other", emulator.base),
         "{}",
@@ -89,7 +51,7 @@ async fn unknown_paths_are_404_and_bad_client_context_is_500() {
 
 #[tokio::test]
 async fn next_headers_response_and_state_errors() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let context = r#"{"custom":{"a":1}}"#;
     let encoded = {
         use base64::Engine;
@@ -151,19 +113,9 @@ async fn next_headers_response_and_state_errors() {
     let (status, body) = post(runtime_url(&emulator, "init/error"), "{}", &[]).await;
     assert_eq!(status, 403, "init/error after init is done: {body}");
     let headers = [("content-type", "text/csv")];
-    let (status, body) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "a,b",
-        &headers,
-    )
-    .await;
+    let (status, body) = respond(&emulator, &id, "a,b", &headers).await;
     assert_eq!((status, body.as_str()), (202, r#"{"status":"OK"}"#));
-    let (status, body) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "again",
-        &[],
-    )
-    .await;
+    let (status, body) = respond(&emulator, &id, "again", &[]).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("InvalidStateTransition"), "{body}");
 
@@ -185,9 +137,9 @@ async fn next_headers_response_and_state_errors() {
 
 #[tokio::test]
 async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let id = next_request_id(&emulator).await;
     let cause =
         r#"{"errorMessage":"boom","errorType":"Function.Boom","stackTrace":["a"],"extra":true}"#;
     let headers = [(
@@ -210,14 +162,9 @@ async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
     );
 
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let id = next_request_id(&emulator).await;
     let headers = [("lambda-runtime-function-response-mode", "sideways")];
-    let (status, body) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "x",
-        &headers,
-    )
-    .await;
+    let (status, body) = respond(&emulator, &id, "x", &headers).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("InvalidFunctionResponseMode"), "{body}");
     let reply = caller.await.expect("caller task");
@@ -230,16 +177,11 @@ async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
 
 #[tokio::test]
 async fn oversized_response_is_refused_on_both_sides() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let id = next_request_id(&emulator).await;
     let big = "x".repeat(hoist_lambda::MAX_PAYLOAD_BYTES + 1);
-    let (status, body) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        &big,
-        &[],
-    )
-    .await;
+    let (status, body) = respond(&emulator, &id, &big, &[]).await;
     assert_eq!(status, 413, "{body}");
     let reply = caller.await.expect("caller task");
     assert_eq!(reply.status, 200);
@@ -297,7 +239,7 @@ async fn bad_flags_fail_fast() {
 
 #[tokio::test]
 async fn a_busy_runtime_api_port_is_an_error() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-lambda-rie"))
         .args(["--runtime-interface-emulator-address", "127.0.0.1:0"])
         .args(["--runtime-api-address", &emulator.runtime_api, "sleep", "1"])
@@ -316,7 +258,7 @@ async fn a_busy_runtime_api_port_is_an_error() {
 
 #[tokio::test]
 async fn event_invokes_are_accepted_at_once_and_dry_runs_do_nothing() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let dry = invoke_with(
         client()
             .post(emulator.url())
@@ -339,19 +281,11 @@ async fn event_invokes_are_accepted_at_once_and_dry_runs_do_nothing() {
         "answered before the runtime even asked for the event"
     );
     assert_eq!(accepted.body, "");
-    let id = accepted
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let id = accepted.request_id();
     let event = next(&emulator).await;
     assert_eq!(header(&event, "lambda-runtime-aws-request-id"), id);
     assert_eq!(event.text().await.expect("event body"), r#"{"async":true}"#);
-    let (status, _) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "done",
-        &[],
-    )
-    .await;
+    let (status, _) = respond(&emulator, &id, "done", &[]).await;
     assert_eq!(status, 202);
     emulator.wait_stdout(&format!("REPORT RequestId: {id}"));
 }
@@ -377,7 +311,7 @@ async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, needl
 #[tokio::test]
 async fn streamed_chunks_and_error_trailers_reach_the_caller() {
     use tokio::io::AsyncWriteExt;
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let front = emulator.base.trim_start_matches("http://").to_owned();
     let mut caller = tokio::net::TcpStream::connect(&front)
         .await
@@ -388,7 +322,7 @@ async fn streamed_chunks_and_error_trailers_reach_the_caller() {
         .write_all(request.as_bytes())
         .await
         .expect("send the invoke");
-    let id = header(&next(&emulator).await, "lambda-runtime-aws-request-id");
+    let id = next_request_id(&emulator).await;
 
     let mut runtime = tokio::net::TcpStream::connect(&emulator.runtime_api)
         .await
@@ -436,7 +370,7 @@ async fn streamed_chunks_and_error_trailers_reach_the_caller() {
 
 #[tokio::test]
 async fn a_second_waiting_poller_waits_instead_of_failing() {
-    let emulator = idle_runtime();
+    let emulator = idle_runtime(&[]);
     let url = runtime_url(&emulator, "invocation/next");
     let first = tokio::spawn(client().get(url.clone()).send());
     let second = tokio::spawn(client().get(url).send());
@@ -455,12 +389,7 @@ async fn a_second_waiting_poller_waits_instead_of_failing() {
         "the other poller is still waiting, not refused"
     );
     let id = header(&event, "lambda-runtime-aws-request-id");
-    let (status, _) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "one",
-        &[],
-    )
-    .await;
+    let (status, _) = respond(&emulator, &id, "one", &[]).await;
     assert_eq!(status, 202);
     assert_eq!(caller.await.expect("task").body, "one");
     let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("2")));
@@ -468,12 +397,7 @@ async fn a_second_waiting_poller_waits_instead_of_failing() {
     assert_eq!(event.status().as_u16(), 200);
     let id = header(&event, "lambda-runtime-aws-request-id");
     assert_eq!(event.text().await.expect("body"), "2");
-    let (status, _) = post(
-        runtime_url(&emulator, &format!("invocation/{id}/response")),
-        "two",
-        &[],
-    )
-    .await;
+    let (status, _) = respond(&emulator, &id, "two", &[]).await;
     assert_eq!(status, 202);
     assert_eq!(caller.await.expect("task").body, "two");
 }

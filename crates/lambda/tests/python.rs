@@ -118,10 +118,7 @@ async fn python_log_tail() {
         .header("x-amz-log-type", "Tail");
     let reply = common::invoke_with(request).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let id = reply
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let id = reply.request_id();
     let encoded = reply.header("x-amz-log-result").expect("a log result");
     use base64::Engine;
     let decoded = base64::engine::general_purpose::STANDARD

@@ -170,6 +170,13 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The invoke's request id (`X-Amzn-RequestId`), which every reply carries.
+    pub fn request_id(&self) -> String {
+        self.header("x-amzn-requestid")
+            .expect("request id header")
+            .to_owned()
+    }
 }
 
 pub fn client() -> reqwest::Client {
@@ -220,6 +227,69 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
 }
 
+/// The emulator with `sleep 60` as its runtime: a real process that never calls the Runtime API, so the test can
+/// speak for it.
+pub fn idle_runtime(env: &[(&str, &str)]) -> Emulator {
+    Emulator::start(&["sleep", "60"], Path::new(FIXTURES), env)
+}
+
+/// `http://<runtime API>/2018-06-01/runtime/<path>`.
+pub fn runtime_url(emulator: &Emulator, path: &str) -> String {
+    format!("http://{}/2018-06-01/runtime/{path}", emulator.runtime_api)
+}
+
+/// The value of header `name` of `response`, which must be there.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name}"))
+        .to_owned()
+}
+
+/// The runtime's `GET invocation/next`, which must answer 200 (it waits for an invoke).
+pub async fn next(emulator: &Emulator) -> reqwest::Response {
+    let response = client()
+        .get(runtime_url(emulator, "invocation/next"))
+        .send()
+        .await
+        .expect("/next answers");
+    assert_eq!(response.status().as_u16(), 200);
+    response
+}
+
+/// The request id of the next invoke the runtime is handed.
+pub async fn next_request_id(emulator: &Emulator) -> String {
+    header(&next(emulator).await, "lambda-runtime-aws-request-id")
+}
+
+/// POSTs `body` with `headers` to `url`; returns the status and the body of the answer.
+pub async fn post(url: String, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = client().post(url).body(body.to_owned());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("the runtime API answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The runtime's `POST invocation/<id>/response` with `body`; returns the status and the body of the answer.
+pub async fn respond(
+    emulator: &Emulator,
+    id: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    post(
+        runtime_url(emulator, &format!("invocation/{id}/response")),
+        body,
+        headers,
+    )
+    .await
+}
+
 /// A real function: how to start it and where.
 pub struct Function {
     pub bootstrap: Vec<String>,
@@ -253,10 +323,7 @@ pub async fn success(f: &Function) {
     assert_eq!(first.status, 200, "{}\n{}", first.body, emulator.stdout());
     let body = first.json();
     assert_eq!(body["event"], serde_json::json!({"hello": "world"}));
-    let request_id = first
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let request_id = first.request_id();
     assert_eq!(body["request_id"], request_id.as_str());
     assert_eq!(
         body["arn"],
@@ -321,10 +388,7 @@ pub async fn success(f: &Function) {
         second.json()["trace_id"],
         "Root=1-5e1b4151-5ac6c58dc39a6b8c4f0e2b1a;Parent=53995c3f42cd8ad8;Sampled=1"
     );
-    let second_id = second
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let second_id = second.request_id();
     assert_ne!(second_id, request_id);
     let report = report_line(&emulator, &second_id);
     assert!(
@@ -348,10 +412,7 @@ pub async fn handler_error(f: &Function) {
     let body = failed.json();
     assert_eq!(body["errorType"], "EchoFunctionError", "{body}");
     assert_eq!(body["errorMessage"], "failure requested by event", "{body}");
-    let id = failed
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let id = failed.request_id();
     let report = report_line(&emulator, &id);
     assert!(report.contains("Status: error"), "{report}");
     let after = invoke(&emulator.url(), "{}").await;
@@ -382,10 +443,7 @@ pub async fn timeout_then_recovery(f: &Function) {
         took >= Duration::from_secs(2) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    let id = slow
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let id = slow.request_id();
     let report = report_line(&emulator, &id);
     assert!(report.contains("Status: timeout"), "{report}");
     assert!(
@@ -400,10 +458,7 @@ pub async fn timeout_then_recovery(f: &Function) {
         pid(&warm),
         "the timed-out process was replaced"
     );
-    let id = after
-        .header("x-amzn-requestid")
-        .expect("request id header")
-        .to_owned();
+    let id = after.request_id();
     assert!(
         report_line(&emulator, &id).contains("Init Duration"),
         "re-init is reported"
@@ -419,9 +474,7 @@ pub async fn crash_then_recovery(f: &Function) {
     assert_eq!(crashed.status, 502, "{}", crashed.body);
     let body = crashed.json();
     assert_eq!(body["errorType"], "Runtime.ExitError");
-    let id = crashed
-        .header("x-amzn-requestid")
-        .expect("request id header");
+    let id = crashed.request_id();
     assert_eq!(
         body["errorMessage"],
         format!("RequestId: {id} Error: Runtime exited with error: exit status 3")
