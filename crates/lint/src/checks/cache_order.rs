@@ -10,7 +10,8 @@
 
 use hoist_dockerfile::{Keyword, Node};
 
-use crate::model::{Model, command_text, copy_args, flag_value, flag_values, mount_fields};
+use crate::checks::mount_options;
+use crate::model::{Model, command_text, copy_args, flag_value};
 use crate::report::Report;
 use crate::{Finding, Rule};
 
@@ -216,11 +217,7 @@ fn base_name(path: &str) -> &str {
 }
 
 fn has_cache_mount(node: &Node) -> bool {
-    flag_values(node, "mount").any(|mount| {
-        mount_fields(mount)
-            .iter()
-            .any(|(key, value)| *key == "type" && *value == "cache")
-    })
+    mount_options(node).any(|(key, value)| key == "type" && value == "cache")
 }
 
 /// Whether a source copied before the whole context is one of the install's manifests

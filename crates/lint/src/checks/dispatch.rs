@@ -13,7 +13,8 @@ use hoist_dockerfile::{Args, Keyword, Node, Separator, Span};
 use hoist_shell::Lexer;
 
 use crate::checks::from::{Globals, add_or_replace, entry_keys};
-use crate::model::{Model, arg_decls, copy_args, flag_value, flag_values, mount_fields, words};
+use crate::checks::{mount_options, stage_references};
+use crate::model::{Model, arg_decls, copy_args, flag_value, words};
 use crate::report::Report;
 use crate::{BaseImageEnv, Finding, Rule};
 
@@ -78,27 +79,12 @@ pub(crate) fn stages_to_check(
 
 /// The stages one stage reads from with `COPY --from` or `RUN --mount from=`.
 pub(crate) fn stage_dependencies(model: &Model<'_>, index: usize) -> Vec<usize> {
-    let mut deps = Vec::new();
-    for node in &model.stages[index].commands {
-        match node.kind {
-            Some(Keyword::Copy) => {
-                if let Some(from) = flag_value(node, "from") {
-                    deps.extend(model.stage_by_reference(from));
-                }
-            }
-            Some(Keyword::Run) => {
-                for mount in flag_values(node, "mount") {
-                    for (key, value) in mount_fields(mount) {
-                        if key == "from" {
-                            deps.extend(model.stage_by_reference(value));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    deps
+    model.stages[index]
+        .commands
+        .iter()
+        .flat_map(|node| stage_references(node))
+        .filter_map(|reference| model.stage_by_reference(reference))
+        .collect()
 }
 
 pub(crate) fn check(
@@ -187,10 +173,8 @@ impl Walker<'_, '_, '_> {
                 }
             }
             Some(Keyword::Run) => {
-                for mount in flag_values(node, "mount") {
-                    for (_, value) in mount_fields(mount) {
-                        self.expand(value, node.span);
-                    }
+                for (_, value) in mount_options(node) {
+                    self.expand(value, node.span);
                 }
             }
             Some(Keyword::Arg) => self.arg(node),

@@ -6,11 +6,10 @@
 //! When a `--from` or `from=` value, or the name part of a `FROM`, holds a variable, which
 //! stage it names depends on the build arguments, so the check stays silent for the file.
 
-use hoist_dockerfile::Keyword;
-
 use crate::checks::dispatch::stage_dependencies;
 use crate::checks::from::Globals;
-use crate::model::{Model, flag_value, flag_values, mount_fields};
+use crate::checks::stage_references;
+use crate::model::Model;
 use crate::report::Report;
 use crate::{Finding, Rule};
 
@@ -58,24 +57,15 @@ pub(crate) fn check(model: &Model<'_>, globals: &Globals, report: &mut Report<'_
 
 /// A `--from`/`from=` whose stage depends on a variable.
 fn has_dynamic_reference(model: &Model<'_>) -> bool {
-    model
-        .stages
-        .iter()
-        .flat_map(|s| &s.commands)
-        .any(|node| match node.kind {
-            Some(Keyword::Copy) => flag_value(node, "from").is_some_and(|from| from.contains('$')),
-            Some(Keyword::Run) => flag_values(node, "mount").any(|mount| {
-                mount_fields(mount)
-                    .iter()
-                    .any(|(key, value)| *key == "from" && value.contains('$'))
-            }),
-            _ => false,
-        })
-        || model.stages.iter().any(|s| {
-            // `FROM golang:${VERSION}` varies the tag only; `FROM ${BASE}` may name a stage.
-            s.base
-                .value
-                .split_once('$')
-                .is_some_and(|(name, _)| !name.contains(':'))
-        })
+    model.stages.iter().flat_map(|s| &s.commands).any(|node| {
+        stage_references(node)
+            .iter()
+            .any(|reference| reference.contains('$'))
+    }) || model.stages.iter().any(|s| {
+        // `FROM golang:${VERSION}` varies the tag only; `FROM ${BASE}` may name a stage.
+        s.base
+            .value
+            .split_once('$')
+            .is_some_and(|(name, _)| !name.contains(':'))
+    })
 }
