@@ -2,17 +2,11 @@
 //! invoke makes the round trip through the Runtime API, with this test playing the runtime over plain HTTP/1.1.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
-}
+use hoist_testkit::{free_port, wait_for_port};
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns the raw head and the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> (String, String) {
@@ -65,14 +59,7 @@ fn hoist_lambda_runs_the_emulator() {
         .spawn()
         .expect("start hoist lambda");
     let _guard = Killed(child);
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", front)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "hoist lambda did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(front, Duration::from_secs(10));
     let caller = std::thread::spawn(move || {
         http(
             front,

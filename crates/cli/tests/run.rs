@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,13 +167,14 @@ fn processes_running(args: &[&str]) -> Vec<String> {
     found
 }
 
+/// `kill SIGNAL PID`, which must succeed.
+fn kill(signal: &str, pid: &str) {
+    let status = Command::new("kill").args([signal, pid]).status().unwrap();
+    assert!(status.success(), "kill {signal} {pid}: {status}");
+}
+
 fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    kill("-TERM", &child.id().to_string());
 }
 
 fn wait_with_deadline(child: &mut Child, deadline: Instant) -> std::process::ExitStatus {
@@ -254,10 +255,7 @@ fn sigterm_kills_the_whole_container_and_leaves_no_mount() {
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     // The container's scratch directory (its writable layer) is gone too.
-    let scratch: Vec<PathBuf> = fs::read_dir(fixture.tmp.join("hoist-run"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
+    let scratch = dir_entries(&fixture.tmp.join("hoist-run"));
     assert!(scratch.is_empty(), "{scratch:?}");
 }
 
@@ -328,7 +326,7 @@ fn sigterm_is_forwarded_to_a_command_that_handles_it() {
 }
 
 /// `setpriv` as `nobody` (65534), with the environment of an unprivileged user.
-fn as_nobody(home: &std::path::Path) -> Command {
+fn as_nobody(home: &Path) -> Command {
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -340,29 +338,70 @@ fn as_nobody(home: &std::path::Path) -> Command {
     command
 }
 
+/// `hoist ARGS` as `nobody` with `home`, to completion.
+fn nobody(home: &Path, args: &[&str]) -> Run {
+    as_nobody(home).args(args).output().map(Run::from).unwrap()
+}
+
+impl Fixture {
+    /// The fixture's directory (the store, `rootfs/` and `rootfs.tar` are in it).
+    fn dir(&self) -> &Path {
+        self.root.parent().unwrap()
+    }
+
+    /// A home for `nobody` in the fixture's directory, with its own `tmp`; the directory and `rootfs.tar` are made
+    /// readable for nobody, who imports the tar there.
+    fn nobody_home(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let base = self.dir();
+        fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+        let home = base.join("nobody");
+        fs::create_dir_all(home.join("tmp")).unwrap();
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::chown(home.join("tmp"), Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(base.join("rootfs.tar"), fs::Permissions::from_mode(0o644)).unwrap();
+        home
+    }
+
+    /// `rootfs.tar` in the fixture's directory (busybox as `hoist import` takes it).
+    fn rootfs_tar(&self) -> String {
+        self.dir().join("rootfs.tar").to_str().unwrap().to_owned()
+    }
+}
+
+/// The words of each line of `out` (`/proc/self/uid_map` rows, `ls -n` columns).
+fn words_per_line(out: &str) -> Vec<Vec<&str>> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+/// What is in `dir` (a scratch directory that should be empty by now).
+fn dir_entries(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
 #[test]
 fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
-    use std::os::unix::fs::PermissionsExt;
     let fixture = Fixture::new();
-    // A home for nobody, reachable through the fixture's directory.
-    let base = fixture.root.parent().unwrap();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let home = base.join("nobody");
-    fs::create_dir_all(home.join("tmp")).unwrap();
-    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
-    std::os::unix::fs::chown(home.join("tmp"), Some(65534), Some(65534)).unwrap();
-    fs::set_permissions(base.join("rootfs.tar"), fs::Permissions::from_mode(0o644)).unwrap();
-
-    let import = as_nobody(&home)
-        .args(["import", "--change", "CMD [\"id\", \"-u\"]"])
-        .arg(base.join("rootfs.tar"))
-        .arg("rootless:1")
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let home = fixture.nobody_home();
+    let import = nobody(
+        &home,
+        &[
+            "import",
+            "--change",
+            "CMD [\"id\", \"-u\"]",
+            &fixture.rootfs_tar(),
+            "rootless:1",
+        ],
+    );
     assert!(import.success(), "{}", import.describe());
-    let output = as_nobody(&home)
-        .args([
+    let output = nobody(
+        &home,
+        &[
             "run",
             "--rm",
             "--network",
@@ -372,28 +411,19 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
             "rootless:1",
             "sh",
             "-c",
-        ])
-        .arg("id -u; cat /proc/self/uid_map; echo $$; hostname; echo hi > /f && cat /f")
-        .output()
-        .map(Run::from)
-        .unwrap();
+            "id -u; cat /proc/self/uid_map; echo $$; hostname; echo hi > /f && cat /f",
+        ],
+    );
     assert!(output.success(), "{}", output.describe());
     let out = stdout(&output);
-    let lines: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let lines = words_per_line(&out);
     assert_eq!(lines[0], ["0"]);
     assert_eq!(lines[1], ["0", "65534", "1"]);
     assert_eq!(lines[2], ["1"]);
     assert_eq!(lines[3], ["x"]);
     assert_eq!(lines[4], ["hi"]);
     // A uid the single mapping does not have is a clear setup error.
-    let output = as_nobody(&home)
-        .args(["run", "--rm", "-u", "1000", "rootless:1"])
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let output = nobody(&home, &["run", "--rm", "-u", "1000", "rootless:1"]);
     assert_eq!(output.status.code(), Some(125));
     assert!(output.stderr.as_str().contains("switch to user 1000"));
     // Published ports work rootless too: the proxy's helper joins the container's user and network namespaces.
@@ -416,46 +446,27 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
     terminate(&server);
     wait_with_deadline(&mut server, Instant::now() + Duration::from_secs(10));
     // The scratch directories are gone, overlayfs's mode-000 work directory included.
-    let scratch: Vec<PathBuf> = fs::read_dir(home.join("tmp/hoist-run"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
+    let scratch = dir_entries(&home.join("tmp/hoist-run"));
     assert!(scratch.is_empty(), "{scratch:?}");
 
     // Detached, rootless: after a `kill -9` of the supervisor, `rm` still removes the writable layer the
     // supervisor left, overlayfs's mode-000 work directory included.
-    let detached = as_nobody(&home)
-        .args(["run", "-d", "--name", "bg", "rootless:1", "sleep", "1000"])
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let detached = nobody(
+        &home,
+        &["run", "-d", "--name", "bg", "rootless:1", "sleep", "1000"],
+    );
     let id = detached_id(&detached);
     let dir = home.join(".local/share/hoist/containers-v1").join(&id);
-    let ps = as_nobody(&home).arg("ps").output().map(Run::from).unwrap();
+    let ps = nobody(&home, &["ps"]);
     assert!(stdout(&ps).contains(" Up "), "{}", stdout(&ps));
     let record: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
     let supervisor = record["supervisorPid"].as_u64().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &supervisor])
-            .status()
-            .unwrap()
-            .success()
-    );
+    kill("-KILL", &supervisor);
     wait_until(10, "the supervisor to die", || {
-        let ps = as_nobody(&home)
-            .args(["ps", "-a"])
-            .output()
-            .map(Run::from)
-            .unwrap();
-        stdout(&ps).contains("Exited (137)")
+        stdout(&nobody(&home, &["ps", "-a"])).contains("Exited (137)")
     });
-    let rm = as_nobody(&home)
-        .args(["rm", "bg"])
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let rm = nobody(&home, &["rm", "bg"]);
     assert!(rm.success(), "{}", rm.describe());
     assert!(!dir.exists());
 }
@@ -686,11 +697,7 @@ fn a_killed_supervisor_leaves_an_exited_container_and_nothing_running() {
         !processes_running(&["sleep", "987123"]).is_empty()
     });
     let supervisor = fixture.record(&id)["supervisorPid"].as_u64().unwrap();
-    let status = Command::new("kill")
-        .args(["-KILL", &supervisor.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    kill("-KILL", &supervisor.to_string());
     wait_until(10, "the container's processes to die", || {
         processes_running(&["sleep", "987123"]).is_empty()
             && processes_running(&["sleep", "876123"]).is_empty()
@@ -724,7 +731,7 @@ fn a_killed_supervisor_leaves_an_exited_container_and_nothing_running() {
 #[test]
 fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
     let fixture = Fixture::new();
-    let host = fixture.root.parent().unwrap().join("shared");
+    let host = fixture.dir().join("shared");
     fs::create_dir(&host).unwrap();
     fs::write(host.join("in"), "from the host\n").unwrap();
     let spec = |mode: &str| format!("{}:/data{mode}", host.display());
@@ -776,7 +783,7 @@ fn bind_mounts_are_read_only_with_ro_and_writable_otherwise() {
 #[test]
 fn env_file_sets_variables_that_e_overrides() {
     let fixture = Fixture::new();
-    let file = fixture.root.parent().unwrap().join("vars.env");
+    let file = fixture.dir().join("vars.env");
     fs::write(
         &file,
         "# settings\nA=1\nB=from file\n\nFROM_HOST\nUNSET_ON_HOST\nGREETING=file\n",
@@ -823,7 +830,7 @@ int main(int argc, char **argv) {
 #[test]
 fn udp_published_port_echoes_to_each_client() {
     let fixture = Fixture::new();
-    let base = fixture.root.parent().unwrap();
+    let base = fixture.dir();
     let source = base.join("udp-echo.c");
     fs::write(&source, UDP_ECHO).unwrap();
     let rootfs = base.join("rootfs");
@@ -909,7 +916,7 @@ fn detached_terminal_keeps_a_shell_and_stop_sends_the_images_stopsignal() {
     assert!(stdout(&fixture.hoist_output(&["logs", "shell"])).contains("\r\n"));
     assert!(fixture.hoist_output(&["rm", "-f", &shell]).status.success());
 
-    let context = fixture.root.parent().unwrap().join("context");
+    let context = fixture.dir().join("context");
     fs::create_dir(&context).unwrap();
     fs::write(
         context.join("Dockerfile"),
@@ -987,7 +994,6 @@ impl Drop for HostFileLine {
 
 #[test]
 fn rootless_run_maps_subordinate_ids_through_newuidmap() {
-    use std::os::unix::fs::PermissionsExt;
     if !std::path::Path::new("/usr/bin/newuidmap").is_file() {
         assert!(
             std::env::var_os("HOIST_SKIP_PEER_TESTS").is_some_and(|v| v == "1"),
@@ -1000,35 +1006,27 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
     let _subuid = HostFileLine::add("/etc/subuid", "nobody:300000:65536");
     let _subgid = HostFileLine::add("/etc/subgid", "nobody:300000:65536");
     let fixture = Fixture::new();
-    let base = fixture.root.parent().unwrap();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let home = base.join("nobody");
-    fs::create_dir_all(home.join("tmp")).unwrap();
-    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
-    std::os::unix::fs::chown(home.join("tmp"), Some(65534), Some(65534)).unwrap();
-    fs::set_permissions(base.join("rootfs.tar"), fs::Permissions::from_mode(0o644)).unwrap();
-    let import = as_nobody(&home)
-        .args(["import"])
-        .arg(base.join("rootfs.tar"))
-        .arg("rootless:2")
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let home = fixture.nobody_home();
+    let import = nobody(&home, &["import", &fixture.rootfs_tar(), "rootless:2"]);
     assert!(import.success(), "{}", import.describe());
 
     // The caller is root inside, and ids 1… map to the subordinate range.
-    let output = as_nobody(&home)
-        .args(["run", "--rm", "--network", "none", "rootless:2", "sh", "-c"])
-        .arg("id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; touch /f && chown 1000:1000 /f && ls -n /f")
-        .output()
-        .map(Run::from)
-        .unwrap();
+    let output = nobody(
+        &home,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "rootless:2",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; touch /f && chown 1000:1000 /f && ls -n /f",
+        ],
+    );
     assert!(output.success(), "{}", output.describe());
     let out = stdout(&output);
-    let lines: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let lines = words_per_line(&out);
     assert_eq!(lines[0], ["0"]);
     assert_eq!(lines[1], ["0", "65534", "1"]);
     assert_eq!(lines[2], ["1", "300000", "65536"]);
@@ -1037,8 +1035,9 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
     assert_eq!(&lines[5][2..4], ["1000", "1000"], "{out}");
 
     // A non-root USER works here, where the single mapping refuses it.
-    let output = as_nobody(&home)
-        .args([
+    let output = nobody(
+        &home,
+        &[
             "run",
             "--rm",
             "--network",
@@ -1048,10 +1047,8 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
             "rootless:2",
             "id",
             "-u",
-        ])
-        .output()
-        .map(Run::from)
-        .unwrap();
+        ],
+    );
     assert!(output.success(), "{}", output.describe());
     assert_eq!(stdout(&output), "1000\n");
 }
