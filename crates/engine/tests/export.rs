@@ -167,6 +167,16 @@ fn source_date_epoch_gives_two_empty_stores_the_same_image() {
     let b = b.unwrap();
     assert_eq!(a.image.manifest.digest(), b.image.manifest.digest());
     assert_eq!(a.image.id, b.image.id);
+    // What a push sends from each store (the layers' gzip variants) is the same manifest too.
+    let pushed = |root: &str| {
+        Store::open(dir.path().join(root))
+            .unwrap()
+            .compressed_image(&a.image.manifest, &LayerCompression::default())
+            .unwrap()
+    };
+    let (pushed_a, pushed_b) = (pushed("a"), pushed("b"));
+    assert_ne!(pushed_a.digest(), a.image.manifest.digest());
+    assert_eq!(pushed_a, pushed_b);
     let mtime = |path: &Path| {
         std::fs::symlink_metadata(path)
             .unwrap()
