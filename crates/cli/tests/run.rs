@@ -343,6 +343,13 @@ fn nobody(home: &Path, args: &[&str]) -> Run {
     as_nobody(home).args(args).output().map(Run::from).unwrap()
 }
 
+/// `hoist ARGS` as `nobody` with `home`, which must succeed; returns its stdout.
+fn nobody_ok(home: &Path, args: &[&str]) -> String {
+    let run = nobody(home, args);
+    assert!(run.success(), "{}", run.describe());
+    run.stdout
+}
+
 impl Fixture {
     /// The fixture's directory (the store, `rootfs/` and `rootfs.tar` are in it).
     fn dir(&self) -> &Path {
@@ -388,7 +395,7 @@ fn dir_entries(dir: &Path) -> Vec<PathBuf> {
 fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
     let fixture = Fixture::new();
     let home = fixture.nobody_home();
-    let import = nobody(
+    nobody_ok(
         &home,
         &[
             "import",
@@ -398,8 +405,7 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
             "rootless:1",
         ],
     );
-    assert!(import.success(), "{}", import.describe());
-    let output = nobody(
+    let out = nobody_ok(
         &home,
         &[
             "run",
@@ -414,8 +420,6 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
             "id -u; cat /proc/self/uid_map; echo $$; hostname; echo hi > /f && cat /f",
         ],
     );
-    assert!(output.success(), "{}", output.describe());
-    let out = stdout(&output);
     let lines = words_per_line(&out);
     assert_eq!(lines[0], ["0"]);
     assert_eq!(lines[1], ["0", "65534", "1"]);
@@ -466,8 +470,7 @@ fn rootless_run_maps_the_caller_to_root_in_a_user_namespace() {
     wait_until(10, "the supervisor to die", || {
         stdout(&nobody(&home, &["ps", "-a"])).contains("Exited (137)")
     });
-    let rm = nobody(&home, &["rm", "bg"]);
-    assert!(rm.success(), "{}", rm.describe());
+    nobody_ok(&home, &["rm", "bg"]);
     assert!(!dir.exists());
 }
 
@@ -1007,11 +1010,10 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
     let _subgid = HostFileLine::add("/etc/subgid", "nobody:300000:65536");
     let fixture = Fixture::new();
     let home = fixture.nobody_home();
-    let import = nobody(&home, &["import", &fixture.rootfs_tar(), "rootless:2"]);
-    assert!(import.success(), "{}", import.describe());
+    nobody_ok(&home, &["import", &fixture.rootfs_tar(), "rootless:2"]);
 
     // The caller is root inside, and ids 1… map to the subordinate range.
-    let output = nobody(
+    let out = nobody_ok(
         &home,
         &[
             "run",
@@ -1024,8 +1026,6 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
             "id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; touch /f && chown 1000:1000 /f && ls -n /f",
         ],
     );
-    assert!(output.success(), "{}", output.describe());
-    let out = stdout(&output);
     let lines = words_per_line(&out);
     assert_eq!(lines[0], ["0"]);
     assert_eq!(lines[1], ["0", "65534", "1"]);
@@ -1035,7 +1035,7 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
     assert_eq!(&lines[5][2..4], ["1000", "1000"], "{out}");
 
     // A non-root USER works here, where the single mapping refuses it.
-    let output = nobody(
+    let out = nobody_ok(
         &home,
         &[
             "run",
@@ -1049,6 +1049,5 @@ fn rootless_run_maps_subordinate_ids_through_newuidmap() {
             "-u",
         ],
     );
-    assert!(output.success(), "{}", output.describe());
-    assert_eq!(stdout(&output), "1000\n");
+    assert_eq!(out, "1000\n");
 }
