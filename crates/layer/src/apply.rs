@@ -639,10 +639,9 @@ impl Applier {
                 }
             }
             EntryKind::Regular => {
-                self.replace_existing(parent, &cbase)
-                    .map_err(extract("replace"))?;
-                let mut file =
-                    sys::create_file_at(parent, &cbase).map_err(extract("create file"))?;
+                let mut file = self
+                    .create_replacing(parent, &cbase, |name| sys::create_file_at(parent, name))
+                    .map_err(extract("create file"))?;
                 self.copy_data(data, &mut file, entry.size, name)?;
                 self.set_owner_fd(file.as_fd(), entry)
                     .map_err(extract("chown"))?;
@@ -656,9 +655,10 @@ impl Applier {
             }
             EntryKind::HardLink => self.apply_hard_link(entry, &key, parent, &cbase, name)?,
             EntryKind::Symlink => {
-                self.replace_existing(parent, &cbase)
-                    .map_err(extract("replace"))?;
-                sys::symlink_at(&entry.link, parent, &cbase).map_err(extract("create symlink"))?;
+                self.create_replacing(parent, &cbase, |name| {
+                    sys::symlink_at(&entry.link, parent, name)
+                })
+                .map_err(extract("create symlink"))?;
                 self.finish_node(parent, &cbase, entry, false)
                     .map_err(extract("set metadata"))?;
             }
@@ -1004,6 +1004,25 @@ impl Applier {
             .range(prefix.clone()..)
             .next()
             .is_some_and(|first| first.starts_with(&prefix))
+    }
+
+    /// Creates `name` in `dir` with `create` (which must fail with `EEXIST` rather than follow or
+    /// reuse what is there), after removing whatever occupies the name. The usual case, a name
+    /// nothing occupies yet (every entry of a layer unpacked into an empty directory), costs
+    /// the one creating call: what is there is only looked at once creating has failed.
+    fn create_replacing<T>(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        create: impl Fn(&CStr) -> io::Result<T>,
+    ) -> io::Result<T> {
+        match create(name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.replace_existing(dir, name)?;
+                create(name)
+            }
+            result => result,
+        }
     }
 
     /// Removes whatever is at `name` in `dir`, if anything.
