@@ -701,36 +701,43 @@ fn dependency_errors() {
     let e = err("FROM busybox\nCOPY --from=5 /a /a\n");
     assert_eq!(e.to_string(), "invalid stage index 5");
     assert_eq!(e.line(), Some(2));
-    let e = err("FROM busybox AS a\nARG S=a\nCOPY --from=$S /x /x\n");
-    assert_eq!(
-        e.to_string(),
-        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
-    );
-    let e = err("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nRUN true\nFROM a\n");
-    assert_eq!(
-        e.to_string(),
-        "cannot copy from stage \"b\", it needs to be defined before current stage \"a\""
-    );
-    let e = err("FROM busybox AS a\nRUN --mount=from=a,target=/m true\n");
-    assert_eq!(e.to_string(), "circular dependency detected on stage: a");
-    let e = err("FROM busybox\nCOPY http://example.com/x /x\n");
-    assert_eq!(e.to_string(), "source can't be a URL for COPY");
-    let e = err("FROM busybox\nSTOPSIGNAL SIGNOPE\n");
-    assert_eq!(e.to_string(), "Invalid signal: SIGNOPE");
-    let e = err("FROM busybox\nEXPOSE 80/xyz\n");
-    assert_eq!(e.to_string(), "invalid proto: xyz");
-    let e = err("FROM busybox\nCOPY --chmod=9999 a /\n");
-    assert_eq!(
-        e.to_string(),
-        "invalid chmod parameter: '9999'. it should be octal string and between 0 and 07777"
-    );
-    let e = err("FROM nosuch/image:1\n");
-    assert_eq!(
-        e.to_string(),
-        "nosuch/image:1: failed to resolve source metadata for docker.io/nosuch/image:1: not found"
-    );
-    let e = err("FROM busybox\nRUN --mount=type=cache,target=. true\n");
-    assert_eq!(e.to_string(), "invalid mount target \"/\"");
+    for (text, message) in [
+        (
+            "FROM busybox AS a\nARG S=a\nCOPY --from=$S /x /x\n",
+            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+        ),
+        (
+            "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nRUN true\nFROM a\n",
+            "cannot copy from stage \"b\", it needs to be defined before current stage \"a\"",
+        ),
+        (
+            "FROM busybox AS a\nRUN --mount=from=a,target=/m true\n",
+            "circular dependency detected on stage: a",
+        ),
+        (
+            "FROM busybox\nCOPY http://example.com/x /x\n",
+            "source can't be a URL for COPY",
+        ),
+        (
+            "FROM busybox\nSTOPSIGNAL SIGNOPE\n",
+            "Invalid signal: SIGNOPE",
+        ),
+        ("FROM busybox\nEXPOSE 80/xyz\n", "invalid proto: xyz"),
+        (
+            "FROM busybox\nCOPY --chmod=9999 a /\n",
+            "invalid chmod parameter: '9999'. it should be octal string and between 0 and 07777",
+        ),
+        (
+            "FROM nosuch/image:1\n",
+            "nosuch/image:1: failed to resolve source metadata for docker.io/nosuch/image:1: not found",
+        ),
+        (
+            "FROM busybox\nRUN --mount=type=cache,target=. true\n",
+            "invalid mount target \"/\"",
+        ),
+    ] {
+        assert_eq!(err(text).to_string(), message, "{text:?}");
+    }
     let e = err("FROM busybox\nRUN --mount=type=cache,target=$NOPE,uid=x true\n");
     assert!(e.to_string().contains("uid"), "{e}");
     // Errors in stages the target does not need are not reported (BuildKit only dispatches
