@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    Emulator, Reply, client, header, idle_runtime, invoke_with, next_request_id, respond,
+    Emulator, Reply, client, header, idle_runtime, invoke_with, pending_invoke, respond,
     runtime_url,
 };
 use std::time::Duration;
@@ -155,8 +155,7 @@ async fn internal_extension_gets_invoke_and_shutdown() {
 #[tokio::test]
 async fn registration_closes_once_the_runtime_has_an_event() {
     let emulator = idle_runtime(&[]);
-    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let request_id = next_request_id(&emulator).await;
+    let (caller, request_id) = pending_invoke(&emulator).await;
     let late = register_as(&emulator, "late").await;
     assert_eq!(late.status().as_u16(), 403);
     respond_ok(&emulator, &request_id, caller).await;
@@ -179,9 +178,8 @@ async fn external_extension_is_started_before_the_runtime() {
     let dir = common::fixture("extensions");
     let dir = dir.to_str().expect("fixture path is UTF-8");
     let emulator = idle_runtime(&[("HOIST_LAMBDA_EXTENSIONS_DIR", dir)]);
-    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
     // The test is the runtime; its /next waits until the extension has registered and is waiting for events.
-    let request_id = next_request_id(&emulator).await;
+    let (caller, request_id) = pending_invoke(&emulator).await;
     emulator.wait_stdout("EXT REGISTERED test_function");
     emulator.wait_stdout(&format!("EXT INVOKE {request_id}"));
     respond_ok(&emulator, &request_id, caller).await;

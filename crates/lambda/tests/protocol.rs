@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Emulator, client, header, idle_runtime, invoke, invoke_with, next, next_request_id, post,
-    respond, runtime_url,
+    Emulator, client, header, idle_runtime, invoke, invoke_with, next, next_request_id,
+    pending_invoke, post, respond, runtime_url,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -138,8 +138,7 @@ async fn next_headers_response_and_state_errors() {
 #[tokio::test]
 async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
     let emulator = idle_runtime(&[]);
-    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = next_request_id(&emulator).await;
+    let (caller, id) = pending_invoke(&emulator).await;
     let cause =
         r#"{"errorMessage":"boom","errorType":"Function.Boom","stackTrace":["a"],"extra":true}"#;
     let headers = [(
@@ -161,8 +160,7 @@ async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
         serde_json::json!({"errorMessage":"boom","errorType":"Function.Boom","stackTrace":["a"]})
     );
 
-    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = next_request_id(&emulator).await;
+    let (caller, id) = pending_invoke(&emulator).await;
     let headers = [("lambda-runtime-function-response-mode", "sideways")];
     let (status, body) = respond(&emulator, &id, "x", &headers).await;
     assert_eq!(status, 400, "{body}");
@@ -178,8 +176,7 @@ async fn error_cause_is_trimmed_and_unknown_response_mode_rejected() {
 #[tokio::test]
 async fn oversized_response_is_refused_on_both_sides() {
     let emulator = idle_runtime(&[]);
-    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
-    let id = next_request_id(&emulator).await;
+    let (caller, id) = pending_invoke(&emulator).await;
     let big = "x".repeat(hoist_lambda::MAX_PAYLOAD_BYTES + 1);
     let (status, body) = respond(&emulator, &id, &big, &[]).await;
     assert_eq!(status, 413, "{body}");

@@ -109,8 +109,7 @@ async fn python_concurrency() {
 async fn python_log_tail() {
     let Some(f) = python_function() else { return };
     let emulator = f.start(&[]);
-    let warm = common::invoke(&emulator.url(), r#"{"log":"from the first invoke"}"#).await;
-    assert_eq!(warm.status, 200, "{}", warm.body);
+    let warm = common::invoke_ok(&emulator.url(), r#"{"log":"from the first invoke"}"#).await;
     assert_eq!(warm.header("x-amz-log-result"), None, "only when asked for");
     let request = common::client()
         .post(emulator.url())

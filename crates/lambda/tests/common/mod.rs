@@ -192,6 +192,21 @@ pub async fn invoke(url: &str, event: &str) -> Reply {
     invoke_with(client().post(url).body(event.to_owned())).await
 }
 
+/// Invokes with `event`; the reply must be a 200.
+pub async fn invoke_ok(url: &str, event: &str) -> Reply {
+    let reply = invoke(url, event).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+}
+
+/// An invoke of `{}` that the test, as the runtime, has taken with `/next`: the caller's task, waiting for the
+/// answer, and the invoke's request id.
+pub async fn pending_invoke(emulator: &Emulator) -> (tokio::task::JoinHandle<Reply>, String) {
+    let caller = tokio::spawn(invoke_with(client().post(emulator.url()).body("{}")));
+    let id = next_request_id(emulator).await;
+    (caller, id)
+}
+
 pub async fn invoke_with(request: reqwest::RequestBuilder) -> Reply {
     let response = request.send().await.expect("the emulator answers");
     let status = response.status().as_u16();
@@ -404,10 +419,8 @@ pub async fn success(f: &Function) {
 /// A handler error: 200, X-Amz-Function-Error, the runtime's error body; the process stays warm.
 pub async fn handler_error(f: &Function) {
     let emulator = f.start(&[]);
-    let warm = invoke(&emulator.url(), "{}").await;
-    assert_eq!(warm.status, 200, "{}", warm.body);
-    let failed = invoke(&emulator.url(), r#"{"fail":true}"#).await;
-    assert_eq!(failed.status, 200, "{}", failed.body);
+    let warm = invoke_ok(&emulator.url(), "{}").await;
+    let failed = invoke_ok(&emulator.url(), r#"{"fail":true}"#).await;
     assert_eq!(failed.header("x-amz-function-error"), Some("Unhandled"));
     let body = failed.json();
     assert_eq!(body["errorType"], "EchoFunctionError", "{body}");
@@ -415,8 +428,7 @@ pub async fn handler_error(f: &Function) {
     let id = failed.request_id();
     let report = report_line(&emulator, &id);
     assert!(report.contains("Status: error"), "{report}");
-    let after = invoke(&emulator.url(), "{}").await;
-    assert_eq!(after.status, 200, "{}", after.body);
+    let after = invoke_ok(&emulator.url(), "{}").await;
     assert_eq!(
         pid(&after),
         pid(&warm),
@@ -427,8 +439,7 @@ pub async fn handler_error(f: &Function) {
 /// A handler sleeping past AWS_LAMBDA_FUNCTION_TIMEOUT: 200 `Task timed out`, then a fresh process answers.
 pub async fn timeout_then_recovery(f: &Function) {
     let emulator = f.start(&[("AWS_LAMBDA_FUNCTION_TIMEOUT", "2")]);
-    let warm = invoke(&emulator.url(), "{}").await;
-    assert_eq!(warm.status, 200, "{}", warm.body);
+    let warm = invoke_ok(&emulator.url(), "{}").await;
     let remaining = warm.json()["remaining_ms"].as_u64();
     if let Some(ms) = remaining {
         assert!(ms <= 2000 && ms > 500, "deadline follows the timeout: {ms}");
@@ -451,8 +462,7 @@ pub async fn timeout_then_recovery(f: &Function) {
             .stdout()
             .contains(&format!("{id} Task timed out after 2.00 seconds"))
     );
-    let after = invoke(&emulator.url(), r#"{"after":"timeout"}"#).await;
-    assert_eq!(after.status, 200, "{}", after.body);
+    let after = invoke_ok(&emulator.url(), r#"{"after":"timeout"}"#).await;
     assert_ne!(
         pid(&after),
         pid(&warm),
@@ -468,8 +478,7 @@ pub async fn timeout_then_recovery(f: &Function) {
 /// The process exits mid-invoke: 502 Runtime.ExitError, then a fresh process answers.
 pub async fn crash_then_recovery(f: &Function) {
     let emulator = f.start(&[]);
-    let warm = invoke(&emulator.url(), "{}").await;
-    assert_eq!(warm.status, 200, "{}", warm.body);
+    let warm = invoke_ok(&emulator.url(), "{}").await;
     let crashed = invoke(&emulator.url(), r#"{"exit":3}"#).await;
     assert_eq!(crashed.status, 502, "{}", crashed.body);
     let body = crashed.json();
@@ -479,8 +488,7 @@ pub async fn crash_then_recovery(f: &Function) {
         body["errorMessage"],
         format!("RequestId: {id} Error: Runtime exited with error: exit status 3")
     );
-    let after = invoke(&emulator.url(), "{}").await;
-    assert_eq!(after.status, 200, "{}", after.body);
+    let after = invoke_ok(&emulator.url(), "{}").await;
     assert_ne!(pid(&after), pid(&warm));
 }
 
