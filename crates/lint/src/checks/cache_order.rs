@@ -345,52 +345,34 @@ fn detect(words: &[String]) -> Option<Install> {
             .position(|w| *w == name)
             .map_or(words.len(), |p| p + 1)
     };
+    // `<program> <subcommand>`, for the subcommands that install.
+    let installs_with = |ecosystem: Ecosystem, subcommands: &[&str]| {
+        sub.filter(|s| subcommands.contains(s))
+            .and_then(|s| install(ecosystem, position(s)))
+    };
     match program {
         "go" => match (sub, subcommands.get(1).copied()) {
             (Some("mod"), Some("download")) => install(GO, position("download")),
             (Some("build" | "install"), _) => install(GO, position(sub.unwrap_or_default())),
             _ => None,
         },
-        "cargo" => match sub {
-            Some(s @ ("build" | "fetch" | "install")) => install(CARGO, position(s)),
-            _ => None,
-        },
-        "npm" => match sub {
-            Some(s @ ("install" | "i" | "ci")) => install(NPM, position(s)),
-            _ => None,
-        },
-        "yarn" => match sub {
-            None => install(YARN, 1),
-            Some("install") => install(YARN, position("install")),
-            _ => None,
-        },
-        "pnpm" => match sub {
-            Some(s @ ("install" | "i")) => install(PNPM, position(s)),
-            _ => None,
-        },
+        "cargo" => installs_with(CARGO, &["build", "fetch", "install"]),
+        "npm" => installs_with(NPM, &["install", "i", "ci"]),
+        // A bare `yarn` (or `bundle`) installs too.
+        "yarn" if sub.is_none() => install(YARN, 1),
+        "yarn" => installs_with(YARN, &["install"]),
+        "pnpm" => installs_with(PNPM, &["install", "i"]),
         "pip" | "pip3" => detect_pip(&words),
         "uv" => match (sub, subcommands.get(1).copied()) {
             (Some("sync"), _) => install(UV, position("sync")),
             (Some("pip"), Some("install")) => detect_pip(&words[1..]),
             _ => None,
         },
-        "poetry" => match sub {
-            Some("install") => install(POETRY, position("install")),
-            _ => None,
-        },
-        "pipenv" => match sub {
-            Some(s @ ("install" | "sync")) => install(PIPENV, position(s)),
-            _ => None,
-        },
-        "bundle" | "bundler" => match sub {
-            None => install(BUNDLER, 1),
-            Some("install") => install(BUNDLER, position("install")),
-            _ => None,
-        },
-        "composer" => match sub {
-            Some("install") => install(COMPOSER, position("install")),
-            _ => None,
-        },
+        "poetry" => installs_with(POETRY, &["install"]),
+        "pipenv" => installs_with(PIPENV, &["install", "sync"]),
+        "bundle" | "bundler" if sub.is_none() => install(BUNDLER, 1),
+        "bundle" | "bundler" => installs_with(BUNDLER, &["install"]),
+        "composer" => installs_with(COMPOSER, &["install"]),
         "mvn" | "mvnw" => args
             .iter()
             .find(|a| {
@@ -401,10 +383,7 @@ fn detect(words: &[String]) -> Option<Install> {
             .iter()
             .find(|a| matches!(**a, "dependencies" | "build" | "assemble"))
             .and_then(|task| install(GRADLE, position(task))),
-        "dotnet" => match sub {
-            Some(s @ ("restore" | "publish" | "build")) => install(DOTNET, position(s)),
-            _ => None,
-        },
+        "dotnet" => installs_with(DOTNET, &["restore", "publish", "build"]),
         _ => None,
     }
 }
