@@ -955,8 +955,8 @@ fn docker_load(store: &Store, specs: &[String]) -> Result<()> {
 }
 
 /// Pushes the stored image to `targets` (one upload per repository) through hoist-registry, its layers compressed
-/// as `compression` says, reported as statuses of `vertex`: `pushing layers`, each uploaded blob's bytes,
-/// `pushing manifest for NAME@DIGEST`.
+/// as `compression` says, reported as statuses of `vertex`: `compressing layers`, `pushing layers`, each uploaded
+/// blob's bytes, `pushing manifest for NAME@DIGEST`.
 fn push_image(
     store: &Store,
     client: &Client,
@@ -979,6 +979,24 @@ fn push_image(
         .map_err(|e| EngineError::invalid(format!("invalid image name {:?}: {e}", targets[0])))?;
     let store = Store::open(store.root())
         .map_err(|e| EngineError::store("failed to open the store for a push", e))?;
+    // Built layers are stored uncompressed: compress them first, as a status of its own (the push then finds the
+    // variants recorded, and this handle's lease keeps them until the upload).
+    let compressing = Instant::now();
+    let status = |done: bool| VertexStatus {
+        id: "compressing layers".to_owned(),
+        current: 0,
+        total: 0,
+        elapsed: compressing.elapsed(),
+        done,
+    };
+    reporter.on_vertex_status(vertex, &status(false));
+    let found = store
+        .find_image(&source.to_string())
+        .map_err(|e| EngineError::store(format!("failed to read the image {source}"), e))?;
+    store
+        .compressed_image(&found.record.target.to_descriptor(), compression)
+        .map_err(|e| EngineError::store("failed to compress the image's layers", e))?;
+    reporter.on_vertex_status(vertex, &status(true));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -257,6 +257,10 @@ fn export_pushes_each_name_and_fails_inside_its_vertex() {
         "{events:?}"
     );
     assert!(
+        events.contains(&"status exporting to image: compressing layers".to_owned()),
+        "{events:?}"
+    );
+    assert!(
         events.contains(&format!(
             "status exporting to image: pushing manifest for {v1}@{digest}"
         )),
