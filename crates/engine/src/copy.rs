@@ -6,7 +6,7 @@
 //! a filesystem of layers seen through a [`LayerView`]. The destination filesystem is only inspected (is the
 //! destination an existing directory, what do its parents look like, who is `--chown`'s user).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -66,6 +66,19 @@ impl Tree {
             }
         }
         Ok(true)
+    }
+
+    /// The entry `name` of the directory `dir`, a path [`Tree::resolve`] gave (with its last element followed):
+    /// what `lookup(dir/name)` finds, without resolving `dir` again.
+    fn child(&self, dir: &Path, name: &OsStr) -> Option<(PathBuf, fs::Metadata)> {
+        match self {
+            Tree::Context { root, .. } => {
+                let path = root.join(dir).join(name);
+                let meta = fs::symlink_metadata(&path).ok()?;
+                Some((path, meta))
+            }
+            Tree::Layers { view } => view.lookup(&dir.join(name)),
+        }
     }
 
     /// `rel` with symlinks resolved inside the tree (a context's links never lead out of the context).
@@ -152,16 +165,19 @@ impl CopyLayer {
             let written = written
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            // A write error is the cause of the apply error it leads to.
-            written.map_err(|e| EngineError::Layer {
+            let failed = |source: Box<dyn std::error::Error + Send + Sync>| EngineError::Layer {
                 what: format!("failed to copy files into {}", dir.display()),
-                source: Box::new(e),
-            })?;
-            applied.map_err(|e| EngineError::Layer {
-                what: format!("failed to copy files into {}", dir.display()),
-                source: Box::new(e),
-            })?;
-            Ok(())
+                source,
+            };
+            match (written, applied) {
+                // A source that failed is the cause; a closed pipe is only the writer seeing the apply stop.
+                (Err(e), _) if !matches!(e, hoist_layer::WriteError::Write(_)) => {
+                    Err(failed(Box::new(e)))
+                }
+                (_, Err(e)) => Err(failed(Box::new(e))),
+                (Err(e), Ok(_)) => Err(failed(Box::new(e))),
+                (Ok(_), Ok(_)) => Ok(()),
+            }
         })
     }
 }
@@ -198,7 +214,7 @@ impl<'a> Copier<'a> {
     }
 }
 
-/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into the directory `staging` (a mount's
+/// Copies what `copy` selects from `trees` (indexed like the op's inputs) into the directory `dir` (a mount's
 /// files). Returns whether anything was written.
 pub(crate) fn copy(
     copy: &FileCopy,
@@ -206,11 +222,12 @@ pub(crate) fn copy(
     trees: &[Option<Tree>],
     dest_view: &LayerView,
     users: &LayerView,
-    staging: &Path,
+    dir: &Path,
 ) -> Result<bool> {
-    let scratch = staging.parent().unwrap_or(staging);
+    // ADD's archives would be extracted beside `dir`, not into it.
+    let scratch = dir.parent().unwrap_or(dir);
     let layer = plan(copy, is_add, trees, dest_view, users, scratch)?;
-    layer.materialize(staging)?;
+    layer.materialize(dir)?;
     Ok(!layer.is_empty())
 }
 
@@ -539,9 +556,11 @@ impl Copier<'_> {
     }
 
     fn tree_contents(&mut self, tree: &Tree, base: &Path, rel: &Path, target: &Path) -> Result<()> {
+        // Resolved once per directory: its entries are then one `lstat` each, not a walk of their whole path.
+        let dir = tree.resolve(rel, true);
         for name in tree.list(rel)? {
             let child = rel.join(&name);
-            let Some((abs, meta)) = tree.lookup(&child) else {
+            let Some((abs, meta)) = tree.child(&dir, &name) else {
                 continue;
             };
             if self.excluded(child.strip_prefix(base).unwrap_or(&child))? {

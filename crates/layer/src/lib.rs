@@ -1,7 +1,9 @@
 //! hoist-layer: image layers as tar streams.
 //!
 //! A layer is a tar of file-system changes. This crate turns a directory (or an overlayfs upper
-//! directory, whose whiteouts become `.wh.` entries) into a deterministic tar stream, compresses
+//! directory, whose whiteouts become `.wh.` entries), or a description of one held in memory
+//! ([`LayerEntries`]: paths, metadata and the host files holding the data, what a `COPY` makes
+//! without copying anything), into a deterministic tar stream, compresses
 //! it with gzip or zstd while computing the diffID and the blob digest in the same pass, and
 //! applies a layer tar safely onto a root file system. It knows nothing of image stores,
 //! manifests or registries (`hoist-oci` and `hoist-archive` build on it).
