@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -70,8 +71,6 @@ fn set_xattr(path: &Path, name: &[u8], value: &[u8]) {
         .expect("no NUL in the name");
     sys::set_xattr(XattrTarget::At(dir.as_fd(), &name_c), name, value).expect("set an xattr");
 }
-
-use std::os::fd::AsFd;
 
 /// A tree with a long name, a hard link pair, a symlink, xattrs, owners and setuid bits,
 /// written on disk (for `write_layer`) and described as entries (for `write_entries`): both
@@ -429,4 +428,35 @@ fn options_clamp_times_and_exclude_subtrees() {
             (b"skipped", 0)
         ]
     );
+}
+
+/// A source with fewer bytes than its size said when it was opened (a file truncated meanwhile; a
+/// sysfs attribute, which always says 4096, is one without a race) fails the write instead of
+/// producing a tar whose entry is shorter than its header.
+#[test]
+fn a_source_shorter_than_its_size_is_an_error_not_a_corrupt_tar() {
+    let source = PathBuf::from("/sys/devices/system/cpu/online");
+    let size = fs::metadata(&source).expect("sysfs is mounted").len();
+    let content = fs::read(&source).expect("readable");
+    assert!(content.len() as u64 > 0 && (content.len() as u64) < size);
+    let mut entries = LayerEntries::new();
+    entries
+        .insert(
+            "online",
+            LayerEntry::new(EntryContent::File {
+                source: source.clone(),
+            }),
+        )
+        .expect("insert");
+    match write_entries(&entries, Vec::new(), &WriteOptions::new()) {
+        Err(WriteError::FileChanged {
+            path,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(path, source);
+            assert_eq!((expected, actual), (size, content.len() as u64));
+        }
+        other => panic!("expected FileChanged, got {other:?}"),
+    }
 }
