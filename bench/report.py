@@ -74,23 +74,28 @@ STEP_TIMES = ("hoist", "buildkit")
 
 def step_times(case, tool, pattern):
     """The duration of the step whose name matches `pattern`, per build, from the timed builds' plain progress
-    output (hyperfine's --output: one file per repetition, the runs one after another). BuildKit prints
-    `#N DONE 3.4s` with tenths of a second, and hoist prints the same, so each value is within ±0.05 s. A build
-    in which the step did not run (`#N CACHED`) or whose log lacks it gives None, so it pairs with no total."""
+    output: OUT/logs/CASE.TOOL.REP.builds.log, where bench/run appends every timed build's output (hyperfine's own
+    --output file keeps only the last run's), else CASE.TOOL.REP.log. BuildKit prints `#N DONE 3.4s` with tenths of
+    a second, and hoist prints the same, so each value is within ±0.05 s. A build in which the step did not run
+    (`#N CACHED`) or whose log lacks it gives None."""
     durations = []
     name_line = re.compile(r"^#(\d+) (.*)$")
     done_line = re.compile(r"^#(\d+) DONE ([0-9.]+)s$")
-    for path in sorted(glob.glob(f"{out}/logs/{case}.{tool}.*.log")):
-        if path.endswith(".prepare.log") or not os.path.exists(path.replace("/logs/", "/raw/")[:-4] + ".json"):
+    for raw in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.json")):
+        stem = os.path.basename(raw)[: -len(".json")]
+        path = f"{out}/logs/{stem}.builds.log"
+        if not os.path.exists(path):
+            path = f"{out}/logs/{stem}.log"
+        if not os.path.exists(path):
             continue
-        current, step = None, None
+        current, step, started = None, None, False
         for line in open(path, errors="replace"):
             line = line.rstrip("\n")
             # Every build's output starts with vertex #1, loading the Dockerfile.
             if line.startswith("#1 [internal] load build definition"):
-                if current is not None:
+                if started:
                     durations.append(current)
-                current, step = None, None
+                current, step, started = None, None, True
                 continue
             done = done_line.match(line)
             if done and done.group(1) == step:
@@ -99,7 +104,8 @@ def step_times(case, tool, pattern):
             named = name_line.match(line)
             if named and step is None and re.search(pattern, named.group(2)) and named.group(2).startswith("["):
                 step = named.group(1)
-        durations.append(current)
+        if started:
+            durations.append(current)
     return durations
 
 
