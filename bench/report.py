@@ -37,11 +37,10 @@ TITLES = {
 # Targets for hoist / BuildKit (issue 8; issue 5 for go-edit-outside).
 TARGETS = {"go-noop": 0.2, "go-edit": 0.8, "go-cold": 0.95, "copy-cold": 0.5, "stages-cold": 0.9, "run-rm": 0.5,
            "go-edit-outside": 0.5}
-# Derived rows (issue 5): a build's time outside one step, the step found by a pattern on its `--progress plain`
-# name line. For the Go cases that step is the compiler (`RUN CGO_ENABLED=0 go build …`), the same work for every
-# tool, so what is left is the tool's own share: starting up, planning, the context, the other steps, the export.
-# The tool's work around the compiler inside that step (starting the container, recording its changes) counts as
-# step time here, for hoist and BuildKit alike: docs/benchmarks.md measures that part separately.
+# Derived rows (issue 5): a build's time outside one command, the step found by a pattern on its `--progress plain`
+# name line. For the Go cases that is the compiler (`RUN CGO_ENABLED=0 go build … && echo compiled`), the same work
+# for every tool, so what is left is the tool's own share: starting up, planning, the context, the other steps,
+# recording the compile step's changes, the export. Only starting the step's container counts as compile time.
 OUTSIDE = {
     "go-cold": ("go-cold-outside", "1 Go example, cold build, time outside the compile step", r"RUN .*go build"),
     "go-edit": ("go-edit-outside", "1 Go example, edit rebuild, time outside the compile step", r"RUN .*go build"),
@@ -68,19 +67,24 @@ def measurements(case, tool):
     return times, rss, failed
 
 
+# The line the scenario's compile command prints when the compiler is done (bench/scenarios/go/Dockerfile).
+STEP_END_MARKER = "compiled"
 # Tools whose plain progress output gives step times (buildah prints none).
 STEP_TIMES = ("hoist", "buildkit")
 
 
 def step_times(case, tool, pattern):
-    """The duration of the step whose name matches `pattern`, per build, from the timed builds' plain progress
-    output: OUT/logs/CASE.TOOL.REP.builds.log, where bench/run appends every timed build's output (hyperfine's own
-    --output file keeps only the last run's), else CASE.TOOL.REP.log. BuildKit prints `#N DONE 3.4s` with tenths of
-    a second, and hoist prints the same, so each value is within ±0.05 s. A build in which the step did not run
-    (`#N CACHED`) or whose log lacks it gives None."""
+    """How long the command of the step whose name matches `pattern` ran, per build, from the timed builds' plain
+    progress output: OUT/logs/CASE.TOOL.REP.builds.log, where bench/run appends every timed build's output
+    (hyperfine's own --output file keeps only the last run's), else CASE.TOOL.REP.log. The scenario's command ends
+    with `echo compiled`, whose line both tools stamp with the milliseconds since the step started (`#10 3.412
+    compiled`); without that line, the step's `#N DONE 3.4s` (tenths of a second, both tools; it also holds the
+    tool's own work after the command). A build in which the step did not run (`#N CACHED`) or whose log lacks it
+    gives None."""
     durations = []
     name_line = re.compile(r"^#(\d+) (.*)$")
     done_line = re.compile(r"^#(\d+) DONE ([0-9.]+)s$")
+    marker_line = re.compile(r"^#(\d+) ([0-9]+\.[0-9]+) " + re.escape(STEP_END_MARKER) + r"$")
     for raw in sorted(glob.glob(f"{out}/raw/{case}.{tool}.*.json")):
         stem = os.path.basename(raw)[: -len(".json")]
         path = f"{out}/logs/{stem}.builds.log"
@@ -88,17 +92,21 @@ def step_times(case, tool, pattern):
             path = f"{out}/logs/{stem}.log"
         if not os.path.exists(path):
             continue
-        current, step, started = None, None, False
+        current, step, started, marked = None, None, False, False
         for line in open(path, errors="replace"):
             line = line.rstrip("\n")
             # Every build's output starts with vertex #1, loading the Dockerfile.
             if line.startswith("#1 [internal] load build definition"):
                 if started:
                     durations.append(current)
-                current, step, started = None, None, True
+                current, step, started, marked = None, None, True, False
+                continue
+            marker = marker_line.match(line)
+            if marker and marker.group(1) == step:
+                current, marked = float(marker.group(2)), True
                 continue
             done = done_line.match(line)
-            if done and done.group(1) == step:
+            if done and done.group(1) == step and not marked:
                 current = float(done.group(2))
                 continue
             named = name_line.match(line)
@@ -113,7 +121,8 @@ def outside_row(row, new_case, title, pattern):
     """`row`'s builds minus the named step: per tool, each run's total less its step time."""
     derived = {"case": new_case, "title": title, "target_vs_buildkit": TARGETS.get(new_case), "tools": {},
                "derived_from": row["case"], "step_pattern": pattern,
-               "note": "total wall time minus the step's own DONE time (tenths of a second) in each build"}
+               "note": "total wall time minus the time from the step's start to the command's end marker line "
+                       "(milliseconds; the step's DONE time in tenths of a second without the marker), per build"}
     for tool, entry in row["tools"].items():
         if tool not in STEP_TIMES:
             continue
@@ -234,9 +243,10 @@ lines += [
     f"faster). hoist's peak RSS over all runs: {peak_rss / 1024:.0f} MB (GNU time: the largest single process, "
     f"which for builds can be a RUN step's program)."
     + (f" 1-min load average during the run: {load['min']:.1f}–{load['max']:.1f}." if load else "")
-    + (" \"Time outside the compile step\": each build's wall time minus the `DONE` time its progress output gives"
-       " the `RUN … go build` step (tenths of a second, so ±0.05 s per build; the tool's own work around the"
-       " compiler inside that step counts as step time)." if any("derived_from" in r for r in rows) else ""),
+    + (" \"Time outside the compile step\": each build's wall time minus the time from the start of its `RUN … go"
+       " build` step to the command's `compiled` line, as the tool's progress output stamps it (milliseconds); the"
+       " tool's work after the command, recording the step's changes, counts as outside." if any(
+           "derived_from" in r for r in rows) else ""),
     "",
     "```",
     setup,
