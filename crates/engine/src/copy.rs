@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use hoist_context::{ContextFilter, filepath_match};
 use hoist_layer::{
-    ApplyOptions, Decompressor, EntryContent, LayerEntries, LayerEntry, WriteOptions,
+    ApplyOptions, Decompressor, EntriesError, EntryContent, LayerEntries, LayerEntry, WriteOptions,
 };
 use hoist_plan::op::{CopySource, FileCopy, InlineFile, Mkdir};
 
@@ -533,9 +533,16 @@ impl Copier<'_> {
         self.entries
             .insert(rel, entry)
             .map(drop)
-            .map_err(|e| EngineError::Layer {
-                what: format!("failed to copy to /{}", rel.display()),
-                source: Box::new(e),
+            .map_err(|e| match e {
+                // fsutil's words.
+                EntriesError::NotADirectory { parent, .. } => EngineError::invalid(format!(
+                    "cannot copy to non-directory: /{}",
+                    parent.display()
+                )),
+                e @ EntriesError::InvalidPath { .. } => EngineError::Layer {
+                    what: format!("failed to copy to /{}", rel.display()),
+                    source: Box::new(e),
+                },
             })
     }
 

@@ -35,6 +35,52 @@ COPY --chmod=640 data /data/\n\
 COPY <<EOF /notes/inline.txt\nwritten by a heredoc\nEOF\n\
 WORKDIR /work/dir\n";
 
+/// Plans and solves `dockerfile` with the context `context`.
+fn solve(
+    store: &Store,
+    dockerfile: &str,
+    context: &Path,
+    scratch: &Path,
+) -> Result<(hoist_plan::BuildPlan, hoist_engine::Solution)> {
+    let file = hoist_dockerfile::parse(dockerfile).unwrap();
+    let resolver = StoreResolver {
+        store,
+        puller: None,
+    };
+    let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
+    let solver = Solver {
+        store,
+        executor: &NoRun,
+        reporter: &Silent,
+        parallelism: 2,
+        scratch: scratch.to_path_buf(),
+    };
+    let request = SolveRequest {
+        plan: &plan,
+        dockerfile,
+        context_dir: context,
+        ignore_patterns: &[],
+        secrets: &Default::default(),
+        named_contexts: &Default::default(),
+        ssh: &Default::default(),
+        allow: Default::default(),
+    };
+    let solution = solver.solve(&request)?;
+    Ok((plan, solution))
+}
+
+/// An error and its causes, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 /// Names created directly in `dir` since the watch began.
 fn created_names(inotify: &impl std::os::fd::AsFd) -> Vec<String> {
     let mut buf = [MaybeUninit::uninit(); 4096];
@@ -72,30 +118,7 @@ fn copy_and_workdir_write_their_layers_without_a_staging_directory() {
     )
     .unwrap();
 
-    let file = hoist_dockerfile::parse(DOCKERFILE).unwrap();
-    let resolver = StoreResolver {
-        store: &store,
-        puller: None,
-    };
-    let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
-    let solver = Solver {
-        store: &store,
-        executor: &NoRun,
-        reporter: &Silent,
-        parallelism: 2,
-        scratch: scratch.clone(),
-    };
-    let request = SolveRequest {
-        plan: &plan,
-        dockerfile: DOCKERFILE,
-        context_dir: &context,
-        ignore_patterns: &[],
-        secrets: &Default::default(),
-        named_contexts: &Default::default(),
-        ssh: &Default::default(),
-        allow: Default::default(),
-    };
-    let solution = solver.solve(&request).unwrap();
+    let (plan, solution) = solve(&store, DOCKERFILE, &context, &scratch).unwrap();
 
     // A probe shows that the watch sees what is created there.
     fs::write(scratch.join("probe"), "").unwrap();
@@ -131,4 +154,61 @@ fn copy_and_workdir_write_their_layers_without_a_staging_directory() {
     let work = fs::metadata(root.join("work/dir")).unwrap();
     assert!(work.is_dir());
     assert_eq!(work.permissions().mode() & 0o7777, 0o755);
+}
+
+/// Later sources replace earlier files within one COPY, but a file never becomes a directory's parent, nor a
+/// directory a file: fsutil's errors.
+#[test]
+fn later_sources_overwrite_files_but_not_across_file_and_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let scratch = dir.path().join("scratch");
+    let context = dir.path().join("ctx");
+    fs::create_dir_all(context.join("one")).unwrap();
+    fs::create_dir_all(context.join("two")).unwrap();
+    fs::create_dir_all(context.join("nested/a.txt")).unwrap();
+    fs::write(context.join("a.txt"), "file").unwrap();
+    fs::write(context.join("one/same"), "first").unwrap();
+    fs::write(context.join("two/same"), "second").unwrap();
+    fs::write(context.join("nested/a.txt/inner"), "inner").unwrap();
+
+    let (plan, solution) = solve(
+        &store,
+        "FROM scratch\nCOPY one/ two/ /dest/\n",
+        &context,
+        &scratch,
+    )
+    .unwrap();
+    let image = export_image(&store, &plan, &solution, ManifestFormat::Oci).unwrap();
+    let out = dir.path().join("out");
+    export_local(&store, &image.layers, &out).unwrap();
+    assert_eq!(fs::read_to_string(out.join("dest/same")).unwrap(), "second");
+
+    let error = solve(
+        &store,
+        "FROM scratch\nCOPY a.txt nested /dest/\n",
+        &context,
+        &scratch,
+    )
+    .map(drop)
+    .unwrap_err();
+    let message = chain(&error);
+    assert!(
+        message.contains("cannot copy to non-directory: /dest/a.txt"),
+        "{message}"
+    );
+
+    let error = solve(
+        &store,
+        "FROM scratch\nCOPY nested a.txt /dest/\n",
+        &context,
+        &scratch,
+    )
+    .map(drop)
+    .unwrap_err();
+    let message = chain(&error);
+    assert!(
+        message.contains("cannot replace to directory /dest/a.txt with file"),
+        "{message}"
+    );
 }
