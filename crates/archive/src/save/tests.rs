@@ -27,16 +27,10 @@ fn entries(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Loads an OCI layout with one gzip layer, named `name`; returns (config, layer tar, gzip blob, manifest).
-fn load_oci_image(
-    store: &Store,
-    name: &str,
-    content: &str,
-) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
-    let layer = layer_tar(content);
-    let config = config_for(&[&layer]);
-    let blob = gzip(&layer);
-    let manifest = manifest_for(&config, &[(&blob, OCI_LAYER_GZIP)]);
+/// Loads an OCI layout holding one image (`config` and the single layer `blob` of `media_type`) named `name`;
+/// returns its manifest.
+fn load_layout(store: &Store, name: &str, config: &[u8], blob: &[u8], media_type: &str) -> Vec<u8> {
+    let manifest = manifest_for(config, &[(blob, media_type)]);
     let archive = TarBuilder::new()
         .file("oci-layout", OCI_LAYOUT)
         .file(
@@ -47,10 +41,23 @@ fn load_oci_image(
             ),
         )
         .file(&format!("blobs/sha256/{}", hex(&manifest)), &manifest)
-        .file(&format!("blobs/sha256/{}", hex(&config)), &config)
-        .file(&format!("blobs/sha256/{}", hex(&blob)), &blob)
+        .file(&format!("blobs/sha256/{}", hex(config)), config)
+        .file(&format!("blobs/sha256/{}", hex(blob)), blob)
         .finish();
     load(store, &archive[..]).unwrap();
+    manifest
+}
+
+/// Loads an OCI layout with one gzip layer, named `name`; returns (config, layer tar, gzip blob, manifest).
+fn load_oci_image(
+    store: &Store,
+    name: &str,
+    content: &str,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let layer = layer_tar(content);
+    let config = config_for(&[&layer]);
+    let blob = gzip(&layer);
+    let manifest = load_layout(store, name, &config, &blob, OCI_LAYER_GZIP);
     (config, layer, blob, manifest)
 }
 
@@ -260,21 +267,7 @@ fn a_damaged_store_fails_the_save_and_leaves_no_file() {
 fn load_plain_image(store: &Store, name: &str, content: &str) -> (Vec<u8>, Vec<u8>) {
     let layer = layer_tar(content);
     let config = config_for(&[&layer]);
-    let manifest = manifest_for(&config, &[(&layer, OCI_LAYER)]);
-    let archive = TarBuilder::new()
-        .file("oci-layout", OCI_LAYOUT)
-        .file(
-            "index.json",
-            &index_for(
-                &manifest,
-                json!({"org.opencontainers.image.ref.name": name}),
-            ),
-        )
-        .file(&format!("blobs/sha256/{}", hex(&manifest)), &manifest)
-        .file(&format!("blobs/sha256/{}", hex(&config)), &config)
-        .file(&format!("blobs/sha256/{}", hex(&layer)), &layer)
-        .finish();
-    load(store, &archive[..]).unwrap();
+    load_layout(store, name, &config, &layer, OCI_LAYER);
     (config, layer)
 }
 
