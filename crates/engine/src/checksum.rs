@@ -97,7 +97,6 @@ enum FileDigest {
 /// The SHA-256 (hex) of each of `files` (paths relative to `root`), in order, read on up to one thread per core:
 /// a cold context of many files is bound by hashing, which one core does at about 1.5 GB/s.
 fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     let threads = std::thread::available_parallelism()
@@ -110,38 +109,37 @@ fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
             .collect();
     }
     let next = AtomicUsize::new(0);
-    let digests: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; files.len()]);
-    std::thread::scope(|scope| -> Result<()> {
+    // Each worker returns the (index, digest) pairs it computed; they are put back in order afterwards.
+    let hashed = std::thread::scope(|scope| -> Result<Vec<(usize, String)>> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| -> Result<()> {
+                scope.spawn(|| -> Result<Vec<(usize, String)>> {
+                    let mut done = Vec::new();
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some((rel, _)) = files.get(index) else {
-                            return Ok(());
+                            return Ok(done);
                         };
-                        let digest = file_sha256(&root.join(rel))?;
-                        digests
-                            .lock()
-                            .expect("no thread panics while holding the lock")[index] =
-                            Some(digest);
+                        done.push((index, file_sha256(&root.join(rel))?));
                     }
                 })
             })
             .collect();
+        let mut all = Vec::with_capacity(files.len());
         for worker in workers {
-            worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            all.extend(
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
         }
-        Ok(())
+        Ok(all)
     })?;
-    Ok(digests
-        .into_inner()
-        .expect("no thread panics while holding the lock")
-        .into_iter()
-        .map(|digest| digest.expect("every file was hashed or an error returned"))
-        .collect())
+    let mut digests = vec![String::new(); files.len()];
+    for (index, digest) in hashed {
+        digests[index] = digest;
+    }
+    Ok(digests)
 }
 
 fn file_sha256(path: &Path) -> Result<String> {

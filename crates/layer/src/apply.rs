@@ -869,15 +869,8 @@ impl Applier {
         // Removing may take out a cached directory.
         self.cache.clear();
         if base == OPAQUE_WHITEOUT.as_bytes() {
-            let dir = rustix::fs::openat(
-                &parent,
-                c".",
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| extract("open opaque directory")(e.into()))?;
+            let dir =
+                sys::open_dir_at(parent.as_fd(), c".").map_err(extract("open opaque directory"))?;
             let children =
                 sys::read_dir_names(dir.as_fd()).map_err(extract("list opaque directory"))?;
             for child in children {
@@ -936,15 +929,8 @@ impl Applier {
             .resolve_dir(parents, true, name)?
             .expect("created when missing");
         if base == OPAQUE_WHITEOUT.as_bytes() {
-            let dir = rustix::fs::openat(
-                &parent,
-                c".",
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| extract("open opaque directory")(e.into()))?;
+            let dir =
+                sys::open_dir_at(parent.as_fd(), c".").map_err(extract("open opaque directory"))?;
             return sys::set_xattr(XattrTarget::Fd(dir.as_fd()), opaque_xattr.as_bytes(), b"y")
                 .map_err(extract("mark opaque"));
         }

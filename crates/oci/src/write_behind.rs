@@ -31,6 +31,22 @@ struct Syncer {
     thread: JoinHandle<io::Result<()>>,
 }
 
+impl Syncer {
+    /// A thread that runs `fdatasync` on `handle` once per request, until the requests end.
+    fn start(handle: File) -> io::Result<Self> {
+        let (requests, pending) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("blob-write-behind".to_owned())
+            .spawn(move || -> io::Result<()> {
+                while pending.recv().is_ok() {
+                    handle.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Self { requests, thread })
+    }
+}
+
 impl WriteBehindFile {
     pub(crate) fn new(file: File) -> Self {
         Self {
@@ -56,22 +72,13 @@ impl WriteBehindFile {
 
     fn request_sync(&mut self) -> io::Result<()> {
         if self.syncer.is_none() {
-            let handle = self.file.try_clone()?;
-            let (requests, pending) = mpsc::sync_channel::<()>(1);
-            let thread = std::thread::Builder::new()
-                .name("blob-write-behind".to_owned())
-                .spawn(move || -> io::Result<()> {
-                    while pending.recv().is_ok() {
-                        handle.sync_data()?;
-                    }
-                    Ok(())
-                })?;
-            self.syncer = Some(Syncer { requests, thread });
+            self.syncer = Some(Syncer::start(self.file.try_clone()?)?);
         }
-        let syncer = self.syncer.as_ref().expect("started above");
-        // Full: a sync is queued and will cover these bytes too. Disconnected: the thread stopped on an error,
-        // which `sync_all` reports.
-        let _ = syncer.requests.try_send(());
+        if let Some(syncer) = &self.syncer {
+            // Full: a sync is queued and will cover these bytes too. Disconnected: the thread stopped on an
+            // error, which `sync_all` reports.
+            let _ = syncer.requests.try_send(());
+        }
         Ok(())
     }
 }
