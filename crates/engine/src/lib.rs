@@ -106,3 +106,4 @@ pub use resolver::{ImagePuller, StoreResolver};
 pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};
 pub use ssh::{DEFAULT_SSH_ID, SshAgents};
+pub use transfer::error_chain;

@@ -182,16 +182,7 @@ pub(crate) fn fail(error: &dyn std::error::Error) -> ExitCode {
 }
 
 /// An error with its causes, `: `-separated.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use hoist_engine::error_chain;
 
 /// Writes `text` to stdout. A closed pipe (`hoist images | head -1`) is not an error.
 pub(crate) fn emit(text: &str) -> ExitCode {
