@@ -23,6 +23,7 @@ use hoist_plan::{
 };
 use hoist_registry::Client;
 
+use crate::Entitlements;
 use crate::definition::{CheckedDockerfile, DockerfileInput, LoadError, Located};
 use crate::error::EngineError;
 use crate::exec::SandboxExecutor;
@@ -33,7 +34,6 @@ use crate::reporter::{LOAD_DEFINITION_SLOT, LOAD_IGNORE_SLOT, Reporter, Vertex, 
 use crate::resolver::StoreResolver;
 use crate::solver::{SolveRequest, Solver};
 use crate::ssh::SshAgents;
-use crate::{Entitlements, transfer};
 
 /// How many ops a build runs at once, at least (more on machines with more cores).
 const BUILD_PARALLELISM: usize = 16;
@@ -123,7 +123,7 @@ impl BuildRequest {
             .read_to_end(&mut bytes)
             .map_err(|e| e.to_string())
             .and_then(|_| {
-                unpack_stdin_context(&bytes, &dir.0).map_err(|e| transfer::error_chain(&e))
+                unpack_stdin_context(&bytes, &dir.0).map_err(|e| hoist_oci::error_chain(&e))
             })
             .map_err(|reason| BuildFailure::StdinContext { reason })?;
         let input = DockerfileInput {

@@ -25,7 +25,8 @@ use crate::cache::LayerRef;
 use crate::error::{EngineError, Result};
 use crate::reporter::{EXPORT_SLOT, Reporter, Vertex, VertexStatus};
 use crate::solver::Solution;
-use crate::transfer::{BlobStatuses, error_chain};
+use crate::transfer::BlobStatuses;
+use hoist_oci::error_chain;
 
 /// The image a build produced, stored but not yet tagged.
 #[derive(Debug, Clone)]

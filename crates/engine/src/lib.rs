@@ -94,6 +94,7 @@ pub use export::{
     BuiltImage, Destination, ExportRequest, Exported, OutputSpec, export, export_image,
     export_image_at, export_local, export_tar,
 };
+pub use hoist_oci::error_chain;
 pub use inputs::{
     SOURCE_DATE_EPOCH, StdinContext, read_secrets, source_date_epoch, unpack_stdin_context,
 };
@@ -106,4 +107,3 @@ pub use resolver::{ImagePuller, StoreResolver};
 pub use rie::{RIE_ENV, RIE_IMAGE, RieError, locate_rie};
 pub use solver::{OpResult, Output, Solution, SolveRequest, Solver};
 pub use ssh::{DEFAULT_SSH_ID, SshAgents};
-pub use transfer::error_chain;

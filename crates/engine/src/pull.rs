@@ -12,7 +12,8 @@ use hoist_registry::{Client, Event, ImageReference, PullOptions};
 
 use crate::reporter::{Reporter, Vertex};
 use crate::resolver::ImagePuller;
-use crate::transfer::{BlobStatuses, error_chain};
+use crate::transfer::BlobStatuses;
+use hoist_oci::error_chain;
 
 /// An [`ImagePuller`] over a registry client: each pull is a vertex of its own (`[internal] pull REF`), numbered
 /// down from `usize::MAX` so it never collides with the plan's ops, which count up from 0.

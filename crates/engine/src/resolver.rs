@@ -33,8 +33,7 @@ impl BaseImageResolver for StoreResolver<'_> {
         }
         // hoist's own `hoist/rie` is made locally, never pulled.
         if crate::rie::is_rie_reference(reference) {
-            crate::rie::provide(self.store, reference)
-                .map_err(|e| crate::transfer::error_chain(&e))?;
+            crate::rie::provide(self.store, reference).map_err(|e| hoist_oci::error_chain(&e))?;
         }
         let image = match read_image(self.store, reference) {
             Ok(image) => image,

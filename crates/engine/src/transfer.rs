@@ -54,16 +54,3 @@ impl BlobStatuses {
         );
     }
 }
-
-/// `error: cause: cause…`, the whole chain, for messages that cross a boundary as text (a vertex's error, the
-/// [`ImagePuller`](crate::ImagePuller) trait).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

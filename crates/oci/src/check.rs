@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use oci_spec::image::Descriptor;
 
 use crate::digest::digest_from_oci;
+use crate::error::error_chain;
 use crate::layer_info::LayerRecord;
 use crate::layout::Layout;
 use crate::media_type::{MediaKind, classify};
@@ -505,17 +506,6 @@ fn read_dir(dir: &std::path::Path) -> Result<Vec<fs::DirEntry>> {
             path: dir.to_owned(),
             source,
         })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

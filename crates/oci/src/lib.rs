@@ -37,7 +37,7 @@ pub use blob::{BlobInfo, BlobWriter, Expected};
 pub use canonical::{encode_index, encode_manifest};
 pub use check::{CheckOptions, CheckReport, Problem};
 pub use digest::{DigestExt, digest_from_oci};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use hoist_layer::{Compression, Digest, ParseDigestError};
 pub use image::{FoundImage, Image, ImageLayer, ImageSummary, Lookup, Removal, WrittenImage};
 pub use inspect::{ImageInspect, LayerDetail, RootFs};

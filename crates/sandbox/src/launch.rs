@@ -44,7 +44,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hoist_oci::oci_spec::image::Config;
-use hoist_oci::{Image, Store};
+use hoist_oci::{Image, Store, error_chain};
 use serde::{Deserialize, Serialize};
 
 use crate::container::{BindMount, Container, Network, Stdio};
@@ -403,18 +403,6 @@ impl LaunchError {
             _ => EXIT_HOIST_FAILED,
         }
     }
-}
-
-/// An error with its causes, `: `-separated: what a record keeps of a start failure.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs `request` in the foreground to its end and returns the command's exit code (128 + the signal when it was
