@@ -53,15 +53,63 @@ pub struct LayerRef {
     pub size: u64,
     /// The blob's media type.
     pub media_type: String,
+    /// The snapshot-area entry that already holds this layer unpacked, in its `diff/` directory: set for a RUN
+    /// step's layer whose tar was written from the directory the step left ([`Layer::Pending`]), which is then used
+    /// instead of unpacking the tar again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}
+
+/// One layer of a filesystem the solver made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// A tar blob in the store.
+    Blob(LayerRef),
+    /// A RUN step's changes, kept as the directory the step left and not yet written as a tar: what depends on
+    /// the step reads the directory, and the tar is written only when an image that holds the layer is exported
+    /// (BuildKit's lazy diff). A builder stage's layers never leave the machine, so they are never tarred.
+    Pending(PendingLayer),
+}
+
+/// A [`Layer::Pending`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLayer {
+    /// The snapshot-area entry whose `diff/` directory holds the changes, in overlayfs's format.
+    pub snapshot: String,
+    /// The key of the step's cache record, which gets the layer's blob once its tar is written.
+    pub cache_key: CacheKey,
 }
 
 /// What an op produced, as the cache records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpRecord {
-    /// The layer of changes, `None` when the op changed nothing.
+    /// The layer of changes as a blob; `None` when the op changed nothing or its tar is still `pending`.
     pub layer: Option<LayerRef>,
+    /// A RUN step's changes not yet written as a tar: the snapshot-area entry that holds them
+    /// ([`Layer::Pending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
     /// When the op ran (RFC 3339): the history's `created`, kept so a cached rebuild is identical.
     pub created: String,
+}
+
+impl OpRecord {
+    /// Whether the op changed the filesystem (its history entry is then not an `empty_layer`).
+    pub fn changed(&self) -> bool {
+        self.layer.is_some() || self.pending.is_some()
+    }
+
+    /// The layer the op added, if any; `key` is the record's own cache key.
+    pub fn added_layer(&self, key: CacheKey) -> Option<Layer> {
+        match (&self.layer, &self.pending) {
+            (Some(layer), _) => Some(Layer::Blob(layer.clone())),
+            (None, Some(snapshot)) => Some(Layer::Pending(PendingLayer {
+                snapshot: snapshot.clone(),
+                cache_key: key,
+            })),
+            (None, None) => None,
+        }
+    }
 }
 
 const RESULT_FILE: &str = "result.json";
@@ -89,7 +137,41 @@ pub(crate) fn lookup(store: &Store, key: &CacheKey) -> Result<Option<OpRecord>> 
     {
         return Ok(None);
     }
+    // A pending layer is only its directory: a record whose directory was pruned, or was made by a user whose
+    // overlayfs marks opaque directories differently (root and rootless), is a miss.
+    if record.layer.is_none()
+        && let Some(snapshot) = &record.pending
+        && (*snapshot != hoist_sandbox::kept_key(&key.hex())
+            || store
+                .use_entry(Area::Snapshots, snapshot)
+                .map_err(|e| EngineError::store("failed to read the build cache", e))?
+                .is_none())
+    {
+        return Ok(None);
+    }
     Ok(Some(record))
+}
+
+/// Replaces the record under `key` (a pending layer whose tar is now written): its held blob first, so that the
+/// new record never names a blob a prune may take.
+pub(crate) fn update(store: &Store, key: &CacheKey, record: &OpRecord) -> Result<()> {
+    let bytes = serde_json::to_vec(record).expect("an OpRecord always serializes");
+    let holds: Vec<Digest> = record.layer.iter().map(|layer| layer.digest).collect();
+    store
+        .update_entry(Area::Cache, &key.hex(), RESULT_FILE, &bytes, &holds)
+        .map_err(|e| EngineError::store("failed to write the build cache", e))?;
+    Ok(())
+}
+
+/// Reads the record under `key`, if there is a readable one.
+pub(crate) fn read(store: &Store, key: &CacheKey) -> Option<OpRecord> {
+    let path = store
+        .area_dir(Area::Cache)
+        .join(key.hex())
+        .join(RESULT_FILE);
+    fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
 /// Records `record` under `key` (an existing entry for the key wins; entries with one key are equivalent).
@@ -117,7 +199,8 @@ pub(crate) fn record(store: &Store, key: &CacheKey, record: &OpRecord) -> Result
 pub struct CacheCheck {
     /// Committed cache entries.
     pub entries: usize,
-    /// Entries whose layer blob was pruned: lookups treat them as misses, and prune removes them in time.
+    /// Entries whose layer blob (or, for a pending layer, its directory) was pruned: lookups treat them as misses,
+    /// and prune removes them in time.
     pub stale: usize,
     /// Entries whose `result.json` is missing or does not parse: a committed entry is always complete, so these
     /// are damage.
@@ -149,6 +232,11 @@ pub fn check_cache(store: &Store) -> Result<CacheCheck> {
             Some(OpRecord {
                 layer: Some(layer), ..
             }) if !store.has_blob(&layer.digest) => check.stale += 1,
+            Some(OpRecord {
+                layer: None,
+                pending: Some(snapshot),
+                ..
+            }) if !store.area_dir(Area::Snapshots).join(&snapshot).is_dir() => check.stale += 1,
             Some(_) => {}
         }
     }
@@ -188,9 +276,11 @@ mod tests {
             diff_id: digest,
             size: 5,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            snapshot: None,
         };
         let whole = OpRecord {
             layer: Some(layer(blob.digest)),
+            pending: None,
             created: "2024-01-01T00:00:00Z".into(),
         };
         record(&store, &CacheKey::compute(b"a", &[], None), &whole).unwrap();

@@ -42,21 +42,38 @@ pub struct RunMount {
 /// What a finished step produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecOutcome {
-    /// Entries in the diff written; 0 means the step changed nothing.
+    /// Entries in the diff written (for [`Diff::Directory`], at its top); 0 means the step changed nothing.
     pub entries: u64,
 }
 
+/// Where a step's filesystem changes go.
+pub enum Diff<'a> {
+    /// Written as an uncompressed layer tar, whiteouts as `.wh.` entries.
+    Tar(&'a mut (dyn Write + Send)),
+    /// Kept as a directory in overlayfs's format (whiteouts as 0/0 character devices, opaque directories marked
+    /// with the `overlay.opaque` attribute), created at this path, which must not exist yet and is on the file
+    /// system of the request's scratch directory. Its tar is written later, and only if an export needs it: it must
+    /// then be, byte for byte, the one [`Diff::Tar`] would have received (`hoist_layer::write_layer` over the
+    /// directory with `SourceKind::OverlayUpper`).
+    Directory(&'a Path),
+}
+
 /// Runs RUN steps: executes `request` on a writable root prepared from its lower layers, streams the command's
-/// output to `logs`, and writes the filesystem changes as an uncompressed layer tar (with whiteouts) to `diff`.
-/// A non-zero exit is [`EngineError::ExecFailed`].
+/// output to `logs`, and hands the filesystem changes to `diff`. A non-zero exit is [`EngineError::ExecFailed`].
 pub trait Executor: Sync {
     /// Runs one step.
     fn execute(
         &self,
         request: &ExecRequest<'_>,
         logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut (dyn Write + Send),
+        diff: Diff<'_>,
     ) -> Result<ExecOutcome>;
+
+    /// Whether [`execute`](Executor::execute) takes [`Diff::Directory`] (else the solver only passes
+    /// [`Diff::Tar`]).
+    fn keeps_directories(&self) -> bool {
+        false
+    }
 }
 
 /// The [`Executor`] on hoist-sandbox: namespaces, `pivot_root`, overlayfs (or a copy where overlayfs is missing).
@@ -71,11 +88,17 @@ fn sandbox_error(what: &str) -> impl FnOnce(hoist_sandbox::Error) -> EngineError
 }
 
 impl Executor for SandboxExecutor {
+    /// Overlay snapshots keep their upper directory (a copy snapshot, on a kernel without overlayfs, diffs into
+    /// one too, but a tar written once is as cheap there).
+    fn keeps_directories(&self) -> bool {
+        SnapshotKind::detect() == SnapshotKind::Overlay
+    }
+
     fn execute(
         &self,
         request: &ExecRequest<'_>,
         logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut (dyn Write + Send),
+        diff: Diff<'_>,
     ) -> Result<ExecOutcome> {
         let exec = request.exec;
         let snapshot = Snapshot::from_layers(
@@ -189,19 +212,28 @@ impl Executor for SandboxExecutor {
             .chain(hoist_sandbox::EXCLUDED_FROM_DIFF.iter().copied())
             .collect();
         let stub_parents = stub_parents(&snapshot.upper(), request.lower, &mount_points);
-        let options = mount_points
+        let excluded: Vec<&str> = mount_points
             .iter()
             .copied()
             .chain(stub_parents.iter().map(String::as_str))
-            .fold(hoist_layer::WriteOptions::new(), |o, target| {
-                o.with_exclude(target)
-            });
-        let summary = snapshot
-            .write_diff(diff, options)
-            .map_err(sandbox_error("failed to write the step's changes"))?;
-        Ok(ExecOutcome {
-            entries: summary.entries,
-        })
+            .collect();
+        let entries = match diff {
+            Diff::Tar(out) => {
+                let options = excluded
+                    .iter()
+                    .fold(hoist_layer::WriteOptions::new(), |o, target| {
+                        o.with_exclude(target)
+                    });
+                snapshot
+                    .write_diff(out, options)
+                    .map_err(sandbox_error("failed to write the step's changes"))?
+                    .entries
+            }
+            Diff::Directory(dest) => snapshot
+                .keep_upper(dest, &excluded)
+                .map_err(sandbox_error("failed to keep the step's changes"))?,
+        };
+        Ok(ExecOutcome { entries })
     }
 }
 

@@ -67,7 +67,8 @@ pub fn export_image_at(
     let root = solution
         .get(stage.root)
         .ok_or_else(|| EngineError::invalid("the target stage was not solved"))?;
-    let mut layers = root.layers().to_vec();
+    // Pending layers get their tars now: an image is made of blobs.
+    let mut layers = crate::pending::materialize(store, root.layers())?;
     let (mut history, mut created) = stage_history(plan, solution, plan.target);
     if let Some(epoch) = source_date_epoch {
         let epoch = epoch.max(0);
@@ -228,7 +229,7 @@ fn stage_history(
             created = Some(record.created.clone());
         }
         let Some(entry) = &step.history else { continue };
-        let empty = record.is_none_or(|r| r.layer.is_none());
+        let empty = record.is_none_or(|r| !r.changed());
         let mut value = Map::new();
         if let Some(created) = &created {
             value.insert("created".into(), json!(created));
@@ -1142,6 +1143,8 @@ fn clamp_layer_times(store: &Store, layer: &LayerRef, epoch: u64) -> Result<Laye
         media_type: ManifestFormat::Oci
             .layer_media_type(Compression::None)
             .to_owned(),
+        // The clamped tar is a new layer: the old one's directory does not hold it.
+        snapshot: None,
     })
 }
 

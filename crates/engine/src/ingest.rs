@@ -5,51 +5,49 @@
 use std::io::Write;
 
 use hoist_layer::Compression;
-use hoist_oci::{Expected, LayerInfo, ManifestFormat, TarContentMeter};
+use hoist_oci::{Expected, LayerInfo, ManifestFormat, Store, TarContentMeter};
 
 use crate::cache::LayerRef;
 use crate::error::{EngineError, Result};
-use crate::solver::Solver;
 
-impl Solver<'_> {
-    /// Writes the tar `write` produces straight into the store as a plain tar blob, with the layer's info, in one
-    /// pass: each byte is hashed once (the blob digest, which is also the diffID), written, and fed to a
-    /// [`TarContentMeter`] that measures the content size from the headers it sees. Returns `None` when `write`
-    /// reports no entries.
-    pub(crate) fn ingest(
-        &self,
-        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>,
-    ) -> Result<Option<LayerRef>> {
-        let store_error = |e| EngineError::store("failed to store a layer", e);
-        let write_error = |e| EngineError::io("write a layer into", self.store.root(), e);
-        let mut blob = self.store.blob_writer().map_err(store_error)?;
-        let mut meter = TarContentMeter::new();
-        let entries = write(&mut Measured {
-            blob: &mut blob,
-            meter: &mut meter,
-        })?;
-        if entries == 0 {
-            return Ok(None);
-        }
-        let content_size = meter.finish().map_err(write_error)?;
-        let stored = blob.commit(&Expected::unknown()).map_err(store_error)?;
-        let info = LayerInfo {
-            diff_id: stored.digest,
-            uncompressed_size: stored.size,
-            content_size,
-        };
-        self.store
-            .set_layer_info(&stored.digest, &info)
-            .map_err(store_error)?;
-        Ok(Some(LayerRef {
-            digest: stored.digest,
-            diff_id: stored.digest,
-            size: stored.size,
-            media_type: ManifestFormat::Oci
-                .layer_media_type(Compression::None)
-                .to_owned(),
-        }))
+/// Writes the tar `write` produces straight into the store as a plain tar blob, with the layer's info, in one
+/// pass: each byte is hashed once (the blob digest, which is also the diffID), written, and fed to a
+/// [`TarContentMeter`] that measures the content size from the headers it sees. Returns `None` when `write`
+/// reports no entries.
+pub(crate) fn ingest(
+    store: &Store,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>,
+) -> Result<Option<LayerRef>> {
+    let store_error = |e| EngineError::store("failed to store a layer", e);
+    let write_error = |e| EngineError::io("write a layer into", store.root(), e);
+    let mut blob = store.blob_writer().map_err(store_error)?;
+    let mut meter = TarContentMeter::new();
+    let entries = write(&mut Measured {
+        blob: &mut blob,
+        meter: &mut meter,
+    })?;
+    if entries == 0 {
+        return Ok(None);
     }
+    let content_size = meter.finish().map_err(write_error)?;
+    let stored = blob.commit(&Expected::unknown()).map_err(store_error)?;
+    let info = LayerInfo {
+        diff_id: stored.digest,
+        uncompressed_size: stored.size,
+        content_size,
+    };
+    store
+        .set_layer_info(&stored.digest, &info)
+        .map_err(store_error)?;
+    Ok(Some(LayerRef {
+        digest: stored.digest,
+        diff_id: stored.digest,
+        size: stored.size,
+        media_type: ManifestFormat::Oci
+            .layer_media_type(Compression::None)
+            .to_owned(),
+        snapshot: None,
+    }))
 }
 
 /// Writes to the blob, and shows what was written to the meter.

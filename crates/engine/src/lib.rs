@@ -44,8 +44,9 @@
 //! Contents: [`build`] with [`BuildRequest`], [`PreparedBuild`], [`BuildOutcome`], [`BuildFailure`] and
 //! [`BuildReporter`] (a whole `hoist build`), [`DockerfileInput`], [`CheckedDockerfile`] and [`LoadError`] (the
 //! Dockerfile loaded and checked, for builds, `--check` and `hoist lint`), [`Solver`], [`SolveRequest`] and
-//! [`Solution`] (solving), [`CacheKey`], [`OpRecord`] and
-//! [`LayerRef`] (the cache), [`Executor`], [`ExecRequest`], [`RunMount`] and [`SandboxExecutor`] (RUN),
+//! [`Solution`] (solving), [`CacheKey`], [`OpRecord`], [`Layer`], [`LayerRef`] and [`PendingLayer`] (the cache;
+//! [`materialize`] writes the tars of pending layers), [`Executor`], [`ExecRequest`], [`Diff`], [`RunMount`] and
+//! [`SandboxExecutor`] (RUN),
 //! [`SshAgents`] and [`Entitlements`] (`--ssh` and `--allow`), [`Reporter`], [`Vertex`] and [`VertexStatus`]
 //! (progress), [`StoreResolver`] and [`ImagePuller`] (base images
 //! for the planner; [`RIE_IMAGE`] is provided locally, see [`locate_rie`]), [`export_image`], [`OutputSpec`],
@@ -69,6 +70,7 @@ mod ingest;
 mod inputs;
 mod mounts;
 mod names;
+mod pending;
 mod pull;
 mod remote;
 mod reporter;
@@ -82,14 +84,14 @@ mod view;
 pub use build::{
     BuildFailure, BuildOutcome, BuildReporter, BuildRequest, PreparedBuild, RegistryClientFn, build,
 };
-pub use cache::{CacheCheck, CacheKey, LayerRef, OpRecord, check_cache};
+pub use cache::{CacheCheck, CacheKey, Layer, LayerRef, OpRecord, PendingLayer, check_cache};
 pub use contexts::LayoutError;
 pub use definition::{
     CheckedDockerfile, DockerfileInput, DockerfileSource, InputError, LoadError, existing_store,
 };
 pub use entitlements::Entitlements;
 pub use error::{EngineError, Result};
-pub use exec::{ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
+pub use exec::{Diff, ExecOutcome, ExecRequest, Executor, RunMount, SandboxExecutor};
 pub use export::{
     BuiltImage, Destination, ExportRequest, Exported, OutputSpec, export, export_image,
     export_image_at, export_local, export_tar,
@@ -98,6 +100,7 @@ pub use hoist_oci::error_chain;
 pub use inputs::{
     SOURCE_DATE_EPOCH, StdinContext, read_secrets, source_date_epoch, unpack_stdin_context,
 };
+pub use pending::materialize;
 pub use pull::RegistryPuller;
 pub use remote::DownloadError;
 pub use reporter::{

@@ -9,18 +9,19 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use hoist_context::{ContextError, ContextFilter};
-use hoist_oci::Store;
+use hoist_oci::{Area, Store};
 use hoist_plan::NamedContextKind;
 use hoist_plan::op::{CopySource, Source};
 use hoist_plan::{BuildPlan, Op, OpId, PlannedOp};
 
-use crate::cache::{self, CacheKey, LayerRef, OpRecord};
+use crate::cache::{self, CacheKey, Layer, LayerRef, OpRecord};
 use crate::checksum::{CONTEXT_SUMS_DIR, ChecksumCache, hash_context};
 use crate::copy::{self, Tree};
 use crate::entitlements::{self, Entitlements};
 use crate::error::{EngineError, Result};
-use crate::exec::{ExecRequest, Executor};
+use crate::exec::{Diff, ExecRequest, Executor};
 use crate::inflight::{Claim, InFlight};
+use crate::ingest::ingest;
 use crate::names::vertex_names;
 use crate::reporter::{Reporter, Vertex};
 use crate::ssh::SshAgents;
@@ -65,7 +66,7 @@ pub struct Solver<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// A filesystem made of these layers, bottom first.
-    Layers(Vec<LayerRef>),
+    Layers(Vec<Layer>),
     /// A local context directory (read straight from the host by COPY), with its `.dockerignore` patterns.
     Context {
         /// The directory.
@@ -92,12 +93,22 @@ pub struct OpResult {
 
 impl OpResult {
     /// The layers of its filesystem (none for the context).
-    pub fn layers(&self) -> &[LayerRef] {
+    pub fn layers(&self) -> &[Layer] {
         match &self.output {
             Output::Layers(layers) => layers,
             Output::Context { .. } => &[],
         }
     }
+}
+
+/// What running an op left.
+enum Made {
+    /// No change.
+    Nothing,
+    /// A layer tar in the store.
+    Blob(LayerRef),
+    /// A RUN step's changes kept as a directory: the snapshot-area entry ([`Layer::Pending`]).
+    Kept(String),
 }
 
 /// Every solved op's result, indexed like the plan's ops (`None` for ops the target does not need).
@@ -297,7 +308,7 @@ impl Solver<'_> {
             .unwrap_or_default();
         let with_layer = |record: &OpRecord| {
             let mut layers = base.clone();
-            layers.extend(record.layer.clone());
+            layers.extend(record.added_layer(layer_key));
             layers
         };
         if !op.ignore_cache
@@ -336,14 +347,22 @@ impl Solver<'_> {
         if let Some(vertex) = vertex {
             self.reporter.on_vertex_start(vertex);
         }
-        let ran = self.run_op(request, op, inputs, vertex).and_then(|layer| {
-            let record = OpRecord {
-                layer,
-                created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            };
-            cache::record(self.store, &layer_key, &record)?;
-            Ok(record)
-        });
+        let ran = self
+            .run_op(request, op, inputs, vertex, layer_key)
+            .and_then(|made| {
+                let (layer, pending) = match made {
+                    Made::Nothing => (None, None),
+                    Made::Blob(layer) => (Some(layer), None),
+                    Made::Kept(snapshot) => (None, Some(snapshot)),
+                };
+                let record = OpRecord {
+                    layer,
+                    pending,
+                    created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                };
+                cache::record(self.store, &layer_key, &record)?;
+                Ok(record)
+            });
         slot.finish(ran.as_ref().ok().cloned());
         let record = ran?;
         if let Some(vertex) = vertex {
@@ -380,6 +399,7 @@ impl Solver<'_> {
                 ..
             } => {
                 let (id, layers, config) = self.image_source(reference)?;
+                let layers = layers.into_iter().map(Layer::Blob).collect();
                 Ok(result(id.as_bytes(), Output::Layers(layers), Some(config)))
             }
             Source::Context {
@@ -418,9 +438,10 @@ impl Solver<'_> {
             } => {
                 let image = crate::contexts::load(self.store, layout)?;
                 let config = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
+                let layers = image.layers.into_iter().map(Layer::Blob).collect();
                 Ok(result(
                     image.id.as_bytes(),
-                    Output::Layers(image.layers),
+                    Output::Layers(layers),
                     Some(config),
                 ))
             }
@@ -487,20 +508,22 @@ impl Solver<'_> {
                 diff_id,
                 size: layer.descriptor.size(),
                 media_type: layer.descriptor.media_type().to_string(),
+                snapshot: None,
             });
         }
         let config = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
         Ok((image.id.to_string(), layers, config))
     }
 
-    /// Runs an op that makes a layer; `None` when it changed nothing.
+    /// Runs an op that makes a layer (`layer_key` is the key its record goes under).
     fn run_op(
         &self,
         request: &SolveRequest<'_>,
         op: &PlannedOp,
         inputs: &[OpResult],
         vertex: Option<&Vertex>,
-    ) -> Result<Option<LayerRef>> {
+        layer_key: CacheKey,
+    ) -> Result<Made> {
         let base = inputs
             .first()
             .map(|i| i.layers().to_vec())
@@ -509,21 +532,48 @@ impl Solver<'_> {
         match &op.op {
             Op::Exec(exec) => {
                 let prepared = self.prepare_mounts(request, exec, inputs)?;
-                self.ingest(|out| {
-                    let request = ExecRequest {
-                        exec,
-                        lower: &lower,
-                        scratch: &self.scratch,
-                        mounts: &prepared.mounts,
-                        secret_env: &prepared.secret_env,
-                    };
-                    let logs = |data: &[u8]| {
-                        if let Some(vertex) = vertex {
-                            self.reporter.on_log(vertex, data);
-                        }
-                    };
-                    Ok(self.executor.execute(&request, &logs, out)?.entries)
-                })
+                let logs = |data: &[u8]| {
+                    if let Some(vertex) = vertex {
+                        self.reporter.on_log(vertex, data);
+                    }
+                };
+                let request = |scratch| ExecRequest {
+                    exec,
+                    lower: &lower,
+                    scratch,
+                    mounts: &prepared.mounts,
+                    secret_env: &prepared.secret_env,
+                };
+                let snapshots = self.store.area_dir(Area::Snapshots);
+                if self.executor.keeps_directories() && hoist_sandbox::can_hold_upper(&snapshots) {
+                    // The step's scratch space (its overlay upper and work directories) goes inside the entry, so
+                    // the upper directory moves into place with a rename.
+                    let key = hoist_sandbox::kept_key(&layer_key.hex());
+                    let entry = self
+                        .store
+                        .begin_entry(Area::Snapshots, &key)
+                        .map_err(|e| EngineError::store("failed to keep a step's changes", e))?;
+                    let dest = entry.path().join(crate::pending::DIFF_DIR);
+                    let outcome = self.executor.execute(
+                        &request(entry.path()),
+                        &logs,
+                        Diff::Directory(&dest),
+                    )?;
+                    if outcome.entries == 0 {
+                        return Ok(Made::Nothing);
+                    }
+                    entry
+                        .commit()
+                        .map_err(|e| EngineError::store("failed to keep a step's changes", e))?;
+                    return Ok(Made::Kept(key));
+                }
+                let layer = ingest(self.store, |out| {
+                    Ok(self
+                        .executor
+                        .execute(&request(&self.scratch), &logs, Diff::Tar(out))?
+                        .entries)
+                })?;
+                Ok(layer.map_or(Made::Nothing, Made::Blob))
             }
             Op::Copy(file_copy) | Op::Add(file_copy) => {
                 let dest_view = LayerView::new(lower);
@@ -549,17 +599,17 @@ impl Solver<'_> {
                     &self.scratch,
                 )?;
                 if layer.is_empty() {
-                    return Ok(None);
+                    return Ok(Made::Nothing);
                 }
-                self.ingest(|out| layer.write(out))
+                Ok(ingest(self.store, |out| layer.write(out))?.map_or(Made::Nothing, Made::Blob))
             }
             Op::Mkdir(mkdir) => {
                 let dest_view = LayerView::new(lower);
                 let layer = copy::mkdir(mkdir, &dest_view, &self.scratch)?;
                 if layer.is_empty() {
-                    return Ok(None);
+                    return Ok(Made::Nothing);
                 }
-                self.ingest(|out| layer.write(out))
+                Ok(ingest(self.store, |out| layer.write(out))?.map_or(Made::Nothing, Made::Blob))
             }
             Op::Source(_) => unreachable!("sources are solved without running"),
         }

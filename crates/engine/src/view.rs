@@ -12,56 +12,76 @@ use hoist_oci::oci_spec::image::{
 };
 use hoist_oci::{DigestExt, Image, ImageLayer, Store};
 
-use crate::cache::LayerRef;
+use crate::cache::{Layer, LayerRef};
 use crate::error::{EngineError, Result};
 
-/// Unpacks `layers` (each once per store) and returns their directories, bottom first.
-///
-/// Adapter: hoist-sandbox's `unpack_layers` takes an [`Image`]; the engine's filesystems are layer lists, so a
-/// minimal image carrying only the layers is made for it.
-pub(crate) fn unpack(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-    if layers.is_empty() {
-        return Ok(Vec::new());
+/// The directories of `layers`, bottom first: a pending layer's is the one its step left, a blob's the snapshot it
+/// names or else its unpacked copy (unpacked once per store, on first use). Each is protected from prune while
+/// `store` lives.
+pub(crate) fn unpack(store: &Store, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let dir = match layer {
+            Layer::Pending(pending) => crate::pending::directory(store, &pending.snapshot)?,
+            Layer::Blob(blob) => match kept_snapshot(store, blob)? {
+                Some(dir) => dir,
+                None => unpack_blob(store, blob)?,
+            },
+        };
+        dirs.push(dir);
     }
-    let descriptors: Vec<_> = layers
-        .iter()
-        .map(|l| {
-            DescriptorBuilder::default()
-                .media_type(MediaType::from(l.media_type.as_str()))
-                .digest(l.digest.to_oci())
-                .size(l.size)
-                .build()
-                .expect("media type, digest and size are all a descriptor requires")
-        })
-        .collect();
-    let config = descriptors[0].clone();
+    Ok(dirs)
+}
+
+/// The directory a RUN step left for `blob`, when the blob was written from it and it is still there.
+fn kept_snapshot(store: &Store, blob: &LayerRef) -> Result<Option<PathBuf>> {
+    let Some(snapshot) = &blob.snapshot else {
+        return Ok(None);
+    };
+    let entry = store
+        .use_entry(hoist_oci::Area::Snapshots, snapshot)
+        .map_err(|e| EngineError::store("failed to read a step's kept changes", e))?;
+    Ok(entry.map(|dir| dir.join(crate::pending::DIFF_DIR)))
+}
+
+/// Unpacks one blob (once per store) and returns its directory.
+///
+/// Adapter: hoist-sandbox's `unpack_layers` takes an [`Image`]; a minimal image carrying only the layer is made for
+/// it.
+fn unpack_blob(store: &Store, layer: &LayerRef) -> Result<PathBuf> {
+    let descriptor = DescriptorBuilder::default()
+        .media_type(MediaType::from(layer.media_type.as_str()))
+        .digest(layer.digest.to_oci())
+        .size(layer.size)
+        .build()
+        .expect("media type, digest and size are all a descriptor requires");
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
-        .config(config.clone())
-        .layers(descriptors.clone())
+        .config(descriptor.clone())
+        .layers(vec![descriptor.clone()])
         .build()
         .expect("schema version, config and layers are all a manifest requires");
     let image = Image {
         references: Vec::new(),
-        target: config.clone(),
+        target: descriptor.clone(),
         index: None,
-        manifest_descriptor: config,
+        manifest_descriptor: descriptor.clone(),
         manifest,
-        id: layers[0].digest,
+        id: layer.digest,
         config_bytes: Vec::new(),
         config: ImageConfiguration::default(),
-        layers: descriptors
-            .into_iter()
-            .map(|descriptor| ImageLayer {
-                descriptor,
-                info: None,
-            })
-            .collect(),
+        layers: vec![ImageLayer {
+            descriptor,
+            info: None,
+        }],
     };
-    hoist_sandbox::unpack_layers(store, &image).map_err(|source| EngineError::Sandbox {
-        what: "failed to unpack layers".to_owned(),
-        source: Box::new(source),
-    })
+    let mut dirs =
+        hoist_sandbox::unpack_layers(store, &image).map_err(|source| EngineError::Sandbox {
+            what: "failed to unpack layers".to_owned(),
+            source: Box::new(source),
+        })?;
+    dirs.pop()
+        .ok_or_else(|| EngineError::invalid("unpacking a layer gave no directory"))
 }
 
 /// A read-only union of unpacked layer directories (bottom first).

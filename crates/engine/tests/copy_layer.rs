@@ -3,13 +3,12 @@
 //! heredocs, the WORKDIR directory).
 
 use std::fs;
-use std::io::Write;
 use std::mem::MaybeUninit;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use hoist_engine::{
-    ExecOutcome, ExecRequest, Executor, Result, Silent, SolveRequest, Solver, StoreResolver,
+    Diff, ExecOutcome, ExecRequest, Executor, Result, Silent, SolveRequest, Solver, StoreResolver,
     export_image, export_local,
 };
 use hoist_oci::{ManifestFormat, Store};
@@ -24,7 +23,7 @@ impl Executor for NoRun {
         &self,
         _: &ExecRequest<'_>,
         _: &(dyn Fn(&[u8]) + Sync),
-        _: &mut (dyn Write + Send),
+        _: Diff<'_>,
     ) -> Result<ExecOutcome> {
         unreachable!("the Dockerfile has no RUN step")
     }

@@ -6,14 +6,13 @@
 #[path = "../../registry/tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_engine::{
-    ExecOutcome, ExecRequest, Executor, ExportRequest, Exported, OutputSpec, Reporter, Result,
-    Silent, SolveRequest, Solver, StoreResolver, Vertex, VertexStatus, export,
+    Diff, ExecOutcome, ExecRequest, Executor, ExportRequest, Exported, OutputSpec, Reporter,
+    Result, Silent, SolveRequest, Solver, StoreResolver, Vertex, VertexStatus, export,
 };
 use hoist_oci::{LayerCompression, Reference, Store};
 use hoist_plan::{PlanRequest, plan};
@@ -26,8 +25,11 @@ impl Executor for WriteFile {
         &self,
         request: &ExecRequest<'_>,
         _logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut (dyn Write + Send),
+        diff: Diff<'_>,
     ) -> Result<ExecOutcome> {
+        let Diff::Tar(diff) = diff else {
+            unreachable!("this executor does not keep directories")
+        };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let name = request.exec.args.last().expect("an argv").replace(' ', "_");
         std::fs::write(dir.path().join(&name), &name).expect("write the step's file");

@@ -1,12 +1,11 @@
 //! The solver on real plans and a real store, with an executor that records how RUN steps were scheduled and
 //! writes each step's argv as a file (the sandbox itself is tested through `hoist build`).
 
-use std::io::Write;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use hoist_engine::{
-    ExecOutcome, ExecRequest, Executor, Result, Silent, SolveRequest, Solver, StoreResolver,
+    Diff, ExecOutcome, ExecRequest, Executor, Result, Silent, SolveRequest, Solver, StoreResolver,
     export_image, export_local,
 };
 use hoist_oci::{ManifestFormat, Store};
@@ -35,8 +34,11 @@ impl Executor for Recording {
         &self,
         request: &ExecRequest<'_>,
         _logs: &(dyn Fn(&[u8]) + Sync),
-        diff: &mut (dyn Write + Send),
+        diff: Diff<'_>,
     ) -> Result<ExecOutcome> {
+        let Diff::Tar(diff) = diff else {
+            unreachable!("this executor does not keep directories")
+        };
         {
             let mut state = self.state.lock().unwrap();
             state.0 += 1;

@@ -69,13 +69,8 @@ impl EntryWriter<'_> {
     /// reference reaches them (a build cache entry's layer), and it counts their size against `--keep-storage` as
     /// part of the entry's. Written to a `.holds` file at the top of the entry, a name the store reserves.
     pub fn hold_blobs(&self, digests: &[Digest]) -> Result<()> {
-        let mut text = String::new();
-        for digest in digests {
-            text.push_str(&digest.to_string());
-            text.push('\n');
-        }
         let path = self.path.join(HOLDS_FILE);
-        fs::write(&path, text).map_err(|source| Error::Entry { path, source })
+        fs::write(&path, holds_text(digests)).map_err(|source| Error::Entry { path, source })
     }
 
     /// Renames the directory to `<area>/<key>`. If another writer committed the same key first, this copy is
@@ -180,6 +175,55 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Replaces the file `name` at the top of the committed entry `key` with `bytes`, and the blobs it holds
+    /// ([`EntryWriter::hold_blobs`]) with `holds`: for an entry whose content gets completed later (a build cache
+    /// record whose layer tar was written after the fact). Each file is written beside the old one and renamed over
+    /// it, so a reader sees the old file or the new one, and the hold list goes first, so that the new file never
+    /// names a blob a prune may take. Returns `false` (and writes nothing) when the entry does not exist.
+    pub fn update_entry(
+        &self,
+        area: Area,
+        key: &str,
+        name: &str,
+        bytes: &[u8],
+        holds: &[Digest],
+    ) -> Result<bool> {
+        validate_key(area, key)?;
+        let dir = self.area_dir(area).join(key);
+        let lock = self.lock(LockMode::Shared)?;
+        if !dir.is_dir() {
+            return Ok(false);
+        }
+        self.protect(
+            &lock,
+            &LeaseItem::Entry(area.dir_name().to_owned(), key.to_owned()),
+        )?;
+        let replace = |file: &str, content: &[u8]| -> Result<()> {
+            let path = dir.join(file);
+            let tmp = dir.join(format!("{TMP_PREFIX}{}", unique_name()));
+            fs::write(&tmp, content)
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(|source| {
+                    let _ = fs::remove_file(&tmp);
+                    Error::Entry { path, source }
+                })
+        };
+        replace(HOLDS_FILE, holds_text(holds).as_bytes())?;
+        replace(name, bytes)?;
+        Ok(true)
+    }
+}
+
+fn holds_text(digests: &[Digest]) -> String {
+    let mut text = String::new();
+    for digest in digests {
+        text.push_str(&digest.to_string());
+        text.push('\n');
+    }
+    text
+}
+
 fn validate_key(area: Area, key: &str) -> Result<()> {
     let valid = !key.is_empty()
         && key.len() <= 200
@@ -232,6 +276,39 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn updating_an_entry_replaces_its_file_and_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.ingest_bytes(b"first").unwrap().digest;
+        let second = store.ingest_bytes(b"second").unwrap().digest;
+        let writer = store.begin_entry(Area::Cache, "k").unwrap();
+        fs::write(writer.path().join("result.json"), b"old").unwrap();
+        writer.hold_blobs(&[first]).unwrap();
+        let path = writer.commit().unwrap();
+
+        assert!(
+            store
+                .update_entry(Area::Cache, "k", "result.json", b"new", &[second])
+                .unwrap()
+        );
+        assert_eq!(fs::read(path.join("result.json")).unwrap(), b"new");
+        assert_eq!(held_blobs(&path), vec![second]);
+        let mut names: Vec<String> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [HOLDS_FILE, "result.json"], "no temp file left");
+
+        assert!(
+            !store
+                .update_entry(Area::Cache, "missing", "result.json", b"x", &[])
+                .unwrap()
+        );
+        assert!(!store.area_dir(Area::Cache).join("missing").exists());
     }
 
     #[test]

@@ -136,6 +136,17 @@ pub enum Error {
         #[source]
         source: hoist_layer::WriteError,
     },
+    /// Keeping a snapshot's changes as a directory failed.
+    #[error("failed to keep the changes of {} in {}: {source}", upper.display(), dest.display())]
+    Keep {
+        /// The upper directory.
+        upper: PathBuf,
+        /// Where the changes were to go.
+        dest: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The sandbox's result type.

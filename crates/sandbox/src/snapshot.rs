@@ -34,12 +34,31 @@ pub const EXCLUDED_FROM_DIFF: &[&str] = &[
 /// The snapshot-area key of the unpacked layer with this diffID. Layers unpacked without root keep their opaque
 /// markers in `user.overlay.opaque` (what overlayfs reads in a user namespace), so they get keys of their own.
 pub fn layer_key(diff_id: &Digest) -> String {
-    let flavour = if rustix::process::geteuid().is_root() {
+    format!("{}-{}", flavour(), diff_id.to_string().replace(':', "-"))
+}
+
+/// The snapshot-area key of a directory of changes a step kept ([`Snapshot::keep_upper`]) under a name the caller
+/// chose (the engine uses the step's cache key). Flavoured like [`layer_key`]: its opaque markers are the ones
+/// overlayfs writes for this user.
+pub fn kept_key(name: &str) -> String {
+    format!("{}-kept-{name}", flavour())
+}
+
+fn flavour() -> &'static str {
+    if rustix::process::geteuid().is_root() {
         "overlay"
     } else {
         "overlay-user"
-    };
-    format!("{flavour}-{}", diff_id.to_string().replace(':', "-"))
+    }
+}
+
+/// Whether a snapshot's scratch directory (its overlay upper) may live under `dir`, so that
+/// [`Snapshot::keep_upper`] can move the upper directory into an entry there: overlayfs refuses an upper directory
+/// on overlayfs itself (hoist running in a container whose root is an overlay).
+pub fn can_hold_upper(dir: &Path) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    rustix::fs::statfs(dir).is_ok_and(|fs| (fs.f_type as i64) != OVERLAYFS_SUPER_MAGIC)
 }
 
 /// The xattr overlayfs reads for opaque directories: `trusted.` as root, `user.` in a user namespace.
@@ -286,6 +305,17 @@ impl Snapshot {
         options: WriteOptions,
     ) -> Result<WriteSummary> {
         let upper = self.upper();
+        self.diff_copied_root()?;
+        let options = EXCLUDED_FROM_DIFF.iter().fold(
+            options.with_source_kind(SourceKind::OverlayUpper),
+            |o, path| o.with_exclude(path),
+        );
+        write_layer(&upper, out, &options).map_err(|source| Error::Diff { upper, source })
+    }
+
+    /// For a copy snapshot, finds the changes by comparison, into [`upper`](Snapshot::upper) (once).
+    fn diff_copied_root(&self) -> Result<()> {
+        let upper = self.upper();
         if self.kind == SnapshotKind::Copy {
             let empty = fs::read_dir(&upper)
                 .map(|mut entries| entries.next().is_none())
@@ -294,12 +324,78 @@ impl Snapshot {
                 crate::copy::diff(&self.lower, &self.copied_root(), &upper)?;
             }
         }
-        let options = EXCLUDED_FROM_DIFF.iter().fold(
-            options.with_source_kind(SourceKind::OverlayUpper),
-            |o, path| o.with_exclude(path),
-        );
-        write_layer(&upper, out, &options).map_err(|source| Error::Diff { upper, source })
+        Ok(())
     }
+
+    /// Moves the changes to `dest` (a directory that must not exist yet, on the file system of this snapshot's
+    /// scratch directory) in overlayfs's format, instead of writing them as a tar: the directory can serve as a
+    /// lower layer at once, and the tar is written from it only when something needs it. The `exclude`d paths
+    /// (and [`EXCLUDED_FROM_DIFF`]) are deleted first and the times of the directories that held them put back, so
+    /// that [`write_layer`] over `dest` with [`SourceKind::OverlayUpper`] later gives, byte for byte, the tar that
+    /// [`write_diff`](Snapshot::write_diff) with the same exclusions gives now. Returns how many entries `dest`
+    /// holds at its top: 0 means nothing changed.
+    pub fn keep_upper(&self, dest: &Path, exclude: &[&str]) -> Result<u64> {
+        let upper = self.upper();
+        let keep_error = |source| Error::Keep {
+            upper: upper.clone(),
+            dest: dest.to_owned(),
+            source,
+        };
+        self.diff_copied_root()?;
+        // Deepest first: a directory that only held excluded paths may be excluded itself.
+        let mut excluded: Vec<&str> = exclude.iter().chain(EXCLUDED_FROM_DIFF).copied().collect();
+        excluded.sort_by_key(|path| std::cmp::Reverse(path.matches('/').count()));
+        for path in excluded {
+            remove_excluded(&upper, path).map_err(keep_error)?;
+        }
+        fs::rename(&upper, dest).map_err(keep_error)?;
+        let entries = fs::read_dir(dest).map_err(keep_error)?.count();
+        Ok(entries as u64)
+    }
+}
+
+/// Deletes `rel` from `upper` as the tar writer's exclusion leaves it out: only where every parent is a real
+/// directory (the writer never follows a symlink, and neither may this), never through `..`. The parent's times
+/// are put back afterwards, as the writer would have recorded them.
+fn remove_excluded(upper: &Path, rel: &str) -> io::Result<()> {
+    let parts: Vec<&str> = rel
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    let Some((name, parents)) = parts.split_last() else {
+        return Ok(());
+    };
+    if parts.contains(&"..") {
+        return Ok(());
+    }
+    let mut parent = upper.to_path_buf();
+    for part in parents {
+        parent.push(part);
+        match fs::symlink_metadata(&parent) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    let path = parent.join(name);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let parent_dir = File::open(&parent)?;
+    let parent_meta = parent_dir.metadata()?;
+    if meta.is_dir() {
+        fs::remove_dir_all(&path)?;
+    } else {
+        fs::remove_file(&path)?;
+    }
+    parent_dir.set_times(
+        fs::FileTimes::new()
+            .set_accessed(parent_meta.accessed()?)
+            .set_modified(parent_meta.modified()?),
+    )
 }
 
 impl Drop for Snapshot {

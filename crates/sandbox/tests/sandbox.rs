@@ -347,6 +347,86 @@ fn a_layer_whiteout_hides_the_file_in_the_next_snapshot() {
     }
 }
 
+#[test]
+fn kept_changes_write_the_layer_the_diff_would_have_been() {
+    let fixture = Fixture::new();
+    let mounted = tempfile::tempdir().unwrap();
+    let scratch = fixture.dir.path().join("scratch");
+    for kind in [SnapshotKind::Overlay, SnapshotKind::Copy] {
+        // A first step leaves a directory with content, so that the second can make it opaque.
+        let first = fixture.snapshot_of(kind);
+        let (status, _) = run(&fixture.container(&first, "mkdir /data && echo old > /data/old"));
+        assert_eq!(status, ExitStatus::Exited(0));
+        let image = fixture.store.read_image("busybox:test").unwrap();
+        let mut lower = hoist_sandbox::unpack_layers(&fixture.store, &image).unwrap();
+        lower.push(first.upper());
+        let second = Snapshot::from_layers(lower, &scratch, kind).unwrap();
+        let mut container = fixture.container(
+            &second,
+            "echo new > /added.txt && rm /etc/motd && rm -rf /data && mkdir /data && echo n > /data/new \
+             && mkdir -p /opt/app && echo 1 > /opt/app/v && ln /opt/app/v /opt/app/hard \
+             && ln -s v /opt/app/link && chmod 750 /opt && sleep 1",
+        );
+        // A bind mount's stub in an existing directory: deleting it later changes that directory's time, which
+        // must be put back (the sleep makes the difference show in the tar's whole seconds).
+        container.mounts.push(hoist_sandbox::BindMount {
+            source: mounted.path().to_owned(),
+            destination: "/www/bound".into(),
+            read_only: true,
+        });
+        let (status, _) = run(&container);
+        assert_eq!(status, ExitStatus::Exited(0));
+        let excluded = ["www/bound"];
+        let options = excluded
+            .iter()
+            .fold(WriteOptions::new(), |o, path| o.with_exclude(path));
+        let mut diff = Vec::new();
+        second.write_diff(&mut diff, options).unwrap();
+
+        let kept = tempfile::tempdir_in(&scratch).unwrap();
+        let dest = kept.path().join("diff");
+        let entries = second.keep_upper(&dest, &excluded).unwrap();
+        assert!(entries > 0);
+        assert!(
+            !second.upper().exists(),
+            "{kind:?}: the upper directory moved"
+        );
+        let mut later = Vec::new();
+        hoist_layer::write_layer(
+            &dest,
+            &mut later,
+            &WriteOptions::new().with_source_kind(hoist_layer::SourceKind::OverlayUpper),
+        )
+        .unwrap();
+        assert!(
+            diff == later,
+            "{kind:?}: the tar written from the kept directory differs from the diff"
+        );
+        let names: Vec<String> = tar::Archive::new(later.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        // (A copy snapshot's upper directory is filled only when its diff is written: the first step's stays
+        // empty, so the second sees no /data to make opaque.)
+        let opaque = (kind == SnapshotKind::Overlay).then_some("data/.wh..wh..opq");
+        for expected in ["etc/.wh.motd", "opt/app/hard", "www/"]
+            .into_iter()
+            .chain(opaque)
+        {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{kind:?}: {expected} missing: {names:?}"
+            );
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("www/bound") || n == "proc/")
+        );
+    }
+}
+
 fn loopback_server() -> (TcpListener, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

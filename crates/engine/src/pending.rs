@@ -1,0 +1,97 @@
+//! Pending layers ([`Layer::Pending`]): a RUN step's changes kept as the directory the step left, in the store's
+//! snapshot area, and written as a tar only when an image that holds them is exported.
+//!
+//! Why: a stage that only feeds `COPY --from` (a builder) never leaves the machine, so the tar of its steps (hashed,
+//! written, synced) and the unpacking of that tar for the next step were pure overhead on every rebuild. BuildKit
+//! does the same: its snapshots are directories, and a diff is computed on export.
+//!
+//! The directory is the step's overlay upper directory with what the tar would leave out already deleted
+//! ([`hoist_sandbox::Snapshot::keep_upper`]), so the tar written from it later is the one the step would have
+//! written. Once written, the step's cache record names the blob (and keeps the directory as the blob's snapshot):
+//! the tar is written once per store.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hoist_layer::{SourceKind, WriteOptions, write_layer};
+use hoist_oci::{Area, Store};
+
+use crate::cache::{self, Layer, LayerRef, PendingLayer};
+use crate::error::{EngineError, Result};
+use crate::ingest::ingest;
+
+/// The directory of a kept snapshot-area entry that holds the changes (the entry's top is the store's: it may
+/// hold bookkeeping files).
+pub(crate) const DIFF_DIR: &str = "diff";
+
+/// The directory holding the changes of the snapshot-area entry `snapshot`, protected from prune while `store`
+/// lives.
+pub(crate) fn directory(store: &Store, snapshot: &str) -> Result<PathBuf> {
+    let entry = store
+        .use_entry(Area::Snapshots, snapshot)
+        .map_err(|e| EngineError::store("failed to read a step's kept changes", e))?
+        .ok_or_else(|| {
+            EngineError::invalid(format!(
+                "the kept changes of a build step ({snapshot}) are gone from the store"
+            ))
+        })?;
+    Ok(entry.join(DIFF_DIR))
+}
+
+/// The layers as blobs: each pending one is written as a tar from its directory (once per call, even when it is
+/// listed twice) and its cache record updated to name the blob.
+pub fn materialize(store: &Store, layers: &[Layer]) -> Result<Vec<LayerRef>> {
+    let mut written: HashMap<&str, LayerRef> = HashMap::new();
+    let mut blobs = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let pending = match layer {
+            Layer::Blob(blob) => {
+                blobs.push(blob.clone());
+                continue;
+            }
+            Layer::Pending(pending) => pending,
+        };
+        if let Some(blob) = written.get(pending.snapshot.as_str()) {
+            blobs.push(blob.clone());
+            continue;
+        }
+        let blob = write_pending(store, pending)?;
+        written.insert(&pending.snapshot, blob.clone());
+        blobs.push(blob);
+    }
+    Ok(blobs)
+}
+
+fn write_pending(store: &Store, pending: &PendingLayer) -> Result<LayerRef> {
+    let dir = directory(store, &pending.snapshot)?;
+    let options = WriteOptions::new().with_source_kind(SourceKind::OverlayUpper);
+    let blob = ingest(store, |out| {
+        write_layer(&dir, out, &options)
+            .map(|summary| summary.entries)
+            .map_err(|source| EngineError::Layer {
+                what: format!("failed to write the layer of {}", dir.display()),
+                source: Box::new(source),
+            })
+    })?
+    .ok_or_else(|| {
+        EngineError::invalid(format!(
+            "the kept changes of a build step ({}) are empty",
+            pending.snapshot
+        ))
+    })?;
+    let blob = LayerRef {
+        snapshot: Some(pending.snapshot.clone()),
+        ..blob
+    };
+    // Only the record that still names this directory: a record replaced meanwhile (by a build that wrote the same
+    // tar) is as good.
+    if let Some(mut record) = cache::read(store, &pending.cache_key)
+        && record.layer.is_none()
+        && record.pending.as_deref() == Some(pending.snapshot.as_str())
+    {
+        record.layer = Some(blob.clone());
+        record.pending = None;
+        cache::update(store, &pending.cache_key, &record)?;
+    }
+    Ok(blob)
+}
