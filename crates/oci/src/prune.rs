@@ -269,6 +269,35 @@ impl Store {
 }
 
 /// Whether a writer's in-progress file or directory has lost its writer (we can lock it).
+impl Store {
+    /// Deletes the unfinished entries of `area` whose writer has exited, as [`prune`](Store::prune) does, and
+    /// nothing else: cheap enough for the start of every build, so that a build killed in a RUN step (whose whole
+    /// overlay upper directory is such an entry) does not leave it until the next prune. Returns how many were
+    /// removed.
+    pub fn remove_abandoned_entries(&self, area: Area) -> Result<usize> {
+        let dir = self.area_dir(area);
+        let unfinished: Vec<String> = list_dir(&dir)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(TMP_PREFIX))
+            .collect();
+        if unfinished.is_empty() {
+            return Ok(0);
+        }
+        // Exclusive: an entry is created and locked under the shared lock, so none is seen between the two.
+        let _lock = self.lock(LockMode::Exclusive)?;
+        let mut removed = 0;
+        for name in unfinished {
+            let path = dir.join(name);
+            if is_abandoned(&path)? {
+                remove_tree(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 fn is_abandoned(path: &Path) -> Result<bool> {
     match File::open(path) {
         Ok(file) => try_lock_exclusive(&file).map_err(|source| Error::Prune {

@@ -824,3 +824,26 @@ fn concurrent_writers_and_pruner_lose_nothing() {
         }
     }
 }
+
+/// The cleanup every build starts with: an unfinished snapshot entry whose writer died goes, one being written
+/// stays, and so do committed entries.
+#[test]
+fn abandoned_entries_are_removed_without_a_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::open(root).unwrap();
+    let dead = root.join("snapshots-v1/.tmp-123-dead-0");
+    fs::create_dir_all(dead.join("upper/deep")).unwrap();
+    fs::write(dead.join("upper/deep/file"), b"kept by a killed step").unwrap();
+    let live = store.begin_entry(Area::Snapshots, "live").unwrap();
+    let committed = store.begin_entry(Area::Snapshots, "done").unwrap();
+    fs::write(committed.path().join("file"), b"x").unwrap();
+    let committed = committed.commit().unwrap();
+
+    assert_eq!(store.remove_abandoned_entries(Area::Snapshots).unwrap(), 1);
+    assert!(!dead.exists());
+    assert!(live.path().is_dir());
+    assert!(committed.join("file").is_file());
+    assert_eq!(store.remove_abandoned_entries(Area::Snapshots).unwrap(), 0);
+    live.commit().unwrap();
+}
