@@ -141,7 +141,7 @@ pub(crate) fn lookup(store: &Store, key: &CacheKey) -> Result<Option<OpRecord>> 
     // overlayfs marks opaque directories differently (root and rootless), is a miss.
     if record.layer.is_none()
         && let Some(snapshot) = &record.pending
-        && (*snapshot != hoist_sandbox::kept_key(&key.hex())
+        && (!crate::pending::is_kept_entry_of(snapshot, *key)
             || store
                 .use_entry(Area::Snapshots, snapshot)
                 .map_err(|e| EngineError::store("failed to read the build cache", e))?

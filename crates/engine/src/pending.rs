@@ -16,13 +16,36 @@ use std::path::PathBuf;
 use hoist_layer::{SourceKind, WriteOptions, write_layer};
 use hoist_oci::{Area, Store};
 
-use crate::cache::{self, Layer, LayerRef, PendingLayer};
+use crate::cache::{self, CacheKey, Layer, LayerRef, PendingLayer};
 use crate::error::{EngineError, Result};
 use crate::ingest::ingest;
 
 /// The directory of a kept snapshot-area entry that holds the changes (the entry's top is the store's: it may
 /// hold bookkeeping files).
 pub(crate) const DIFF_DIR: &str = "diff";
+
+/// The snapshot-area key a step with cache key `key` keeps its changes under: unique to this run of the step, since
+/// two runs of one key (`--no-cache`, or two builds at once) can leave different files (times, if nothing else),
+/// and a record must name the directory its own run left.
+pub(crate) fn kept_entry_key(key: CacheKey) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    hoist_sandbox::kept_key(&format!(
+        "{}-{}-{nanos:x}-{run}",
+        key.hex(),
+        std::process::id()
+    ))
+}
+
+/// Whether `snapshot` is a key [`kept_entry_key`] made for `key` as this user (root and rootless overlayfs mark
+/// opaque directories differently).
+pub(crate) fn is_kept_entry_of(snapshot: &str, key: CacheKey) -> bool {
+    snapshot.starts_with(&hoist_sandbox::kept_key(&format!("{}-", key.hex())))
+}
 
 /// The directory holding the changes of the snapshot-area entry `snapshot`, protected from prune while `store`
 /// lives.

@@ -552,7 +552,7 @@ impl Solver<'_> {
                 if self.executor.keeps_directories() && hoist_sandbox::can_hold_upper(&snapshots) {
                     // The step's scratch space (its overlay upper and work directories) goes inside the entry, so
                     // the upper directory moves into place with a rename.
-                    let key = hoist_sandbox::kept_key(&layer_key.hex());
+                    let key = crate::pending::kept_entry_key(layer_key);
                     let entry = self
                         .store
                         .begin_entry(Area::Snapshots, &key)

@@ -38,7 +38,7 @@ pub fn layer_key(diff_id: &Digest) -> String {
 }
 
 /// The snapshot-area key of a directory of changes a step kept ([`Snapshot::keep_upper`]) under a name the caller
-/// chose (the engine uses the step's cache key). Flavoured like [`layer_key`]: its opaque markers are the ones
+/// chose (the engine: the step's cache key and a run of it). Flavoured like [`layer_key`]: its opaque markers are the ones
 /// overlayfs writes for this user.
 pub fn kept_key(name: &str) -> String {
     format!("{}-kept-{name}", flavour())
