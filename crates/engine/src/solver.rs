@@ -141,10 +141,9 @@ impl Solver<'_> {
             .map_err(|e| EngineError::io("create", &self.scratch, e))?;
         // Snapshots a killed build left behind (the sandbox knows which ones nobody holds).
         hoist_sandbox::Snapshot::remove_stale(&self.scratch);
-        // And the changes a killed RUN step was keeping in the store.
-        self.store
-            .remove_abandoned_entries(Area::Snapshots)
-            .map_err(|e| EngineError::store("failed to clean up the store", e))?;
+        // And the changes a killed RUN step was keeping in the store. Best effort, as above: what cannot be removed
+        // now (a directory a rootless step made unreadable) is left to `hoist prune`, and the build goes on.
+        let _ = self.store.remove_abandoned_entries(Area::Snapshots);
         let needed = needed_ops(plan);
         let names = vertex_names(plan, request.dockerfile);
         entitlements::check(plan, &needed, &names, request.allow)?;
