@@ -12,11 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use hoist_layer::{ApplyOptions, Compression, Decompressor, WriteOptions, apply_layer};
+use hoist_layer::{ApplyOptions, Decompressor, WriteOptions, apply_layer};
 use hoist_oci::oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
-use hoist_oci::{
-    Digest, DigestExt, Expected, LayerCompression, LayerInfo, ManifestFormat, Reference, Store,
-};
+use hoist_oci::{Digest, DigestExt, LayerCompression, ManifestFormat, Reference, Store};
 use hoist_plan::{BuildPlan, ImageConfig, Op, StageBase};
 use hoist_registry::{Client, Event, ImageReference, PushOptions, PushedImage};
 use serde_json::{Map, Value, json};
@@ -1122,30 +1120,11 @@ fn clamp_layer_times(store: &Store, layer: &LayerRef, epoch: u64) -> Result<Laye
         .map_err(|e| EngineError::store(format!("failed to read layer {}", layer.digest), e))?
         .content_size;
     let store_error = |e| EngineError::store("failed to store a rewritten layer", e);
-    let write_error = |e| EngineError::io("write a layer into", store.root(), e);
-    // A plain tar: the blob's digest, computed as it is written, is the diffID.
+    // A plain tar: the blob's digest, computed as it is written, is the diffID. The clamped tar is a new layer, so
+    // no kept directory holds it.
     let mut blob = store.blob_writer().map_err(store_error)?;
     clamp_tar_times(open()?, Some(&mut blob), epoch).map_err(read_error)?;
-    blob.flush().map_err(write_error)?;
-    let stored = blob.commit(&Expected::unknown()).map_err(store_error)?;
-    let info = LayerInfo {
-        diff_id: stored.digest,
-        uncompressed_size: stored.size,
-        content_size,
-    };
-    store
-        .set_layer_info(&stored.digest, &info)
-        .map_err(store_error)?;
-    Ok(LayerRef {
-        digest: stored.digest,
-        diff_id: stored.digest,
-        size: stored.size,
-        media_type: ManifestFormat::Oci
-            .layer_media_type(Compression::None)
-            .to_owned(),
-        // The clamped tar is a new layer: the old one's directory does not hold it.
-        snapshot: None,
-    })
+    crate::ingest::commit_plain_layer(store, blob, content_size)
 }
 
 /// Tar blocks.

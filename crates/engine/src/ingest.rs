@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use hoist_layer::Compression;
-use hoist_oci::{Expected, LayerInfo, ManifestFormat, Store, TarContentMeter};
+use hoist_oci::{BlobWriter, Expected, LayerInfo, ManifestFormat, Store, TarContentMeter};
 
 use crate::cache::LayerRef;
 use crate::error::{EngineError, Result};
@@ -30,6 +30,19 @@ pub(crate) fn ingest(
         return Ok(None);
     }
     let content_size = meter.finish().map_err(write_error)?;
+    commit_plain_layer(store, blob, content_size).map(Some)
+}
+
+/// Commits a plain (uncompressed) layer tar written to `blob`: its digest is its diffID; its info is recorded with
+/// `content_size`.
+pub(crate) fn commit_plain_layer(
+    store: &Store,
+    mut blob: BlobWriter<'_>,
+    content_size: u64,
+) -> Result<LayerRef> {
+    let store_error = |e| EngineError::store("failed to store a layer", e);
+    blob.flush()
+        .map_err(|e| EngineError::io("write a layer into", store.root(), e))?;
     let stored = blob.commit(&Expected::unknown()).map_err(store_error)?;
     let info = LayerInfo {
         diff_id: stored.digest,
@@ -39,7 +52,7 @@ pub(crate) fn ingest(
     store
         .set_layer_info(&stored.digest, &info)
         .map_err(store_error)?;
-    Ok(Some(LayerRef {
+    Ok(LayerRef {
         digest: stored.digest,
         diff_id: stored.digest,
         size: stored.size,
@@ -47,7 +60,7 @@ pub(crate) fn ingest(
             .layer_media_type(Compression::None)
             .to_owned(),
         snapshot: None,
-    }))
+    })
 }
 
 /// Writes to the blob, and shows what was written to the meter.

@@ -5,11 +5,11 @@ use std::fs;
 use std::path::Path;
 
 use hoist_engine::{
-    Diff, ExecOutcome, ExecRequest, Executor, Layer, Result, SandboxExecutor, Silent, Solution,
-    SolveRequest, Solver, StoreResolver, export_image, export_image_at,
+    Diff, ExecOutcome, ExecRequest, Executor, Layer, Result, SandboxExecutor, Solution,
+    export_image, export_image_at,
 };
 use hoist_oci::{Area, ManifestFormat, Store};
-use hoist_plan::{BuildPlan, PlanRequest, plan};
+use hoist_plan::BuildPlan;
 use hoist_testkit::BusyboxRootfs;
 
 #[path = "support/sandboxed.rs"]
@@ -32,7 +32,7 @@ impl Executor for TarOnly {
     }
 }
 
-/// Plans `dockerfile` for `target` (the last stage when `None`) and solves it in `store` (context: `dir/ctx`).
+/// Plans and solves `dockerfile` for `target` with `executor` (see [`sandboxed::solve`]).
 fn solve(
     dir: &Path,
     store: &Store,
@@ -40,35 +40,17 @@ fn solve(
     dockerfile: &str,
     target: Option<&str>,
 ) -> (BuildPlan, Solution) {
-    let resolver = StoreResolver {
-        store,
-        puller: None,
-    };
-    let mut request = PlanRequest::new(hoist_dockerfile::parse(dockerfile).unwrap());
-    request.target = target.map(str::to_owned);
-    let plan = plan(&request, &resolver).unwrap();
-    let context = dir.join("ctx");
-    fs::create_dir_all(&context).unwrap();
-    let solver = Solver {
+    sandboxed::solve(
+        dir,
         store,
         executor,
-        reporter: &Silent,
-        parallelism: 2,
-        scratch: dir.join("scratch"),
-    };
-    let solution = solver
-        .solve(&SolveRequest {
-            plan: &plan,
-            dockerfile,
-            context_dir: &context,
-            ignore_patterns: &[],
-            secrets: &Default::default(),
-            named_contexts: &Default::default(),
-            ssh: &Default::default(),
-            allow: Default::default(),
-        })
-        .unwrap();
-    (plan, solution)
+        dockerfile,
+        target,
+        &Default::default(),
+        &Default::default(),
+        Default::default(),
+    )
+    .unwrap()
 }
 
 /// The records of the steps that made a pending layer.

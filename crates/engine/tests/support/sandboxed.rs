@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use hoist_archive::{ImportOptions, import};
 use hoist_engine::{
-    EngineError, Entitlements, SandboxExecutor, Silent, SolveRequest, Solver, SshAgents,
-    StoreResolver, export_image, export_local,
+    EngineError, Entitlements, Executor, SandboxExecutor, Silent, Solution, SolveRequest, Solver,
+    SshAgents, StoreResolver, export_image, export_local,
 };
 use hoist_oci::{ManifestFormat, Store};
-use hoist_plan::{PlanRequest, plan};
+use hoist_plan::{BuildPlan, PlanRequest, plan};
 
 /// Packs `rootfs` (owners as root) and imports it into a new store at `dir/store` as `reference`, with
 /// `hoist import --change` style `changes`.
@@ -31,29 +31,33 @@ pub fn import_rootfs(dir: &Path, rootfs: &Path, reference: &str, changes: &[&str
     store
 }
 
-/// Builds `dockerfile` with these secrets, SSH agents and entitlements (an empty context at `dir/ctx`, one op at
-/// a time) and returns the final file system, unpacked in a new directory under `dir`.
-pub fn build_to_dir(
+/// Plans `dockerfile` for `target` (the last stage when `None`) and solves it with `executor`, these secrets, SSH
+/// agents and entitlements (an empty context at `dir/ctx`, two ops at a time).
+#[allow(clippy::too_many_arguments)]
+pub fn solve(
     dir: &Path,
     store: &Store,
+    executor: &dyn Executor,
     dockerfile: &str,
+    target: Option<&str>,
     secrets: &BTreeMap<String, Vec<u8>>,
     ssh: &SshAgents,
     allow: Entitlements,
-) -> Result<PathBuf, EngineError> {
+) -> Result<(BuildPlan, Solution), EngineError> {
     let resolver = StoreResolver {
         store,
         puller: None,
     };
-    let file = hoist_dockerfile::parse(dockerfile).unwrap();
-    let plan = plan(&PlanRequest::new(file), &resolver).unwrap();
+    let mut request = PlanRequest::new(hoist_dockerfile::parse(dockerfile).unwrap());
+    request.target = target.map(str::to_owned);
+    let plan = plan(&request, &resolver).unwrap();
     let context = dir.join("ctx");
     fs::create_dir_all(&context).unwrap();
     let solver = Solver {
         store,
-        executor: &SandboxExecutor,
+        executor,
         reporter: &Silent,
-        parallelism: 1,
+        parallelism: 2,
         scratch: dir.join("scratch"),
     };
     let request = SolveRequest {
@@ -67,6 +71,29 @@ pub fn build_to_dir(
         allow,
     };
     let solution = solver.solve(&request)?;
+    Ok((plan, solution))
+}
+
+/// Builds `dockerfile` with these secrets, SSH agents and entitlements (see [`solve`]) and returns the final file
+/// system, unpacked in a new directory under `dir`.
+pub fn build_to_dir(
+    dir: &Path,
+    store: &Store,
+    dockerfile: &str,
+    secrets: &BTreeMap<String, Vec<u8>>,
+    ssh: &SshAgents,
+    allow: Entitlements,
+) -> Result<PathBuf, EngineError> {
+    let (plan, solution) = solve(
+        dir,
+        store,
+        &SandboxExecutor,
+        dockerfile,
+        None,
+        secrets,
+        ssh,
+        allow,
+    )?;
     let image = export_image(store, &plan, &solution, ManifestFormat::Oci)?;
     let out = tempfile::tempdir_in(dir).unwrap().keep();
     export_local(store, &image.layers, &out)?;
