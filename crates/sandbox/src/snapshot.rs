@@ -53,12 +53,21 @@ fn flavour() -> &'static str {
 }
 
 /// Whether a snapshot's scratch directory (its overlay upper) may live under `dir`, so that
-/// [`Snapshot::keep_upper`] can move the upper directory into an entry there: overlayfs refuses an upper directory
-/// on overlayfs itself (hoist running in a container whose root is an overlay).
+/// [`Snapshot::keep_upper`] can move the upper directory into an entry there: `dir` is on a local file system known
+/// to hold overlay upper directories (trusted xattrs, `d_type`, whiteouts). Elsewhere (overlayfs itself, which
+/// refuses to be an upper layer when hoist runs in a container; network or FUSE file systems) the caller keeps its
+/// scratch space where it was and writes tars.
 pub fn can_hold_upper(dir: &Path) -> bool {
-    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    const UPPER_CAPABLE: [i64; 6] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0xF2F5_2010, // f2fs
+        0x2FC1_2FC1, // zfs
+    ];
     #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-    rustix::fs::statfs(dir).is_ok_and(|fs| (fs.f_type as i64) != OVERLAYFS_SUPER_MAGIC)
+    rustix::fs::statfs(dir).is_ok_and(|fs| UPPER_CAPABLE.contains(&(fs.f_type as i64)))
 }
 
 /// The xattr overlayfs reads for opaque directories: `trusted.` as root, `user.` in a user namespace.

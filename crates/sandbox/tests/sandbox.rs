@@ -427,6 +427,14 @@ fn kept_changes_write_the_layer_the_diff_would_have_been() {
     }
 }
 
+#[test]
+fn upper_directories_are_kept_only_on_file_systems_that_hold_them() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(hoist_sandbox::can_hold_upper(dir.path()));
+    assert!(!hoist_sandbox::can_hold_upper(Path::new("/proc")));
+    assert!(!hoist_sandbox::can_hold_upper(&dir.path().join("missing")));
+}
+
 fn loopback_server() -> (TcpListener, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
