@@ -121,6 +121,24 @@ impl Tree {
         }
     }
 
+    /// The extended attributes a copy of `abs` carries: the source's, as BuildKit's copy (fsutil's
+    /// `copyXAttrs`) keeps them, `--chown` or not. The build context reaches BuildKit through fsutil's transfer,
+    /// which sets a file's xattrs before its owner, and that chown clears `security.capability`; it sets a
+    /// symlink's xattrs on what the link points to. So a context file arrives without a capability and a context
+    /// symlink without xattrs.
+    fn xattrs(&self, abs: &Path, meta: &fs::Metadata) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let context = matches!(self, Tree::Context { .. });
+        if context && meta.file_type().is_symlink() {
+            return Ok(Vec::new());
+        }
+        let mut xattrs = hoist_layer::read_xattrs(abs)
+            .map_err(|e| EngineError::io("read the extended attributes of", abs, e))?;
+        if context {
+            xattrs.retain(|(name, _)| name != b"security.capability");
+        }
+        Ok(xattrs)
+    }
+
     /// The owner a copied entry gets without `--chown`: root for context files (they come from the client, as
     /// in BuildKit), the original owner for files of another filesystem.
     fn owner(&self, meta: &fs::Metadata) -> (u32, u32) {
@@ -355,8 +373,13 @@ pub(crate) fn plan(
                     // A directory's contents go into the destination, which (when new) is made as fsutil's
                     // `MkdirAll(dest, 0755, chown)` makes it: not with the source directory's mode or owner. With
                     // `--parents` the directory itself is copied, metadata included.
-                    let (target, source_meta) = if copy.parents {
-                        (dest.join(&kept), Some(&meta))
+                    let (target, source) = if copy.parents {
+                        let source = SourceDir {
+                            tree,
+                            abs: &abs,
+                            meta: &meta,
+                        };
+                        (dest.join(&kept), Some(source))
                     } else {
                         (dest.clone(), None)
                     };
@@ -371,7 +394,7 @@ pub(crate) fn plan(
                             target.display()
                         )));
                     }
-                    copier.ensure_dir(&target, source_meta, tree)?;
+                    copier.ensure_dir(&target, source)?;
                     copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
                     if copier.excluded(Path::new(&name))? {
@@ -384,7 +407,7 @@ pub(crate) fn plan(
                         copy.unpack != Some(false)
                     };
                     if is_add && unpack && is_tar_archive(&abs) {
-                        copier.ensure_dir(&dest, None, tree)?;
+                        copier.ensure_dir(&dest, None)?;
                         copier.unpack(&abs, &dest)?;
                         continue;
                     }
@@ -402,6 +425,14 @@ pub(crate) fn plan(
         }
     }
     Ok(copier.finish())
+}
+
+/// A directory of a source tree, whose metadata a new directory of the layer copies.
+#[derive(Clone, Copy)]
+struct SourceDir<'s> {
+    tree: &'s Tree,
+    abs: &'s Path,
+    meta: &'s fs::Metadata,
 }
 
 enum Item<'a> {
@@ -479,51 +510,65 @@ impl Copier<'_> {
         let parts: Vec<_> = target.components().collect();
         for part in parts.iter().take(parts.len().saturating_sub(1)) {
             rel.push(part);
-            self.make_dir(&rel, None, None)?;
+            self.make_dir(&rel, None)?;
         }
         Ok(())
     }
 
     /// Adds `target` as a directory (and its parents); a new one copies `source`'s metadata when given.
-    fn ensure_dir(
-        &mut self,
-        target: &Path,
-        source: Option<&fs::Metadata>,
-        tree: &Tree,
-    ) -> Result<()> {
+    fn ensure_dir(&mut self, target: &Path, source: Option<SourceDir<'_>>) -> Result<()> {
         self.ensure_parents(target)?;
-        let owner = source.map(|m| self.owner(tree, m));
-        self.make_dir(target, source, owner)
+        self.make_dir(target, source)
     }
 
     /// Adds the directory `rel` unless the layer has an entry there already (of any type: a file there makes
     /// adding anything below it fail).
-    fn make_dir(
-        &mut self,
-        rel: &Path,
-        source: Option<&fs::Metadata>,
-        owner: Option<(u32, u32)>,
-    ) -> Result<()> {
+    fn make_dir(&mut self, rel: &Path, source: Option<SourceDir<'_>>) -> Result<()> {
         if rel.as_os_str().is_empty() || self.entries.get(rel).is_some() {
             return Ok(());
         }
-        let existing = self.dest_view.lookup(rel).filter(|(_, m)| m.is_dir());
-        let (mode, (uid, gid), mtime) = match (existing, source) {
-            // An existing directory keeps what it has: the layer must not change it.
-            (Some((_, m)), _) => (m.mode() & 0o7777, (m.uid(), m.gid()), m.mtime()),
-            (None, Some(m)) => (
-                self.mode_for(m.mode() & 0o7777, true),
-                owner.unwrap_or((0, 0)),
-                m.mtime(),
-            ),
-            (None, None) => (0o755, self.chown.unwrap_or((0, 0)), self.now),
-        };
-        let entry = LayerEntry {
-            mode,
-            uid,
-            gid,
-            mtime,
-            ..LayerEntry::new(EntryContent::Directory)
+        let existing = self.dest_view.lookup(rel);
+        // fsutil never turns a non-directory of the destination (a file, a symlink, even one to a directory) into
+        // a directory: a copied directory stops there (`copyDirectoryOnly`), and so does `MkdirAll` making the
+        // destination's parents.
+        if existing.as_ref().is_some_and(|(_, m)| !m.is_dir()) {
+            return Err(EngineError::invalid(match source {
+                Some(_) => format!("cannot copy to non-directory: /{}", rel.display()),
+                None => format!("mkdir /{}: not a directory", rel.display()),
+            }));
+        }
+        let entry = match (existing, source) {
+            // An existing directory keeps what it has, xattrs included: the layer must not change it.
+            (Some((path, m)), _) => LayerEntry {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: m.mtime(),
+                xattrs: hoist_layer::read_xattrs(&path)
+                    .map_err(|e| EngineError::io("read the extended attributes of", &path, e))?,
+                ..LayerEntry::new(EntryContent::Directory)
+            },
+            (None, Some(source)) => {
+                let (uid, gid) = self.owner(source.tree, source.meta);
+                LayerEntry {
+                    mode: self.mode_for(source.meta.mode() & 0o7777, true),
+                    uid,
+                    gid,
+                    mtime: source.meta.mtime(),
+                    xattrs: source.tree.xattrs(source.abs, source.meta)?,
+                    ..LayerEntry::new(EntryContent::Directory)
+                }
+            }
+            (None, None) => {
+                let (uid, gid) = self.chown.unwrap_or((0, 0));
+                LayerEntry {
+                    mode: 0o755,
+                    uid,
+                    gid,
+                    mtime: self.now,
+                    ..LayerEntry::new(EntryContent::Directory)
+                }
+            }
         };
         self.add(rel, entry)
     }
@@ -580,14 +625,22 @@ impl Copier<'_> {
                 }
                 let child_target = target.join(&name);
                 if included {
-                    let owner = self.owner(tree, &meta);
-                    self.make_dir(&child_target, Some(&meta), Some(owner))?;
+                    let source = SourceDir {
+                        tree,
+                        abs: &abs,
+                        meta: &meta,
+                    };
+                    self.make_dir(&child_target, Some(source))?;
                     self.tree_contents(tree, base, &child, &child_target)?;
                 } else {
                     // An excluded directory may hold `!` exceptions: create it only if one matches.
                     if has_included_file(tree, &child)? {
-                        let owner = self.owner(tree, &meta);
-                        self.make_dir(&child_target, Some(&meta), Some(owner))?;
+                        let source = SourceDir {
+                            tree,
+                            abs: &abs,
+                            meta: &meta,
+                        };
+                        self.make_dir(&child_target, Some(source))?;
                         self.tree_contents(tree, base, &child, &child_target)?;
                     }
                 }
@@ -639,6 +692,7 @@ impl Copier<'_> {
                 uid,
                 gid,
                 mtime: meta.mtime(),
+                xattrs: tree.xattrs(abs, meta)?,
                 ..entry
             },
         )
@@ -943,8 +997,17 @@ fn primary_gid(view: &LayerView, name: &str) -> Option<u32> {
 pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, scratch: &Path) -> Result<CopyLayer> {
     let target = dest_view.resolve(&clean(Path::new(&mkdir.path)), true);
     let mut copier = Copier::new(dest_view, scratch);
-    if target.as_os_str().is_empty() || dest_view.lookup(&target).is_some_and(|(_, m)| m.is_dir()) {
-        return Ok(copier.finish());
+    match dest_view.lookup(&target) {
+        _ if target.as_os_str().is_empty() => return Ok(copier.finish()),
+        Some((_, meta)) if meta.is_dir() => return Ok(copier.finish()),
+        // fsutil's `MkdirAll` does not replace a file.
+        Some(_) => {
+            return Err(EngineError::invalid(format!(
+                "mkdir /{}: not a directory",
+                target.display()
+            )));
+        }
+        None => {}
     }
     let owner = if mkdir.user.is_empty() {
         (0, 0)

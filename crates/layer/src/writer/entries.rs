@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{WriteError, WriteOptions, WriteSummary, stream_layer};
+use crate::sys::{self, XattrTarget};
 use crate::tarstream::write::{ChunkSender, TarOutput};
 use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 
@@ -410,6 +411,24 @@ fn open_source(source: &Path) -> Result<(std::fs::File, u64), WriteError> {
         });
     }
     Ok((file, meta.len()))
+}
+
+/// The extended attributes of the host file `path` (a symlink itself, not what it points to)
+/// that an entry copied from it carries, sorted by name: all of them except the build host's
+/// SELinux label (`security.selinux`) and overlayfs's own (`trusted.overlay.*`,
+/// `user.overlay.*`, such as the opaque marker of an unpacked layer's directory), the ones
+/// [`write_layer`](super::write_layer) leaves out of an overlayfs upper directory. A file
+/// system without xattr support gives none.
+///
+/// # Errors
+///
+/// The path holds a NUL byte, or listing or reading the attributes fails.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut xattrs = sys::read_xattrs(XattrTarget::Path(&path))?;
+    xattrs.retain(|(key, _)| key != b"security.selinux" && !super::is_overlay_xattr(key));
+    Ok(xattrs)
 }
 
 /// xattrs sorted by name, as the walker's come sorted from the file system.
