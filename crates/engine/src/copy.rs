@@ -358,13 +358,18 @@ pub(crate) fn plan(
                     });
                 };
                 // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
-                // its tree; a dangling link is copied as a link.
+                // its tree. A dangling link (or a loop) fails as a missing source would: BuildKit's checksum of
+                // the source follows it to a path that is not there.
                 let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
                 let (rel, abs, meta) = if meta.file_type().is_symlink() {
                     let followed = tree.resolve(&rel, true);
                     match tree.lookup(&followed) {
                         Some((a, m)) if !m.file_type().is_symlink() => (followed, a, m),
-                        _ => (rel, abs, meta),
+                        _ => {
+                            return Err(EngineError::SourceNotFound {
+                                path: format!("/{}", followed.display()),
+                            });
+                        }
                     }
                 } else {
                     (rel, abs, meta)
