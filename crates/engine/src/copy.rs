@@ -6,6 +6,7 @@
 //! a filesystem of layers seen through a [`LayerView`]. The destination filesystem is only inspected (is the
 //! destination an existing directory, what do its parents look like, who is `--chown`'s user).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -724,8 +725,8 @@ impl Copier<'_> {
     }
 
     /// ADD of a local tar archive (plain, gzip or zstd): its contents go into `dest`, with the metadata the archive
-    /// gives them (neither `--chown` nor `--chmod` applies). The archive is extracted into a scratch directory
-    /// whose files are the entries' sources.
+    /// gives them, xattrs included (neither `--chown` nor `--chmod` applies). The archive is extracted into a
+    /// scratch directory whose files are the entries' sources.
     fn unpack(&mut self, archive: &Path, dest: &Path) -> Result<()> {
         let extracted = tempfile::Builder::new()
             .prefix("add-")
@@ -737,9 +738,9 @@ impl Copier<'_> {
         tar.set_preserve_permissions(true);
         tar.set_preserve_ownerships(true);
         tar.set_preserve_mtime(true);
-        tar.unpack(extracted.path())
+        let xattrs = unpack_archive(&mut tar, extracted.path())
             .map_err(|e| EngineError::io("extract", archive, e))?;
-        self.extracted_contents(extracted.path(), Path::new(""), dest)?;
+        self.extracted_contents(extracted.path(), Path::new(""), dest, &xattrs)?;
         self.extracted.push(extracted);
         Ok(())
     }
@@ -747,7 +748,13 @@ impl Copier<'_> {
     /// Adds what `root/rel` holds to the layer at `target`, as extracting it there would: a directory the layer
     /// has already keeps its metadata, a file replaces a file, nothing replaces a directory with a file or
     /// the other way round.
-    fn extracted_contents(&mut self, root: &Path, rel: &Path, target: &Path) -> Result<()> {
+    fn extracted_contents(
+        &mut self,
+        root: &Path,
+        rel: &Path,
+        target: &Path,
+        xattrs: &ArchiveXattrs,
+    ) -> Result<()> {
         let dir = root.join(rel);
         let mut names = fs::read_dir(&dir)
             .and_then(|entries| {
@@ -762,6 +769,7 @@ impl Copier<'_> {
             let meta =
                 fs::symlink_metadata(&path).map_err(|e| EngineError::io("read", &path, e))?;
             let child = target.join(&name);
+            let child_xattrs = xattrs.get(&rel.join(&name)).cloned().unwrap_or_default();
             let existing = self.entries.get(&child).map(LayerEntry::is_dir);
             let file_type = meta.file_type();
             if file_type.is_dir() {
@@ -779,12 +787,13 @@ impl Copier<'_> {
                             uid: meta.uid(),
                             gid: meta.gid(),
                             mtime: meta.mtime(),
+                            xattrs: child_xattrs,
                             ..LayerEntry::new(EntryContent::Directory)
                         };
                         self.add(&child, entry)?;
                     }
                 }
-                self.extracted_contents(root, &rel.join(&name), &child)?;
+                self.extracted_contents(root, &rel.join(&name), &child, xattrs)?;
                 continue;
             }
             if existing == Some(true) {
@@ -819,6 +828,7 @@ impl Copier<'_> {
                 uid: meta.uid(),
                 gid: meta.gid(),
                 mtime: meta.mtime(),
+                xattrs: child_xattrs,
                 hard_link_key: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
                 ..LayerEntry::new(content)
             };
@@ -833,6 +843,58 @@ impl Copier<'_> {
             _extracted: self.extracted,
         }
     }
+}
+
+/// The xattrs of an archive's entries (those a layer carries), by path relative to the archive's root.
+type ArchiveXattrs = HashMap<PathBuf, Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Unpacks `tar` into `dir` as `tar::Archive::unpack` does (directories last, so that their times stay), and
+/// returns the xattrs its entries carry (PAX `SCHILY.xattr.*` records), as BuildKit's ADD keeps them. They go
+/// into the layer from here: setting them on the scratch files would fail where the host refuses one (an
+/// SELinux label, overlayfs's own), and the layer needs nothing else from those files.
+fn unpack_archive<R: Read>(tar: &mut tar::Archive<R>, dir: &Path) -> io::Result<ArchiveXattrs> {
+    // Canonical, as the tar crate's own unpack makes it: an entry's path is checked to stay inside it.
+    let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut xattrs = ArchiveXattrs::new();
+    let mut directories = Vec::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = clean(&entry.path()?);
+        let mut found = Vec::new();
+        if let Some(records) = entry.pax_extensions()? {
+            for record in records {
+                let record = record?;
+                if let Some(name) = record.key_bytes().strip_prefix(b"SCHILY.xattr.")
+                    && hoist_layer::is_carried_xattr(name)
+                {
+                    found.push((name.to_vec(), record.value_bytes().to_vec()));
+                }
+            }
+        }
+        // A hard link is the file it links to, attributes included.
+        if found.is_empty()
+            && entry.header().entry_type().is_hard_link()
+            && let Some(target) = entry.link_name()?
+            && let Some(linked) = xattrs.get(&clean(&target))
+        {
+            found = linked.clone();
+        }
+        if !found.is_empty() {
+            found.sort();
+            xattrs.insert(path, found);
+        }
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            directories.push(entry);
+        } else {
+            entry.unpack_in(dir)?;
+        }
+    }
+    // Deepest first, as the tar crate does, so that a directory's time is set after its contents are written.
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut directory in directories {
+        directory.unpack_in(dir)?;
+    }
+    Ok(xattrs)
 }
 
 fn has_included_file(tree: &Tree, rel: &Path) -> Result<bool> {

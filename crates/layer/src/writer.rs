@@ -23,7 +23,8 @@ use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 mod entries;
 
 pub use entries::{
-    EntriesError, EntryContent, LayerEntries, LayerEntry, read_xattrs, write_entries,
+    EntriesError, EntryContent, LayerEntries, LayerEntry, is_carried_xattr, read_xattrs,
+    write_entries,
 };
 
 /// Prefix of a whiteout entry: `.wh.<name>` deletes `<name>` from the layers below.

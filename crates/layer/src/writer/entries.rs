@@ -413,12 +413,19 @@ fn open_source(source: &Path) -> Result<(std::fs::File, u64), WriteError> {
     Ok((file, meta.len()))
 }
 
+/// Whether an entry copied from a host file (or an archive) carries the extended attribute
+/// `name`: all do except the build host's SELinux label (`security.selinux`) and overlayfs's own
+/// (`trusted.overlay.*`, `user.overlay.*`, such as the opaque marker of an unpacked layer's
+/// directory), the ones [`write_layer`](super::write_layer) leaves out of an overlayfs upper
+/// directory.
+#[must_use]
+pub fn is_carried_xattr(name: &[u8]) -> bool {
+    name != b"security.selinux" && !super::is_overlay_xattr(name)
+}
+
 /// The extended attributes of the host file `path` (a symlink itself, not what it points to)
-/// that an entry copied from it carries, sorted by name: all of them except the build host's
-/// SELinux label (`security.selinux`) and overlayfs's own (`trusted.overlay.*`,
-/// `user.overlay.*`, such as the opaque marker of an unpacked layer's directory), the ones
-/// [`write_layer`](super::write_layer) leaves out of an overlayfs upper directory. A file
-/// system without xattr support gives none.
+/// that an entry copied from it carries ([`is_carried_xattr`]), sorted by name. A file system
+/// without xattr support gives none.
 ///
 /// # Errors
 ///
@@ -427,7 +434,7 @@ pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
     let mut xattrs = sys::read_xattrs(XattrTarget::Path(&path))?;
-    xattrs.retain(|(key, _)| key != b"security.selinux" && !super::is_overlay_xattr(key));
+    xattrs.retain(|(name, _)| is_carried_xattr(name));
     Ok(xattrs)
 }
 
