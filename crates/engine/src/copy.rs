@@ -358,14 +358,22 @@ pub(crate) fn plan(
                         path: rel.display().to_string(),
                     });
                 };
-                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
-                // its tree. A dangling link (or a loop) fails as a missing source would: BuildKit's checksum of
-                // the source follows it to a path that is not there.
                 let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                // A path through symlinks is the path they lead to, for `.dockerignore` too (the walk of a
+                // directory below checks its files' real paths).
+                let rel = tree.resolve(&rel, false);
+                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
+                // its tree. A dangling link (or a loop, or a link to what `.dockerignore` leaves out of the
+                // context) fails as a missing source would: BuildKit's checksum of the source follows it to a
+                // path that is not there.
                 let (rel, abs, meta) = if meta.file_type().is_symlink() {
                     let followed = tree.resolve(&rel, true);
                     match tree.lookup(&followed) {
-                        Some((a, m)) if !m.file_type().is_symlink() => (followed, a, m),
+                        Some((a, m))
+                            if !m.file_type().is_symlink() && visible(tree, &followed)? =>
+                        {
+                            (followed, a, m)
+                        }
                         _ => {
                             return Err(EngineError::SourceNotFound {
                                 path: format!("/{}", followed.display()),
@@ -494,9 +502,12 @@ fn expand(tree: &Tree, base: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Whether a source path was sent with the context: not `.dockerignore`d, or an ignored directory that holds a
-/// `!` exception (fsutil sends such a directory with the files the exceptions keep).
+/// Whether a source path was sent with the context: the path it leads to (symlinks in its parents followed) is not
+/// `.dockerignore`d, or is an ignored directory that holds a `!` exception (fsutil sends such a directory with the
+/// files the exceptions keep). fsutil sends files by their own paths: a link is sent, and what it leads to only if
+/// that is sent too.
 fn visible(tree: &Tree, rel: &Path) -> Result<bool> {
+    let rel = &tree.resolve(rel, false);
     if tree.included(rel)? {
         return Ok(true);
     }
