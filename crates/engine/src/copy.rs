@@ -859,6 +859,16 @@ impl Copier<'_> {
 /// The xattrs of an archive's entries (those a layer carries), by path relative to the archive's root.
 type ArchiveXattrs = HashMap<PathBuf, Vec<(Vec<u8>, Vec<u8>)>>;
 
+/// Records the xattrs of an entry the archive unpacked (the tar crate skips one leading outside): the last entry
+/// of a path is what it holds.
+fn record(xattrs: &mut ArchiveXattrs, path: PathBuf, found: Vec<(Vec<u8>, Vec<u8>)>) {
+    if found.is_empty() {
+        xattrs.remove(&path);
+    } else {
+        xattrs.insert(path, found);
+    }
+}
+
 /// Unpacks `tar` into `dir` as `tar::Archive::unpack` does (directories last, so that their times stay), and
 /// returns the xattrs its entries carry (PAX `SCHILY.xattr.*` records), as BuildKit's ADD keeps them. They go
 /// into the layer from here: setting them on the scratch files would fail where the host refuses one (an
@@ -890,20 +900,19 @@ fn unpack_archive<R: Read>(tar: &mut tar::Archive<R>, dir: &Path) -> io::Result<
         {
             found = linked.clone();
         }
-        if !found.is_empty() {
-            found.sort();
-            xattrs.insert(path, found);
-        }
+        found.sort();
         if entry.header().entry_type() == tar::EntryType::Directory {
-            directories.push(entry);
-        } else {
-            entry.unpack_in(dir)?;
+            directories.push((entry, path, found));
+        } else if entry.unpack_in(dir)? {
+            record(&mut xattrs, path, found);
         }
     }
     // Deepest first, as the tar crate does, so that a directory's time is set after its contents are written.
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut directory in directories {
-        directory.unpack_in(dir)?;
+    directories.sort_by(|a, b| b.0.path_bytes().cmp(&a.0.path_bytes()));
+    for (mut directory, path, found) in directories {
+        if directory.unpack_in(dir)? {
+            record(&mut xattrs, path, found);
+        }
     }
     Ok(xattrs)
 }
