@@ -12,7 +12,7 @@ set -euo pipefail
 
 SERVICES_DIR=${HOIST_SERVICES_DIR:-/tmp/hoist-services}
 DOCKER=/usr/bin/docker
-PKGS="docker.io containerd runc skopeo umoci busybox-static docker-registry apache2-utils python3 python3-pip file pigz zstd golang-go openssl openssh-client hyperfine gcc libc6-dev keyutils uidmap"
+PKGS="docker.io containerd runc skopeo umoci busybox-static docker-registry apache2-utils python3 python3-pip file pigz zstd golang-go openssl openssh-client hyperfine gcc libc6-dev keyutils uidmap attr libcap2-bin"
 
 log() { printf '[services %s] %s\n' "$(date +%T)" "$*"; }
 mkdir -p "$SERVICES_DIR"

@@ -174,7 +174,13 @@ impl Peer {
             .push(container.clone());
         assert!(exported.status.success(), "docker export {image}");
         run(Command::new("tar")
-            .args(["--numeric-owner", "--same-permissions", "-xf"])
+            .args([
+                "--numeric-owner",
+                "--same-permissions",
+                "--xattrs",
+                "--xattrs-include=*",
+            ])
+            .arg("-xf")
             .arg(&tar)
             .arg("-C")
             .arg(&dir));

@@ -10,12 +10,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{EngineError, Result};
 
-/// The content of a context source: every selected path with its type, mode, size, link target and the SHA-256
-/// of its bytes (not its time or owner, as BuildKit's content checksums).
+/// The content of a context source: every selected path with its type, mode, size, link target, the SHA-256
+/// of its bytes and the xattrs of files and directories (not its time or owner, as BuildKit's content checksums,
+/// whose tarsum headers hold the xattrs too: COPY copies them).
 ///
 /// File digests are remembered in `sums` by (size, mtime, ctime, inode): an unchanged file is not read again
-/// (BuildKit keeps the same metadata-keyed checksum cache). A write changes the ctime, so a stale digest is never
-/// used.
+/// (BuildKit keeps the same metadata-keyed checksum cache). A write or an xattr change changes the ctime, so a
+/// stale digest is never used.
 pub(crate) fn hash_context(
     root: &Path,
     ignore: &[String],
@@ -47,11 +48,15 @@ pub(crate) fn hash_context(
         if let Some(target) = entry.link_target() {
             header.extend_from_slice(target.as_os_str().as_encoded_bytes());
         }
+        if entry.kind() == EntryKind::Dir {
+            header.extend_from_slice(&xattr_bytes(&root.join(entry.path()))?);
+        }
         let file = (entry.kind() == EntryKind::File).then(|| {
             use std::os::unix::fs::MetadataExt;
             let meta = entry.metadata();
+            // `2:`: the digest covers the xattrs (one remembered before they counted is read again).
             let stamp = format!(
-                "{}:{}.{}:{}.{}:{}",
+                "2:{}:{}.{}:{}.{}:{}",
                 meta.size(),
                 meta.mtime(),
                 meta.mtime_nsec(),
@@ -94,7 +99,7 @@ enum FileDigest {
     Unknown(usize),
 }
 
-/// The SHA-256 (hex) of each of `files` (paths relative to `root`), in order, read on up to one thread per core:
+/// The [`file_digest`] of each of `files` (paths relative to `root`), in order, read on up to one thread per core:
 /// a cold context of many files is bound by hashing, which one core does at about 1.5 GB/s.
 fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,7 +110,7 @@ fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
     if threads <= 1 {
         return files
             .iter()
-            .map(|(rel, _)| file_sha256(&root.join(rel)))
+            .map(|(rel, _)| file_digest(&root.join(rel)))
             .collect();
     }
     let next = AtomicUsize::new(0);
@@ -120,7 +125,7 @@ fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
                         let Some((rel, _)) = files.get(index) else {
                             return Ok(done);
                         };
-                        done.push((index, file_sha256(&root.join(rel))?));
+                        done.push((index, file_digest(&root.join(rel))?));
                     }
                 })
             })
@@ -142,7 +147,9 @@ fn hash_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
     Ok(digests)
 }
 
-fn file_sha256(path: &Path) -> Result<String> {
+/// The SHA-256 (hex) of a file's bytes, followed by `+` and the SHA-256 of its xattrs when it has any (so a file
+/// without xattrs has the digest it always had).
+fn file_digest(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).map_err(|e| EngineError::io("read", path, e))?;
     let mut content = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -155,7 +162,28 @@ fn file_sha256(path: &Path) -> Result<String> {
         }
         content.update(&buf[..n]);
     }
-    Ok(hex::encode(content.finalize()))
+    let mut digest = hex::encode(content.finalize());
+    let xattrs = xattr_bytes(path)?;
+    if !xattrs.is_empty() {
+        digest.push('+');
+        digest.push_str(&hex::encode(Sha256::digest(&xattrs)));
+    }
+    Ok(digest)
+}
+
+/// The xattrs a copy of `path` carries ([`hoist_layer::read_xattrs`]), each name and value prefixed with its
+/// length; empty when there are none.
+fn xattr_bytes(path: &Path) -> Result<Vec<u8>> {
+    let xattrs = hoist_layer::read_xattrs(path)
+        .map_err(|e| EngineError::io("read the extended attributes of", path, e))?;
+    let mut bytes = Vec::new();
+    for (name, value) in xattrs {
+        for part in [name, value] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&part);
+        }
+    }
+    Ok(bytes)
 }
 
 /// The store directory holding the [`ChecksumCache`]: the engine's, beside the store's own areas.
@@ -271,5 +299,39 @@ mod tests {
         fs::write(root.join("a.txt"), "a").unwrap();
         let reread = hash_context(&root, &[], &include, &sums).unwrap();
         assert_eq!(reread, first);
+    }
+
+    /// COPY copies xattrs, so they are part of the content: setting one on a file (a new ctime, so its remembered
+    /// digest is not used) or on a directory changes the hash, and removing it brings the old hash back.
+    #[test]
+    fn xattrs_of_files_and_directories_change_the_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ctx");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/f"), "f").unwrap();
+        let sums = ChecksumCache {
+            dir: tmp.path().join("sums"),
+        };
+        let hash = || hash_context(&root, &[], &[], &sums).unwrap();
+        let plain = hash();
+        let set = |path: &str, value: &[u8]| {
+            rustix::fs::setxattr(
+                root.join(path),
+                "user.k",
+                value,
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+        };
+        set("d/f", b"1");
+        let file_one = hash();
+        assert_ne!(file_one, plain);
+        set("d/f", b"2");
+        let file_two = hash();
+        assert_ne!(file_two, file_one);
+        rustix::fs::removexattr(root.join("d/f"), "user.k").unwrap();
+        assert_eq!(hash(), plain);
+        set("d", b"1");
+        assert_ne!(hash(), plain);
     }
 }

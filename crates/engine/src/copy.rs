@@ -6,6 +6,7 @@
 //! a filesystem of layers seen through a [`LayerView`]. The destination filesystem is only inspected (is the
 //! destination an existing directory, what do its parents look like, who is `--chown`'s user).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -119,6 +120,24 @@ impl Tree {
             }
             Tree::Layers { view, .. } => view.list(&view.resolve(rel, true)),
         }
+    }
+
+    /// The extended attributes a copy of `abs` carries: the source's, as BuildKit's copy (fsutil's
+    /// `copyXAttrs`) keeps them, `--chown` or not. The build context reaches BuildKit through fsutil's transfer,
+    /// which sets a file's xattrs before its owner, and that chown clears `security.capability`; it sets a
+    /// symlink's xattrs on what the link points to. So a context file arrives without a capability and a context
+    /// symlink without xattrs.
+    fn xattrs(&self, abs: &Path, meta: &fs::Metadata) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let context = matches!(self, Tree::Context { .. });
+        if context && meta.file_type().is_symlink() {
+            return Ok(Vec::new());
+        }
+        let mut xattrs = hoist_layer::read_xattrs(abs)
+            .map_err(|e| EngineError::io("read the extended attributes of", abs, e))?;
+        if context {
+            xattrs.retain(|(name, _)| name != b"security.capability");
+        }
+        Ok(xattrs)
     }
 
     /// The owner a copied entry gets without `--chown`: root for context files (they come from the client, as
@@ -339,14 +358,27 @@ pub(crate) fn plan(
                         path: rel.display().to_string(),
                     });
                 };
-                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
-                // its tree; a dangling link is copied as a link.
                 let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                // A path through symlinks is the path they lead to, for `.dockerignore` too (the walk of a
+                // directory below checks its files' real paths).
+                let rel = tree.resolve(&rel, false);
+                // The source path itself is followed when it is a symlink (BuildKit's FollowSymlinks), inside
+                // its tree. A dangling link (or a loop, or a link to what `.dockerignore` leaves out of the
+                // context) fails as a missing source would: BuildKit's checksum of the source follows it to a
+                // path that is not there.
                 let (rel, abs, meta) = if meta.file_type().is_symlink() {
                     let followed = tree.resolve(&rel, true);
                     match tree.lookup(&followed) {
-                        Some((a, m)) if !m.file_type().is_symlink() => (followed, a, m),
-                        _ => (rel, abs, meta),
+                        Some((a, m))
+                            if !m.file_type().is_symlink() && visible(tree, &followed)? =>
+                        {
+                            (followed, a, m)
+                        }
+                        _ => {
+                            return Err(EngineError::SourceNotFound {
+                                path: format!("/{}", followed.display()),
+                            });
+                        }
                     }
                 } else {
                     (rel, abs, meta)
@@ -355,8 +387,13 @@ pub(crate) fn plan(
                     // A directory's contents go into the destination, which (when new) is made as fsutil's
                     // `MkdirAll(dest, 0755, chown)` makes it: not with the source directory's mode or owner. With
                     // `--parents` the directory itself is copied, metadata included.
-                    let (target, source_meta) = if copy.parents {
-                        (dest.join(&kept), Some(&meta))
+                    let (target, source) = if copy.parents {
+                        let source = SourceDir {
+                            tree,
+                            abs: &abs,
+                            meta: &meta,
+                        };
+                        (dest.join(&kept), Some(source))
                     } else {
                         (dest.clone(), None)
                     };
@@ -371,7 +408,7 @@ pub(crate) fn plan(
                             target.display()
                         )));
                     }
-                    copier.ensure_dir(&target, source_meta, tree)?;
+                    copier.ensure_dir(&target, source)?;
                     copier.tree_contents(tree, &rel, &rel, &target)?;
                 } else {
                     if copier.excluded(Path::new(&name))? {
@@ -384,7 +421,7 @@ pub(crate) fn plan(
                         copy.unpack != Some(false)
                     };
                     if is_add && unpack && is_tar_archive(&abs) {
-                        copier.ensure_dir(&dest, None, tree)?;
+                        copier.ensure_dir(&dest, None)?;
                         copier.unpack(&abs, &dest)?;
                         continue;
                     }
@@ -402,6 +439,14 @@ pub(crate) fn plan(
         }
     }
     Ok(copier.finish())
+}
+
+/// A directory of a source tree, whose metadata a new directory of the layer copies.
+#[derive(Clone, Copy)]
+struct SourceDir<'s> {
+    tree: &'s Tree,
+    abs: &'s Path,
+    meta: &'s fs::Metadata,
 }
 
 enum Item<'a> {
@@ -457,9 +502,12 @@ fn expand(tree: &Tree, base: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Whether a source path was sent with the context: not `.dockerignore`d, or an ignored directory that holds a
-/// `!` exception (fsutil sends such a directory with the files the exceptions keep).
+/// Whether a source path was sent with the context: the path it leads to (symlinks in its parents followed) is not
+/// `.dockerignore`d, or is an ignored directory that holds a `!` exception (fsutil sends such a directory with the
+/// files the exceptions keep). fsutil sends files by their own paths: a link is sent, and what it leads to only if
+/// that is sent too.
 fn visible(tree: &Tree, rel: &Path) -> Result<bool> {
+    let rel = &tree.resolve(rel, false);
     if tree.included(rel)? {
         return Ok(true);
     }
@@ -479,51 +527,65 @@ impl Copier<'_> {
         let parts: Vec<_> = target.components().collect();
         for part in parts.iter().take(parts.len().saturating_sub(1)) {
             rel.push(part);
-            self.make_dir(&rel, None, None)?;
+            self.make_dir(&rel, None)?;
         }
         Ok(())
     }
 
     /// Adds `target` as a directory (and its parents); a new one copies `source`'s metadata when given.
-    fn ensure_dir(
-        &mut self,
-        target: &Path,
-        source: Option<&fs::Metadata>,
-        tree: &Tree,
-    ) -> Result<()> {
+    fn ensure_dir(&mut self, target: &Path, source: Option<SourceDir<'_>>) -> Result<()> {
         self.ensure_parents(target)?;
-        let owner = source.map(|m| self.owner(tree, m));
-        self.make_dir(target, source, owner)
+        self.make_dir(target, source)
     }
 
     /// Adds the directory `rel` unless the layer has an entry there already (of any type: a file there makes
     /// adding anything below it fail).
-    fn make_dir(
-        &mut self,
-        rel: &Path,
-        source: Option<&fs::Metadata>,
-        owner: Option<(u32, u32)>,
-    ) -> Result<()> {
+    fn make_dir(&mut self, rel: &Path, source: Option<SourceDir<'_>>) -> Result<()> {
         if rel.as_os_str().is_empty() || self.entries.get(rel).is_some() {
             return Ok(());
         }
-        let existing = self.dest_view.lookup(rel).filter(|(_, m)| m.is_dir());
-        let (mode, (uid, gid), mtime) = match (existing, source) {
-            // An existing directory keeps what it has: the layer must not change it.
-            (Some((_, m)), _) => (m.mode() & 0o7777, (m.uid(), m.gid()), m.mtime()),
-            (None, Some(m)) => (
-                self.mode_for(m.mode() & 0o7777, true),
-                owner.unwrap_or((0, 0)),
-                m.mtime(),
-            ),
-            (None, None) => (0o755, self.chown.unwrap_or((0, 0)), self.now),
-        };
-        let entry = LayerEntry {
-            mode,
-            uid,
-            gid,
-            mtime,
-            ..LayerEntry::new(EntryContent::Directory)
+        let existing = self.dest_view.lookup(rel);
+        // fsutil never turns a non-directory of the destination (a file, a symlink, even one to a directory) into
+        // a directory: a copied directory stops there (`copyDirectoryOnly`), and so does `MkdirAll` making the
+        // destination's parents.
+        if existing.as_ref().is_some_and(|(_, m)| !m.is_dir()) {
+            return Err(EngineError::invalid(match source {
+                Some(_) => format!("cannot copy to non-directory: /{}", rel.display()),
+                None => format!("mkdir /{}: not a directory", rel.display()),
+            }));
+        }
+        let entry = match (existing, source) {
+            // An existing directory keeps what it has, xattrs included: the layer must not change it.
+            (Some((path, m)), _) => LayerEntry {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: m.mtime(),
+                xattrs: hoist_layer::read_xattrs(&path)
+                    .map_err(|e| EngineError::io("read the extended attributes of", &path, e))?,
+                ..LayerEntry::new(EntryContent::Directory)
+            },
+            (None, Some(source)) => {
+                let (uid, gid) = self.owner(source.tree, source.meta);
+                LayerEntry {
+                    mode: self.mode_for(source.meta.mode() & 0o7777, true),
+                    uid,
+                    gid,
+                    mtime: source.meta.mtime(),
+                    xattrs: source.tree.xattrs(source.abs, source.meta)?,
+                    ..LayerEntry::new(EntryContent::Directory)
+                }
+            }
+            (None, None) => {
+                let (uid, gid) = self.chown.unwrap_or((0, 0));
+                LayerEntry {
+                    mode: 0o755,
+                    uid,
+                    gid,
+                    mtime: self.now,
+                    ..LayerEntry::new(EntryContent::Directory)
+                }
+            }
         };
         self.add(rel, entry)
     }
@@ -580,14 +642,22 @@ impl Copier<'_> {
                 }
                 let child_target = target.join(&name);
                 if included {
-                    let owner = self.owner(tree, &meta);
-                    self.make_dir(&child_target, Some(&meta), Some(owner))?;
+                    let source = SourceDir {
+                        tree,
+                        abs: &abs,
+                        meta: &meta,
+                    };
+                    self.make_dir(&child_target, Some(source))?;
                     self.tree_contents(tree, base, &child, &child_target)?;
                 } else {
                     // An excluded directory may hold `!` exceptions: create it only if one matches.
                     if has_included_file(tree, &child)? {
-                        let owner = self.owner(tree, &meta);
-                        self.make_dir(&child_target, Some(&meta), Some(owner))?;
+                        let source = SourceDir {
+                            tree,
+                            abs: &abs,
+                            meta: &meta,
+                        };
+                        self.make_dir(&child_target, Some(source))?;
                         self.tree_contents(tree, base, &child, &child_target)?;
                     }
                 }
@@ -639,6 +709,7 @@ impl Copier<'_> {
                 uid,
                 gid,
                 mtime: meta.mtime(),
+                xattrs: tree.xattrs(abs, meta)?,
                 ..entry
             },
         )
@@ -665,8 +736,8 @@ impl Copier<'_> {
     }
 
     /// ADD of a local tar archive (plain, gzip or zstd): its contents go into `dest`, with the metadata the archive
-    /// gives them (neither `--chown` nor `--chmod` applies). The archive is extracted into a scratch directory
-    /// whose files are the entries' sources.
+    /// gives them, xattrs included (neither `--chown` nor `--chmod` applies). The archive is extracted into a
+    /// scratch directory whose files are the entries' sources.
     fn unpack(&mut self, archive: &Path, dest: &Path) -> Result<()> {
         let extracted = tempfile::Builder::new()
             .prefix("add-")
@@ -678,9 +749,9 @@ impl Copier<'_> {
         tar.set_preserve_permissions(true);
         tar.set_preserve_ownerships(true);
         tar.set_preserve_mtime(true);
-        tar.unpack(extracted.path())
+        let xattrs = unpack_archive(&mut tar, extracted.path())
             .map_err(|e| EngineError::io("extract", archive, e))?;
-        self.extracted_contents(extracted.path(), Path::new(""), dest)?;
+        self.extracted_contents(extracted.path(), Path::new(""), dest, &xattrs)?;
         self.extracted.push(extracted);
         Ok(())
     }
@@ -688,7 +759,13 @@ impl Copier<'_> {
     /// Adds what `root/rel` holds to the layer at `target`, as extracting it there would: a directory the layer
     /// has already keeps its metadata, a file replaces a file, nothing replaces a directory with a file or
     /// the other way round.
-    fn extracted_contents(&mut self, root: &Path, rel: &Path, target: &Path) -> Result<()> {
+    fn extracted_contents(
+        &mut self,
+        root: &Path,
+        rel: &Path,
+        target: &Path,
+        xattrs: &ArchiveXattrs,
+    ) -> Result<()> {
         let dir = root.join(rel);
         let mut names = fs::read_dir(&dir)
             .and_then(|entries| {
@@ -703,6 +780,7 @@ impl Copier<'_> {
             let meta =
                 fs::symlink_metadata(&path).map_err(|e| EngineError::io("read", &path, e))?;
             let child = target.join(&name);
+            let child_xattrs = xattrs.get(&rel.join(&name)).cloned().unwrap_or_default();
             let existing = self.entries.get(&child).map(LayerEntry::is_dir);
             let file_type = meta.file_type();
             if file_type.is_dir() {
@@ -720,12 +798,13 @@ impl Copier<'_> {
                             uid: meta.uid(),
                             gid: meta.gid(),
                             mtime: meta.mtime(),
+                            xattrs: child_xattrs,
                             ..LayerEntry::new(EntryContent::Directory)
                         };
                         self.add(&child, entry)?;
                     }
                 }
-                self.extracted_contents(root, &rel.join(&name), &child)?;
+                self.extracted_contents(root, &rel.join(&name), &child, xattrs)?;
                 continue;
             }
             if existing == Some(true) {
@@ -760,6 +839,7 @@ impl Copier<'_> {
                 uid: meta.uid(),
                 gid: meta.gid(),
                 mtime: meta.mtime(),
+                xattrs: child_xattrs,
                 hard_link_key: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
                 ..LayerEntry::new(content)
             };
@@ -774,6 +854,67 @@ impl Copier<'_> {
             _extracted: self.extracted,
         }
     }
+}
+
+/// The xattrs of an archive's entries (those a layer carries), by path relative to the archive's root.
+type ArchiveXattrs = HashMap<PathBuf, Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Records the xattrs of an entry the archive unpacked (the tar crate skips one leading outside): the last entry
+/// of a path is what it holds.
+fn record(xattrs: &mut ArchiveXattrs, path: PathBuf, found: Vec<(Vec<u8>, Vec<u8>)>) {
+    if found.is_empty() {
+        xattrs.remove(&path);
+    } else {
+        xattrs.insert(path, found);
+    }
+}
+
+/// Unpacks `tar` into `dir` as `tar::Archive::unpack` does (directories last, so that their times stay), and
+/// returns the xattrs its entries carry (PAX `SCHILY.xattr.*` records), as BuildKit's ADD keeps them. They go
+/// into the layer from here: setting them on the scratch files would fail where the host refuses one (an
+/// SELinux label, overlayfs's own), and the layer needs nothing else from those files.
+fn unpack_archive<R: Read>(tar: &mut tar::Archive<R>, dir: &Path) -> io::Result<ArchiveXattrs> {
+    // Canonical, as the tar crate's own unpack makes it: an entry's path is checked to stay inside it.
+    let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut xattrs = ArchiveXattrs::new();
+    let mut directories = Vec::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = clean(&entry.path()?);
+        let mut found = Vec::new();
+        if let Some(records) = entry.pax_extensions()? {
+            for record in records {
+                let record = record?;
+                if let Some(name) = record.key_bytes().strip_prefix(b"SCHILY.xattr.")
+                    && hoist_layer::is_carried_xattr(name)
+                {
+                    found.push((name.to_vec(), record.value_bytes().to_vec()));
+                }
+            }
+        }
+        // A hard link is the file it links to, attributes included.
+        if found.is_empty()
+            && entry.header().entry_type().is_hard_link()
+            && let Some(target) = entry.link_name()?
+            && let Some(linked) = xattrs.get(&clean(&target))
+        {
+            found = linked.clone();
+        }
+        found.sort();
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            directories.push((entry, path, found));
+        } else if entry.unpack_in(dir)? {
+            record(&mut xattrs, path, found);
+        }
+    }
+    // Deepest first, as the tar crate does, so that a directory's time is set after its contents are written.
+    directories.sort_by(|a, b| b.0.path_bytes().cmp(&a.0.path_bytes()));
+    for (mut directory, path, found) in directories {
+        if directory.unpack_in(dir)? {
+            record(&mut xattrs, path, found);
+        }
+    }
+    Ok(xattrs)
 }
 
 fn has_included_file(tree: &Tree, rel: &Path) -> Result<bool> {
@@ -943,8 +1084,17 @@ fn primary_gid(view: &LayerView, name: &str) -> Option<u32> {
 pub(crate) fn mkdir(mkdir: &Mkdir, dest_view: &LayerView, scratch: &Path) -> Result<CopyLayer> {
     let target = dest_view.resolve(&clean(Path::new(&mkdir.path)), true);
     let mut copier = Copier::new(dest_view, scratch);
-    if target.as_os_str().is_empty() || dest_view.lookup(&target).is_some_and(|(_, m)| m.is_dir()) {
-        return Ok(copier.finish());
+    match dest_view.lookup(&target) {
+        _ if target.as_os_str().is_empty() => return Ok(copier.finish()),
+        Some((_, meta)) if meta.is_dir() => return Ok(copier.finish()),
+        // fsutil's `MkdirAll` does not replace a file.
+        Some(_) => {
+            return Err(EngineError::invalid(format!(
+                "mkdir /{}: not a directory",
+                target.display()
+            )));
+        }
+        None => {}
     }
     let owner = if mkdir.user.is_empty() {
         (0, 0)

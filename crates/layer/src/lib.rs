@@ -59,5 +59,6 @@ pub use digest::{Digest, DigestReader, DigestWriter, Digested, ParseDigestError}
 pub use tarstream::ArchiveError;
 pub use writer::{
     EntriesError, EntryContent, LayerEntries, LayerEntry, OPAQUE_WHITEOUT, SourceKind,
-    WHITEOUT_PREFIX, WriteError, WriteOptions, WriteSummary, write_entries, write_layer,
+    WHITEOUT_PREFIX, WriteError, WriteOptions, WriteSummary, is_carried_xattr, read_xattrs,
+    write_entries, write_layer,
 };

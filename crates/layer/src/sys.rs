@@ -237,6 +237,8 @@ pub(crate) enum XattrTarget<'a> {
     Fd(BorrowedFd<'a>),
     /// `name` in the directory `dir`, not following a symlink (symlinks, devices, fifos).
     At(BorrowedFd<'a>, &'a CStr),
+    /// A path, not following a symlink in its last component.
+    Path(&'a CStr),
 }
 
 impl XattrTarget<'_> {
@@ -260,6 +262,7 @@ pub(crate) fn read_xattrs(target: XattrTarget<'_>) -> io::Result<KeyValues> {
             XattrTarget::At(dir, name) => {
                 rustix::fs::llistxattr(XattrTarget::proc_path(dir, name).as_c_str(), &mut list[..])
             }
+            XattrTarget::Path(path) => rustix::fs::llistxattr(path, &mut list[..]),
         };
         match result {
             Ok(len) => break len,
@@ -280,6 +283,9 @@ pub(crate) fn read_xattrs(target: XattrTarget<'_>) -> io::Result<KeyValues> {
                     cname.as_c_str(),
                     &mut value[..],
                 ),
+                XattrTarget::Path(path) => {
+                    rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value[..])
+                }
             };
             match result {
                 Ok(n) => break Some(n),
@@ -311,6 +317,7 @@ pub(crate) fn set_xattr(target: XattrTarget<'_>, name: &[u8], value: &[u8]) -> i
             value,
             flags,
         )?,
+        XattrTarget::Path(path) => rustix::fs::lsetxattr(path, cname.as_c_str(), value, flags)?,
     }
     Ok(())
 }

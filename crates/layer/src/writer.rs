@@ -22,7 +22,10 @@ use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 
 mod entries;
 
-pub use entries::{EntriesError, EntryContent, LayerEntries, LayerEntry, write_entries};
+pub use entries::{
+    EntriesError, EntryContent, LayerEntries, LayerEntry, is_carried_xattr, read_xattrs,
+    write_entries,
+};
 
 /// Prefix of a whiteout entry: `.wh.<name>` deletes `<name>` from the layers below.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -458,9 +461,7 @@ impl Walker<'_> {
         xattrs.retain(|(key, value)| {
             inspect(key, value);
             // The SELinux label belongs to the build host, not to the image.
-            key != b"security.selinux"
-                && !(overlay
-                    && (key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")))
+            key != b"security.selinux" && !(overlay && is_overlay_xattr(key))
         });
         Ok(xattrs)
     }
@@ -495,4 +496,10 @@ impl Walker<'_> {
         }
         self.out.pad(size).map_err(WriteError::Write)
     }
+}
+
+/// overlayfs's own attributes (`trusted.overlay.*`, or `user.overlay.*` when mounted with
+/// `userxattr`): whiteout and opaque markers, origins, redirects; never part of a file.
+fn is_overlay_xattr(key: &[u8]) -> bool {
+    key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
 }

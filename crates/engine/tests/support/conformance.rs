@@ -7,7 +7,7 @@
 //! ```json
 //! {
 //!   "about": "what BuildKit behaviour this pins down",
-//!   "request": { "target": "build", "build_args": { "V": "cli" } },
+//!   "request": { "target": "build", "build_args": { "V": "cli" }, "xattrs": { "f": { "user.a": "text" } } },
 //!   "buildkit": "why dockerd 20.10's BuildKit cannot build it (absent: the parity test builds it)",
 //!   "error": "text the build error must contain (then nothing else is checked)",
 //!   "config": { "Env": ["…"], "Cmd": ["sh"] },
@@ -20,6 +20,8 @@
 //!
 //! `history` lists the entries after the base image's; `files` every path whose listing differs from the base
 //! image's (new or changed), `removed` the base paths that are gone. A listing ending in ` *` matches any content.
+//! `request.xattrs` are extended attributes `setfattr` gives context paths before the build (values as it takes
+//! them: text, or `0x` and hex); a listing ends with a path's xattrs (` xattr:user.a="text"`).
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part of this module
 
 use std::collections::BTreeMap;
@@ -33,6 +35,9 @@ use serde_json::{Map, Value, json};
 
 /// The base image every case builds on (`FROM`, `COPY --from=<image>`).
 pub const BASE_IMAGE: &str = "hoist-conformance-base:1";
+
+/// The base's file with a capability (`security.capability`).
+pub const CAPPED: &str = "/usr/local/bin/capped";
 
 /// The `--change`s the base image is imported with.
 pub const BASE_CHANGES: &[&str] = &[
@@ -83,6 +88,8 @@ pub struct Request {
     pub target: Option<String>,
     /// `--build-arg`.
     pub build_args: BTreeMap<String, String>,
+    /// Extended attributes of context paths: path → name → value (text, or `0x` and hex).
+    pub xattrs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A case's `expected.json` (see the module docs).
@@ -161,6 +168,13 @@ impl Expected {
             if let Some(args) = request.get("build_args") {
                 expected.request.build_args = string_map(args, "request.build_args")?;
             }
+            if let Some(paths) = request.get("xattrs") {
+                let paths = paths.as_object().ok_or("request.xattrs is not an object")?;
+                for (path, names) in paths {
+                    let names = string_map(names, &format!("request.xattrs.{path}"))?;
+                    expected.request.xattrs.insert(path.clone(), names);
+                }
+            }
         }
         if let Some(history) = object.get("history") {
             let entries = history.as_array().ok_or("history is not an array")?;
@@ -202,6 +216,9 @@ impl Expected {
         }
         if !self.request.build_args.is_empty() {
             request.insert("build_args".into(), json!(self.request.build_args));
+        }
+        if !self.request.xattrs.is_empty() {
+            request.insert("xattrs".into(), json!(self.request.xattrs));
         }
         if !request.is_empty() {
             object.insert("request".into(), Value::Object(request));
@@ -245,14 +262,29 @@ impl Case {
     }
 
     /// Copies the case's `context/` (or nothing) into `dest`, with git's two file modes made exact (0644, or 0755
-    /// for executables; directories 0755) whatever the checkout's umask was.
+    /// for executables; directories 0755) whatever the checkout's umask was, and the xattrs the request gives.
     pub fn materialize_context(&self, dest: &Path) {
         fs::create_dir_all(dest).unwrap();
         let source = self.dir.join("context");
         if source.is_dir() {
             copy_tree(&source, dest);
         }
+        for (path, names) in &self.expected.request.xattrs {
+            for (name, value) in names {
+                set_xattr(&dest.join(path), name, value);
+            }
+        }
     }
+}
+
+/// `setfattr -h -n NAME -v VALUE PATH` (Debian's `attr`, installed by `.ci/services.sh`).
+fn set_xattr(path: &Path, name: &str, value: &str) {
+    let status = Command::new("setfattr")
+        .args(["-h", "-n", name, "-v", value])
+        .arg(path)
+        .status()
+        .expect("setfattr (Debian's attr package, see .ci/services.sh)");
+    assert!(status.success(), "setfattr -n {name} {}", path.display());
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -309,12 +341,22 @@ pub fn load_cases() -> Vec<Case> {
 }
 
 /// Writes the base image's root filesystem as a tar file: Debian's static busybox with every applet linked into
-/// `/bin`, `/etc/passwd` and `/etc/group` with a few users, `/tmp` (1777) and `/root`.
+/// `/bin`, `/etc/passwd` and `/etc/group` with a few users, `/tmp` (1777), `/root`, and a script with a file
+/// capability (`setcap cap_net_raw+ep`, the `security.capability` xattr) at [`CAPPED`].
 pub fn base_rootfs_tar(work: &Path) -> PathBuf {
     let root = work.join("base-rootfs");
-    for dir in ["bin", "etc", "tmp", "root", "home/app"] {
+    for dir in ["bin", "etc", "tmp", "root", "home/app", "usr/local/bin"] {
         fs::create_dir_all(root.join(dir)).unwrap();
     }
+    let capped = root.join(CAPPED.trim_start_matches('/'));
+    fs::write(&capped, "#!/bin/sh\necho capped\n").unwrap();
+    fs::set_permissions(&capped, fs::Permissions::from_mode(0o755)).unwrap();
+    let status = Command::new("setcap")
+        .arg("cap_net_raw+ep")
+        .arg(&capped)
+        .status()
+        .expect("setcap (Debian's libcap2-bin, see .ci/services.sh)");
+    assert!(status.success(), "setcap {}", capped.display());
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::set_permissions(root.join("root"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::copy("/bin/busybox", root.join("bin/busybox"))
@@ -331,7 +373,13 @@ pub fn base_rootfs_tar(work: &Path) -> PathBuf {
     std::os::unix::fs::chown(root.join("home/app"), Some(1000), Some(1000)).unwrap();
     let tar = work.join("base-rootfs.tar");
     let status = Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "--numeric-owner", "-C"])
+        .args(["--sort=name", "--mtime=@0", "--numeric-owner"])
+        .args([
+            "--xattrs",
+            "--xattrs-include=security.capability",
+            "--pax-option=delete=atime,delete=ctime",
+            "-C",
+        ])
         .arg(&root)
         .arg("-cf")
         .arg(&tar)
@@ -343,8 +391,10 @@ pub fn base_rootfs_tar(work: &Path) -> PathBuf {
 }
 
 /// One line per path of a root filesystem: `dir 0755 0:0`, `file 0644 0:0 "text"` (short UTF-8 content) or
-/// `file 0755 0:0 sha256:<16 hex> <size>B`, `symlink 0:0 -> target`, `fifo 0644 0:0`, …; a file with several links
-/// ends in ` hardlink=<first path of its inode>`. Paths are absolute, the root itself is left out.
+/// `file 0755 0:0 sha256:<16 hex> <size>B`, `symlink 0:0 -> target`, `fifo 0644 0:0`, …, then its xattrs (those a
+/// layer carries, see [`hoist_layer::read_xattrs`]) as ` xattr:<name>="text"` or ` xattr:<name>=0x<hex>`; a file
+/// with several links ends in ` hardlink=<first path of its inode>`. Paths are absolute, the root itself is left
+/// out.
 pub fn list_tree(root: &Path) -> BTreeMap<String, String> {
     let mut raw = BTreeMap::new();
     walk(root, root, &mut raw);
@@ -391,11 +441,36 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, fs::Metadat
         } else {
             format!("socket {mode:04o} {owner}")
         };
+        let line = line + &describe_xattrs(&path);
         if kind.is_dir() {
             walk(root, &path, out);
         }
         out.insert(rel, (line, meta));
     }
+}
+
+/// ` xattr:<name>=<value>` for each xattr of `path` (not following a symlink): printable ASCII quoted, anything
+/// else in hex, as `getfattr` shows them.
+fn describe_xattrs(path: &Path) -> String {
+    let xattrs = hoist_layer::read_xattrs(path)
+        .unwrap_or_else(|e| panic!("read the xattrs of {}: {e}", path.display()));
+    let mut text = String::new();
+    for (name, value) in xattrs {
+        let value = if !value.is_empty() && value.iter().all(|b| (0x20..0x7f).contains(b)) {
+            serde_json::to_string(&String::from_utf8_lossy(&value)).unwrap()
+        } else {
+            format!("0x{}", hex(&value))
+        };
+        text.push_str(&format!(
+            " xattr:{}={value}",
+            String::from_utf8_lossy(&name)
+        ));
+    }
+    text
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn describe_content(path: &Path) -> String {

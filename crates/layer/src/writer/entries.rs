@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{WriteError, WriteOptions, WriteSummary, stream_layer};
+use crate::sys::{self, XattrTarget};
 use crate::tarstream::write::{ChunkSender, TarOutput};
 use crate::tarstream::{EntryHeader, EntryKind, KeyValues};
 
@@ -410,6 +411,31 @@ fn open_source(source: &Path) -> Result<(std::fs::File, u64), WriteError> {
         });
     }
     Ok((file, meta.len()))
+}
+
+/// Whether an entry copied from a host file (or an archive) carries the extended attribute
+/// `name`: all do except the build host's SELinux label (`security.selinux`) and overlayfs's own
+/// (`trusted.overlay.*`, `user.overlay.*`, such as the opaque marker of an unpacked layer's
+/// directory), the ones [`write_layer`](super::write_layer) leaves out of an overlayfs upper
+/// directory.
+#[must_use]
+pub fn is_carried_xattr(name: &[u8]) -> bool {
+    name != b"security.selinux" && !super::is_overlay_xattr(name)
+}
+
+/// The extended attributes of the host file `path` (a symlink itself, not what it points to)
+/// that an entry copied from it carries ([`is_carried_xattr`]), sorted by name. A file system
+/// without xattr support gives none.
+///
+/// # Errors
+///
+/// The path holds a NUL byte, or listing or reading the attributes fails.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut xattrs = sys::read_xattrs(XattrTarget::Path(&path))?;
+    xattrs.retain(|(name, _)| is_carried_xattr(name));
+    Ok(xattrs)
 }
 
 /// xattrs sorted by name, as the walker's come sorted from the file system.

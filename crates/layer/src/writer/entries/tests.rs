@@ -460,3 +460,35 @@ fn a_source_shorter_than_its_size_is_an_error_not_a_corrupt_tar() {
         other => panic!("expected FileChanged, got {other:?}"),
     }
 }
+
+/// `read_xattrs` gives what an entry copied from a host file carries: its own attributes (a
+/// symlink's, not its target's), without overlayfs's. Needs root for `trusted.*`.
+#[test]
+fn read_xattrs_gives_a_files_own_attributes_without_overlayfs_ones() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let file = root.path().join("f");
+    fs::write(&file, "data").expect("write");
+    set_xattr(&file, b"user.b", b"2");
+    set_xattr(&file, b"user.a", b"1");
+    set_xattr(&file, b"trusted.overlay.origin", b"lower");
+    set_xattr(&file, b"user.overlay.opaque", b"y");
+    let link = root.path().join("l");
+    symlink("f", &link).expect("symlink");
+    set_xattr(&link, b"trusted.link", b"own");
+
+    assert_eq!(
+        read_xattrs(&file).expect("read"),
+        [
+            (b"user.a".to_vec(), b"1".to_vec()),
+            (b"user.b".to_vec(), b"2".to_vec())
+        ]
+    );
+    assert_eq!(
+        read_xattrs(&link).expect("read"),
+        [(b"trusted.link".to_vec(), b"own".to_vec())]
+    );
+    let missing = read_xattrs(&root.path().join("missing")).expect_err("no such file");
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    let nul = read_xattrs(Path::new(OsStr::from_bytes(b"a\0b"))).expect_err("NUL");
+    assert_eq!(nul.kind(), std::io::ErrorKind::InvalidInput);
+}
