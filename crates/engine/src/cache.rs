@@ -266,6 +266,46 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_record_hits_only_with_its_directory_from_this_boot() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = CacheKey::compute(b"run", &[], None);
+        let kept = |snapshot: &str| {
+            let entry = store.begin_entry(Area::Snapshots, snapshot).unwrap();
+            fs::create_dir(entry.path().join("diff")).unwrap();
+            fs::write(entry.path().join("diff/file"), b"x").unwrap();
+            entry.commit().unwrap();
+            OpRecord {
+                layer: None,
+                pending: Some(snapshot.to_owned()),
+                created: "2024-01-01T00:00:00Z".into(),
+            }
+        };
+
+        let this_boot = crate::pending::kept_entry_key(key);
+        let pending = kept(&this_boot);
+        record(&store, &key, &pending).unwrap();
+        assert_eq!(lookup(&store, &key).unwrap(), Some(pending.clone()));
+
+        // The same step's directory from before a reboot (possibly cut short by a crash), or one made for
+        // another key, is a miss.
+        let other = CacheKey::compute(b"other", &[], None);
+        let earlier_boot =
+            hoist_sandbox::kept_key(&format!("{}-0123456789abcdef-1-1-0", other.hex()));
+        let stale = kept(&earlier_boot);
+        record(&store, &other, &stale).unwrap();
+        assert_eq!(lookup(&store, &other).unwrap(), None);
+        let foreign = CacheKey::compute(b"foreign", &[], None);
+        record(&store, &foreign, &pending).unwrap();
+        assert_eq!(lookup(&store, &foreign).unwrap(), None);
+
+        // A record whose directory was pruned is a miss too.
+        fs::remove_dir_all(store.area_dir(Area::Snapshots).join(&this_boot)).unwrap();
+        assert_eq!(lookup(&store, &key).unwrap(), None);
+    }
+
+    #[test]
     fn check_cache_tells_stale_from_broken_entries() {
         use super::*;
         let dir = tempfile::tempdir().unwrap();

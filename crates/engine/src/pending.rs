@@ -26,7 +26,8 @@ pub(crate) const DIFF_DIR: &str = "diff";
 
 /// The snapshot-area key a step with cache key `key` keeps its changes under: unique to this run of the step, since
 /// two runs of one key (`--no-cache`, or two builds at once) can leave different files (times, if nothing else),
-/// and a record must name the directory its own run left.
+/// and a record must name the directory its own run left. It starts with the machine's boot, see
+/// [`is_kept_entry_of`].
 pub(crate) fn kept_entry_key(key: CacheKey) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -34,17 +35,41 @@ pub(crate) fn kept_entry_key(key: CacheKey) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    hoist_sandbox::kept_key(&format!(
-        "{}-{}-{nanos:x}-{run}",
-        key.hex(),
+    format!(
+        "{}{}-{nanos:x}-{run}",
+        kept_entry_prefix(key),
         std::process::id()
-    ))
+    )
 }
 
-/// Whether `snapshot` is a key [`kept_entry_key`] made for `key` as this user (root and rootless overlayfs mark
-/// opaque directories differently).
+/// Whether `snapshot` is a key [`kept_entry_key`] made for `key`, as this user (root and rootless overlayfs mark
+/// opaque directories differently), since the machine last booted. The directory a step leaves is not synced to
+/// disk (no more than BuildKit's or Docker's overlay snapshots are), and it is the layer's only copy until its tar is
+/// written: after a crash it may hold files cut short, so a record from an earlier boot is a miss and the step runs
+/// again.
 pub(crate) fn is_kept_entry_of(snapshot: &str, key: CacheKey) -> bool {
-    snapshot.starts_with(&hoist_sandbox::kept_key(&format!("{}-", key.hex())))
+    snapshot.starts_with(&kept_entry_prefix(key))
+}
+
+fn kept_entry_prefix(key: CacheKey) -> String {
+    hoist_sandbox::kept_key(&format!("{}-{}-", key.hex(), boot()))
+}
+
+/// This boot of the machine: the first 16 hex digits of the kernel's boot ID (`unknown` where it cannot be read).
+fn boot() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|id| {
+                id.chars()
+                    .filter(char::is_ascii_hexdigit)
+                    .take(16)
+                    .collect()
+            })
+            .filter(|id: &String| id.len() == 16)
+            .unwrap_or_else(|| "unknown".to_owned())
+    })
 }
 
 /// The directory holding the changes of the snapshot-area entry `snapshot`, protected from prune while `store`
