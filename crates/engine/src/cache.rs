@@ -53,11 +53,6 @@ pub struct LayerRef {
     pub size: u64,
     /// The blob's media type.
     pub media_type: String,
-    /// The snapshot-area entry that already holds this layer unpacked, in its `diff/` directory: set for a RUN
-    /// step's layer whose tar was written from the directory the step left ([`Layer::Pending`]), which is then used
-    /// instead of unpacking the tar again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<String>,
 }
 
 /// One layer of a filesystem the solver made.
@@ -316,7 +311,6 @@ mod tests {
             diff_id: digest,
             size: 5,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-            snapshot: None,
         };
         let whole = OpRecord {
             layer: Some(layer(blob.digest)),

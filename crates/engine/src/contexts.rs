@@ -271,7 +271,6 @@ impl Layout {
             diff_id: stored.info.diff_id,
             size: stored.blob.size,
             media_type: descriptor.media_type().to_string(),
-            snapshot: None,
         })
     }
 }

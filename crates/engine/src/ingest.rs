@@ -59,7 +59,6 @@ pub(crate) fn commit_plain_layer(
         media_type: ManifestFormat::Oci
             .layer_media_type(Compression::None)
             .to_owned(),
-        snapshot: None,
     })
 }
 

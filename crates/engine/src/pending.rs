@@ -7,8 +7,9 @@
 //!
 //! The directory is the step's overlay upper directory with what the tar would leave out already deleted
 //! ([`hoist_sandbox::Snapshot::keep_upper`]), so the tar written from it later is the one the step would have
-//! written. Once written, the step's cache record names the blob (and keeps the directory as the blob's snapshot):
-//! the tar is written once per store.
+//! written. Once written, the step's cache record names the blob, and the blob's layer record names the directory
+//! as its unpacked copy ([`Store::set_layer_unpacked`](hoist_oci::Store::set_layer_unpacked)): the tar is written
+//! once per store, and never unpacked.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,10 +20,6 @@ use hoist_oci::{Area, Store};
 use crate::cache::{self, CacheKey, Layer, LayerRef, PendingLayer};
 use crate::error::{EngineError, Result};
 use crate::ingest::ingest;
-
-/// The directory of a kept snapshot-area entry that holds the changes (the entry's top is the store's: it may
-/// hold bookkeeping files).
-pub(crate) const DIFF_DIR: &str = "diff";
 
 /// The snapshot-area key a step with cache key `key` keeps its changes under: unique to this run of the step, since
 /// two runs of one key (`--no-cache`, or two builds at once) can leave different files (times, if nothing else),
@@ -83,7 +80,7 @@ pub(crate) fn directory(store: &Store, snapshot: &str) -> Result<PathBuf> {
                 "the kept changes of a build step ({snapshot}) are gone from the store"
             ))
         })?;
-    Ok(entry.join(DIFF_DIR))
+    Ok(hoist_sandbox::kept_dir(&entry))
 }
 
 /// The layers as blobs: each pending one is written as a tar from its directory (once per call, even when it is
@@ -127,10 +124,10 @@ fn write_pending(store: &Store, pending: &PendingLayer) -> Result<LayerRef> {
             pending.snapshot
         ))
     })?;
-    let blob = LayerRef {
-        snapshot: Some(pending.snapshot.clone()),
-        ..blob
-    };
+    // The directory stays the layer's snapshot: what unpacks the blob finds it there.
+    store
+        .set_layer_unpacked(&blob.digest, &pending.snapshot)
+        .map_err(|e| EngineError::store("failed to store a layer", e))?;
     // Only the record that still names this directory: a record replaced meanwhile (by a build that wrote the same
     // tar) is as good.
     if let Some(mut record) = cache::read(store, &pending.cache_key)

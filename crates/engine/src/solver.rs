@@ -511,7 +511,6 @@ impl Solver<'_> {
                 diff_id,
                 size: layer.descriptor.size(),
                 media_type: layer.descriptor.media_type().to_string(),
-                snapshot: None,
             });
         }
         let config = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
@@ -556,7 +555,7 @@ impl Solver<'_> {
                         .store
                         .begin_entry(Area::Snapshots, &key)
                         .map_err(|e| EngineError::store("failed to keep a step's changes", e))?;
-                    let dest = entry.path().join(crate::pending::DIFF_DIR);
+                    let dest = hoist_sandbox::kept_dir(entry.path());
                     let outcome = self.executor.execute(
                         &request(entry.path()),
                         &logs,

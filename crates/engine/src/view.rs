@@ -15,33 +15,17 @@ use hoist_oci::{DigestExt, Image, ImageLayer, Store};
 use crate::cache::{Layer, LayerRef};
 use crate::error::{EngineError, Result};
 
-/// The directories of `layers`, bottom first: a pending layer's is the one its step left, a blob's the snapshot it
-/// names or else its unpacked copy (unpacked once per store, on first use). Each is protected from prune while
-/// `store` lives.
+/// The directories of `layers`, bottom first: a pending layer's is the one its step left, a blob's its unpacked
+/// copy (made once per store, on first use, unless the blob was written from a step's directory: then that one).
+/// Each is protected from prune while `store` lives.
 pub(crate) fn unpack(store: &Store, layers: &[Layer]) -> Result<Vec<PathBuf>> {
-    let mut dirs = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let dir = match layer {
-            Layer::Pending(pending) => crate::pending::directory(store, &pending.snapshot)?,
-            Layer::Blob(blob) => match kept_snapshot(store, blob)? {
-                Some(dir) => dir,
-                None => unpack_blob(store, blob)?,
-            },
-        };
-        dirs.push(dir);
-    }
-    Ok(dirs)
-}
-
-/// The directory a RUN step left for `blob`, when the blob was written from it and it is still there.
-fn kept_snapshot(store: &Store, blob: &LayerRef) -> Result<Option<PathBuf>> {
-    let Some(snapshot) = &blob.snapshot else {
-        return Ok(None);
-    };
-    let entry = store
-        .use_entry(hoist_oci::Area::Snapshots, snapshot)
-        .map_err(|e| EngineError::store("failed to read a step's kept changes", e))?;
-    Ok(entry.map(|dir| dir.join(crate::pending::DIFF_DIR)))
+    layers
+        .iter()
+        .map(|layer| match layer {
+            Layer::Pending(pending) => crate::pending::directory(store, &pending.snapshot),
+            Layer::Blob(blob) => unpack_blob(store, blob),
+        })
+        .collect()
 }
 
 /// Unpacks one blob (once per store) and returns its directory.

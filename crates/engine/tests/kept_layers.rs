@@ -130,7 +130,10 @@ fn sandbox_a_builder_stages_step_is_tarred_only_when_an_image_holds_it() {
     );
     let builder = export_image(&store, &plan, &solution, ManifestFormat::Oci).unwrap();
     let top = builder.layers.last().unwrap();
-    assert_eq!(top.snapshot.as_deref(), Some(pending[0].as_str()));
+    assert_eq!(
+        store.layer_unpacked(&top.digest).unwrap().as_deref(),
+        Some(pending[0].as_str())
+    );
     let files = layer_files(&store, &top.digest);
     assert!(
         files.contains(&("out/app".to_owned(), "built\n".to_owned())),
@@ -161,8 +164,15 @@ fn sandbox_a_builder_stages_step_is_tarred_only_when_an_image_holds_it() {
     assert!(matches!(top_layer, Some(Layer::Blob(ref blob)) if blob.digest == top.digest));
     let again = export_image(&store, &plan, &solution, ManifestFormat::Oci).unwrap();
     assert_eq!(again.id, builder.id);
-    // The directory still serves as the layer's snapshot: the blob is never unpacked.
+    // The directory still serves as the layer's snapshot, for builds and for `hoist run` alike: the blob is never
+    // unpacked.
     assert!(kept.join("diff/out/app").is_file());
+    store
+        .tag(&"app:builder".parse().unwrap(), &builder.manifest)
+        .unwrap();
+    let image = store.read_image("app:builder").unwrap();
+    let dirs = hoist_sandbox::unpack_layers(&store, &image).unwrap();
+    assert_eq!(dirs.last(), Some(&kept.join("diff")));
     let unpacked = hoist_sandbox::layer_key(&top.diff_id);
     assert!(!store.area_dir(Area::Snapshots).join(unpacked).exists());
 }

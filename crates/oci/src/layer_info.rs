@@ -31,7 +31,9 @@ pub struct LayerInfo {
 /// A layer record as stored: the [`LayerInfo`], whether its diffID was computed from the blob
 /// (`diffIdVerified`, true for records written before the flag existed) or only announced by an image config that a
 /// registry pull trusted until the layer is first unpacked (see [`Store::ingest_pulled_layer`]), and the compressed
-/// variants made of it for pushes and exports (`variants`, see [`Store::compressed_layer`]).
+/// variants made of it for pushes and exports (`variants`, see [`Store::compressed_layer`]), and the snapshot-area
+/// entry that already holds it unpacked when it was written from a directory (`unpacked`, see
+/// [`Store::set_layer_unpacked`]).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LayerRecord {
@@ -41,6 +43,8 @@ pub(crate) struct LayerRecord {
     pub(crate) diff_id_verified: bool,
     #[serde(default, skip_serializing_if = "Variants::is_empty")]
     pub(crate) variants: Variants,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unpacked: Option<String>,
 }
 
 fn verified() -> bool {
@@ -253,16 +257,36 @@ impl Store {
         info: &LayerInfo,
         verified: bool,
     ) -> Result<()> {
-        let variants = self
+        let (variants, unpacked) = self
             .layer_record(digest)?
-            .map(|record| record.variants)
+            .map(|record| (record.variants, record.unpacked))
             .unwrap_or_default();
         let record = LayerRecord {
             info: info.clone(),
             diff_id_verified: verified,
             variants,
+            unpacked,
         };
         self.write_record(digest, &record)
+    }
+
+    /// Records that the snapshot-area entry `entry` holds the layer `digest` unpacked (a build step's directory the
+    /// layer's tar was written from), so that what unpacks layers uses it instead of unpacking the blob again. The
+    /// entry's layout is its owner's business (hoist-sandbox's kept entries); a pruned entry is simply not used.
+    /// Does nothing for a blob without a record.
+    pub fn set_layer_unpacked(&self, digest: &Digest, entry: &str) -> Result<()> {
+        let Some(mut record) = self.layer_record(digest)? else {
+            return Ok(());
+        };
+        record.unpacked = Some(entry.to_owned());
+        self.write_record(digest, &record)
+    }
+
+    /// The snapshot-area entry recorded with [`set_layer_unpacked`](Store::set_layer_unpacked), if any.
+    pub fn layer_unpacked(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self
+            .layer_record(digest)?
+            .and_then(|record| record.unpacked))
     }
 
     /// Replaces a layer's record with `record`.
@@ -1036,6 +1060,28 @@ mod tests {
         assert_eq!(layer.info.diff_id, Digest::sha256(&tar));
         assert_eq!(layer.info.uncompressed_size, tar.len() as u64);
         assert_eq!(layer.info.content_size, 10);
+    }
+
+    #[test]
+    fn the_unpacked_entry_survives_record_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = sample_tar();
+        let layer = store.ingest_layer(&tar[..], &Expected::unknown()).unwrap();
+        let digest = layer.blob.digest;
+        assert_eq!(store.layer_unpacked(&digest).unwrap(), None);
+        store.set_layer_unpacked(&digest, "overlay-kept-x").unwrap();
+        // Marking the diffID verified (an unpack) rewrites the record; the entry stays named.
+        store.mark_diff_id_verified(&digest, &layer.info).unwrap();
+        assert_eq!(
+            store.layer_unpacked(&digest).unwrap().as_deref(),
+            Some("overlay-kept-x")
+        );
+        assert_eq!(store.layer_info(&digest).unwrap(), Some(layer.info));
+        // A blob without a record gets none.
+        let other = store.ingest_bytes(b"not a layer").unwrap().digest;
+        store.set_layer_unpacked(&other, "overlay-kept-y").unwrap();
+        assert_eq!(store.layer_unpacked(&other).unwrap(), None);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub use plan::{
 pub use proxy::{PortMapping, Protocol, UDP_IDLE_TIMEOUT};
 pub use run_options::{OptionError, parse_env_file, parse_signal, parse_volume, read_env_file};
 pub use snapshot::{
-    EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, can_hold_upper, kept_key, layer_key,
+    EXCLUDED_FROM_DIFF, Snapshot, SnapshotKind, can_hold_upper, kept_dir, kept_key, layer_key,
     overlay_supported, unpack_layers,
 };
 pub use terminal::{Attached, Terminal};

@@ -44,6 +44,12 @@ pub fn kept_key(name: &str) -> String {
     format!("{}-kept-{name}", flavour())
 }
 
+/// The directory of a kept entry ([`kept_key`]) that holds the changes: the entry's top is the store's (it may keep
+/// bookkeeping files there), so the layer's root is one level down.
+pub fn kept_dir(entry: &Path) -> PathBuf {
+    entry.join("diff")
+}
+
 fn flavour() -> &'static str {
     if rustix::process::geteuid().is_root() {
         "overlay"
@@ -97,6 +103,15 @@ pub fn unpack_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
         let key = layer_key(&info.diff_id);
         if let Some(dir) = store.use_entry(Area::Snapshots, &key)? {
             dirs.push(dir);
+            continue;
+        }
+        // A layer whose tar was written from the directory a build step left: that directory is the layer
+        // unpacked (when it is this user's flavour and was not pruned).
+        if let Some(kept) = store.layer_unpacked(&digest)?
+            && kept.starts_with(&kept_key(""))
+            && let Some(entry) = store.use_entry(Area::Snapshots, &kept)?
+        {
+            dirs.push(kept_dir(&entry));
             continue;
         }
         let entry = store.begin_entry(Area::Snapshots, &key)?;
