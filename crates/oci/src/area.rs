@@ -87,8 +87,11 @@ impl EntryWriter<'_> {
             if target.exists() {
                 return fs::remove_dir_all(&self.path);
             }
+            // No fsync of the area directory: an entry is a cache (an unpacked layer, a step's directory, a
+            // build cache record, a cache mount), whose loss in a crash is a miss, and whose contents are not
+            // synced either. Blobs and references are what must survive, and they are synced.
             match fs::rename(&self.path, &target) {
-                Ok(()) => crate::layout::sync_dir(&self.store.area_dir(self.area)),
+                Ok(()) => Ok(()),
                 // Another writer renamed its copy into place between the check and the rename (rename(2) refuses
                 // to replace a non-empty directory): theirs is as good as ours.
                 Err(error)
