@@ -8,7 +8,7 @@ use hoist_layer::{Compression, Decompressor, DigestReader};
 use serde::{Deserialize, Serialize};
 
 use crate::blob::{BlobInfo, BlobWriter, Expected, IO_BUFFER};
-use crate::layout::write_atomically;
+use crate::layout::{write_atomically, write_replaceable};
 use crate::lock::LockMode;
 use crate::variants::Variants;
 use crate::{Digest, Error, Result, Store};
@@ -295,9 +295,17 @@ impl Store {
             what: "layer info",
             source,
         })?;
-        // Under the shared lock: prune (exclusive) may then treat every temp file it finds as abandoned.
+        // Under the shared lock: prune (exclusive) may then treat every temp file it finds as abandoned. Synced only
+        // while it holds a diffID its blob has not been checked against (a pull's, which only the image config
+        // announced): any other record lost in a crash (or left empty, which reads as missing) is computed again
+        // from its blob.
         let _lock = self.lock(LockMode::Shared)?;
-        write_atomically(
+        let write = if record.diff_id_verified {
+            write_replaceable
+        } else {
+            write_atomically
+        };
+        write(
             &self.layout().tmp_dir(),
             &self.layout().layer_info(digest),
             &bytes,

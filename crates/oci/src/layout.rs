@@ -127,14 +127,27 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` atomically: a temp file in `tmp_dir`, fsync, rename, fsync of the parent directory.
 /// A crash leaves either the old file or the new one, never a mix.
 pub(crate) fn write_atomically(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(tmp_dir, path, bytes, true)
+}
+
+/// Writes `bytes` to `path` through a temp file in `tmp_dir` and a rename, without syncing: readers see the old file
+/// or the new one, but a crash may leave an empty or missing file. For records the store can compute again from
+/// what they describe (a layer's metadata, from its blob), whose two fsyncs per write would be most of the cost.
+pub(crate) fn write_replaceable(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(tmp_dir, path, bytes, false)
+}
+
+fn replace_file(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     use std::io::Write;
     let tmp = tmp_dir.join(unique_name());
     let write = || -> io::Result<()> {
         let mut file = File::create_new(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        if let Some(parent) = path.parent() {
+        if durable && let Some(parent) = path.parent() {
             sync_dir(parent)?;
         }
         Ok(())
