@@ -96,6 +96,10 @@ pub const PROGRESS_STEP: u64 = 8 * 1024 * 1024;
 /// once keep the cores busy through the serial parts (a gzip trailer, small layers, reading the source).
 const CONCURRENT_LAYERS: usize = 3;
 
+/// Layers compressed at once by [`Store::compressed_image_with`]: one, in manifest order, so the first layer is
+/// ready (and its upload under way, using the cores' slack) after one layer's compression instead of after three.
+const PIPELINED_LAYERS: usize = 1;
+
 impl Store {
     /// The layer blob `digest` in `compression`: the blob itself if it has that compression already, else its
     /// recorded variant (protected in this handle's lease, so a concurrent prune cannot delete it before use), else
@@ -232,21 +236,36 @@ impl Store {
         target: &Descriptor,
         options: &LayerCompression,
     ) -> Result<Descriptor> {
-        self.compressed_image_with(target, options, &|_| {})
+        self.compress_image(target, options, CONCURRENT_LAYERS, &|_| {})
     }
 
     /// [`compressed_image`](Store::compressed_image), telling `on_progress` (from the compressing threads) when
     /// each layer starts compressing, how far it got, and when its blob for the new manifest is ready, so a push
-    /// can upload a layer while the next ones are still compressing. The result is the same descriptor.
+    /// can upload a layer while the next ones are still compressing. The layers are compressed one at a time, in
+    /// manifest order, each with all cores ([`compressed_image`](Store::compressed_image) does three at once); the
+    /// bytes, and so the result, are the same.
     pub fn compressed_image_with(
         &self,
         target: &Descriptor,
         options: &LayerCompression,
         on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Result<Descriptor> {
+        self.compress_image(target, options, PIPELINED_LAYERS, on_progress)
+    }
+
+    /// [`compressed_image_with`](Store::compressed_image_with), `at_once` layers at a time.
+    fn compress_image(
+        &self,
+        target: &Descriptor,
+        options: &LayerCompression,
+        at_once: usize,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
+    ) -> Result<Descriptor> {
         let digest = digest_from_oci(target.digest())?;
         match classify(target.media_type()) {
-            MediaKind::Manifest => self.compressed_manifest(target, &digest, options, on_progress),
+            MediaKind::Manifest => {
+                self.compressed_manifest(target, &digest, options, at_once, on_progress)
+            }
             MediaKind::Index => {
                 let mut index: ImageIndex = self.read_index(&digest)?;
                 let mut changed = false;
@@ -265,8 +284,13 @@ impl Store {
                     if !all_stored {
                         continue;
                     }
-                    let converted =
-                        self.compressed_manifest(child, &child_digest, options, on_progress)?;
+                    let converted = self.compressed_manifest(
+                        child,
+                        &child_digest,
+                        options,
+                        at_once,
+                        on_progress,
+                    )?;
                     if converted.digest() != child.digest() {
                         *child = converted;
                         changed = true;
@@ -289,6 +313,7 @@ impl Store {
         descriptor: &Descriptor,
         digest: &Digest,
         options: &LayerCompression,
+        at_once: usize,
         on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Result<Descriptor> {
         let mut manifest: ImageManifest = self.read_manifest(digest)?;
@@ -326,7 +351,7 @@ impl Store {
         if work.is_empty() {
             return Ok(descriptor.clone());
         }
-        let results = self.compress_layers(&work, options.level, on_progress);
+        let results = self.compress_layers(&work, options.level, at_once, on_progress);
         let mut layers = manifest.layers().clone();
         for ((position, _, _), result) in work.iter().zip(results) {
             let compressed = result?;
@@ -344,11 +369,12 @@ impl Store {
     }
 
     /// [`compressed_layer`](Store::compressed_layer) for each `(position, digest, compression)`, up to
-    /// [`CONCURRENT_LAYERS`] at once; results in the order given.
+    /// `at_once` at a time, started in the order given; results in that order.
     fn compress_layers(
         &self,
         work: &[(usize, Digest, Compression)],
         level: Option<i32>,
+        at_once: usize,
         on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Vec<Result<LayerBlob>> {
         let next = Mutex::new(0usize);
@@ -361,7 +387,7 @@ impl Store {
             (index < work.len()).then_some(index)
         };
         std::thread::scope(|scope| {
-            for _ in 0..CONCURRENT_LAYERS.min(work.len()) {
+            for _ in 0..at_once.clamp(1, work.len().max(1)) {
                 scope.spawn(|| {
                     while let Some(index) = take() {
                         let (_, digest, compression) = &work[index];

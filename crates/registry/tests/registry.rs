@@ -1015,8 +1015,11 @@ fn a_push_uploads_each_layer_once_it_is_compressed_and_the_manifest_last() {
         first_upload.push(upload);
         compress_done.push(done);
     }
-    // Pipelined: the small layer's upload started before the large one was compressed.
-    assert!(first_upload[0] < compress_done[2], "{events:#?}");
+    // Pipelined: the first two layers' uploads started before the last one was compressed.
+    assert!(
+        first_upload[0] < compress_done[2] && first_upload[1] < compress_done[2],
+        "{events:#?}"
+    );
 
     // The same image compressed without a push (another store, the plain `compressed_image`) has the pushed
     // manifest digest: overlapping the upload changes no byte.
