@@ -49,10 +49,12 @@ pub enum Event {
     CompressDone {
         /// The layer as stored.
         digest: Digest,
+        /// Its stored size.
+        size: u64,
         /// The compressed blob, the digest the upload events and the manifest use.
         compressed: Digest,
-        /// The compressed size.
-        size: u64,
+        /// The compressed blob's size.
+        compressed_size: u64,
         /// Seconds it took.
         seconds: f64,
     },

@@ -446,8 +446,8 @@ impl Uploads {
 struct CompressStatus {
     reporter: Arc<dyn Reporter>,
     ready: UnboundedSender<BlobInfo>,
-    /// When each layer being compressed started.
-    started: Mutex<HashMap<Digest, Instant>>,
+    /// When each layer being compressed started, and its stored size.
+    started: Mutex<HashMap<Digest, (Instant, u64)>>,
 }
 
 impl CompressStatus {
@@ -457,7 +457,7 @@ impl CompressStatus {
                 self.started
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(source, Instant::now());
+                    .insert(source, (Instant::now(), size));
                 self.reporter.report(Event::CompressStarted {
                     digest: source,
                     size,
@@ -476,11 +476,12 @@ impl CompressStatus {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&source);
-                if let Some(started) = started {
+                if let Some((started, size)) = started {
                     self.reporter.report(Event::CompressDone {
                         digest: source,
+                        size,
                         compressed: blob.digest,
-                        size: blob.size,
+                        compressed_size: blob.size,
                         seconds: started.elapsed().as_secs_f64(),
                     });
                 }

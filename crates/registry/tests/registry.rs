@@ -976,7 +976,10 @@ fn a_push_uploads_each_layer_once_it_is_compressed_and_the_manifest_last() {
         let done =
             position(&|e| matches!(e, Event::CompressDone { digest, .. } if *digest == source));
         let Event::CompressDone {
-            compressed, size, ..
+            size,
+            compressed,
+            compressed_size,
+            ..
         } = events[done]
         else {
             unreachable!("position found a CompressDone")
@@ -1006,7 +1009,11 @@ fn a_push_uploads_each_layer_once_it_is_compressed_and_the_manifest_last() {
             .recorded_variant(&source, hoist_oci::Compression::Gzip)
             .unwrap()
             .unwrap();
-        assert_eq!((variant.digest, variant.size), (compressed, size));
+        assert_eq!(
+            (variant.digest, variant.size),
+            (compressed, compressed_size)
+        );
+        assert_eq!(size, stored);
         let hex = compressed.to_string();
         let served =
             std::fs::read(registry.blob_path(hex.strip_prefix("sha256:").unwrap())).unwrap();

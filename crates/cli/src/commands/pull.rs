@@ -204,14 +204,15 @@ impl Reporter for LineReporter {
             Event::CompressDone {
                 digest,
                 compressed,
-                size,
+                compressed_size,
                 seconds,
+                ..
             } => {
                 self.line(&format!(
                     "{}: Compressed to {} ({} in {seconds:.1}s)",
                     digest.short_id(),
                     compressed.short_id(),
-                    units::human_size_short(size)
+                    units::human_size_short(compressed_size)
                 ));
             }
             Event::BlobStarted { digest, size } => {
