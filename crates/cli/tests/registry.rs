@@ -720,6 +720,73 @@ fn layer_media_types(manifest: &serde_json::Value) -> Vec<String> {
 }
 
 #[test]
+fn push_shows_each_layer_compressing_before_its_upload_and_quiet_shows_nothing() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    let context = hoist.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("a.txt"), "first layer\n".repeat(50_000)).unwrap();
+    std::fs::write(context.join("b.txt"), "second layer\n".repeat(50_000)).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n",
+    )
+    .unwrap();
+    hoist.ok(
+        "a",
+        &["build", "-q", "-t", "shown:1", context.to_str().unwrap()],
+    );
+    let manifest = stored_manifest(&hoist.dir.path().join("a"), "shown:1");
+
+    let remote = format!("{}/shown:1", registry.addr);
+    let output = hoist.run("a", &["push", "shown:1", "--tag", &remote]);
+    let stderr = output.stderr.as_str();
+    assert!(output.status.success(), "{stderr}");
+    let line = |prefix: &str, what: &str| {
+        stderr
+            .lines()
+            .position(|l| l.starts_with(prefix) && l.contains(what))
+            .unwrap_or_else(|| panic!("no {prefix}: {what} line in {stderr}"))
+    };
+    let digest_line = line(&format!("{}: digest: ", remote), "size:");
+    for layer in manifest["layers"].as_array().unwrap() {
+        let plain = layer["digest"].as_str().unwrap();
+        let short = &plain["sha256:".len().."sha256:".len() + 12];
+        let compressing = line(short, ": Compressing ");
+        let compressed = line(short, ": Compressed to ");
+        let gzip = stderr.lines().nth(compressed).unwrap();
+        let gzip_short = gzip
+            .split("Compressed to ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap();
+        let pushing = line(gzip_short, ": Pushing ");
+        let complete = line(gzip_short, ": Complete ");
+        assert!(
+            compressing < compressed
+                && compressed < pushing
+                && pushing < complete
+                && complete < digest_line,
+            "{stderr}"
+        );
+    }
+
+    // A quiet push prints the digest only, and nothing on stderr, though it compresses the layers too (another
+    // store, built the same way).
+    hoist.ok(
+        "b",
+        &["build", "-q", "-t", "shown:1", context.to_str().unwrap()],
+    );
+    let again = format!("{}/quiet/shown:1", registry.addr);
+    let quiet = hoist.run("b", &["push", "-q", "shown:1", "--tag", &again]);
+    assert!(quiet.status.success());
+    assert_eq!(quiet.stderr, "");
+    assert!(quiet.stdout.starts_with(&again), "{}", quiet.stdout);
+}
+
+#[test]
 fn built_layers_are_plain_tars_and_pushes_send_them_compressed() {
     let Some(registry) = TestRegistry::start() else {
         return;

@@ -52,7 +52,7 @@ pub mod reference_grammar {
 }
 pub use references::{ImagePlatform, ImageRecord, Target};
 pub use store::Store;
-pub use variants::LayerCompression;
+pub use variants::{CompressProgress, LayerCompression, PROGRESS_STEP};
 
 pub mod media_type;
 pub mod units;

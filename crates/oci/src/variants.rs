@@ -59,9 +59,46 @@ impl LayerCompression {
     }
 }
 
+/// What [`Store::compressed_image_with`] reports as it goes, per layer (named by its stored digest, `source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompressProgress {
+    /// A layer starts compressing (no recorded variant to reuse).
+    Started {
+        /// The stored layer.
+        source: Digest,
+        /// Its stored size: the bytes to read.
+        size: u64,
+    },
+    /// Bytes of the stored layer read (and compressed) so far, each time that passes a multiple of
+    /// [`PROGRESS_STEP`].
+    Progress {
+        /// The stored layer.
+        source: Digest,
+        /// Bytes read so far.
+        read: u64,
+        /// Its stored size.
+        size: u64,
+    },
+    /// A layer's blob for the new manifest is stored: a new variant, a recorded one, or the layer itself when it
+    /// needs no conversion (those come first, before any compression starts). A push can upload it at once.
+    Ready {
+        /// The stored layer.
+        source: Digest,
+        /// The blob the new manifest names for it.
+        blob: BlobInfo,
+    },
+}
+
+/// A layer's [`CompressProgress::Progress`] is reported each time this many more bytes of it were read.
+pub const PROGRESS_STEP: u64 = 8 * 1024 * 1024;
+
 /// Layers compressed at once by [`Store::compressed_image`]. Each compression uses every core already; a few at
 /// once keep the cores busy through the serial parts (a gzip trailer, small layers, reading the source).
 const CONCURRENT_LAYERS: usize = 3;
+
+/// Layers compressed at once by [`Store::compressed_image_with`]: one, in manifest order, so the first layer is
+/// ready (and its upload under way, using the cores' slack) after one layer's compression instead of after three.
+const PIPELINED_LAYERS: usize = 1;
 
 impl Store {
     /// The layer blob `digest` in `compression`: the blob itself if it has that compression already, else its
@@ -74,6 +111,18 @@ impl Store {
         digest: &Digest,
         compression: Compression,
         level: Option<i32>,
+    ) -> Result<LayerBlob> {
+        self.compressed_layer_with(digest, compression, level, &|_| {})
+    }
+
+    /// [`compressed_layer`](Store::compressed_layer), reporting a compression's start and progress (not
+    /// [`CompressProgress::Ready`]: the caller knows when this returns).
+    fn compressed_layer_with(
+        &self,
+        digest: &Digest,
+        compression: Compression,
+        level: Option<i32>,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Result<LayerBlob> {
         let Some(source) = self.reuse_existing(&Expected::digest(*digest))? else {
             return Err(Error::BlobNotFound { digest: *digest });
@@ -94,7 +143,7 @@ impl Store {
                 info,
             });
         }
-        let blob = self.compress_blob(&source, compression, level)?;
+        let blob = self.compress_blob(&source, compression, level, on_progress)?;
         let verified = self.layer_diff_id_verified(digest)?;
         self.write_layer_record(&blob.digest, &source.info, verified)?;
         self.record_variant(digest, &key, &blob.digest)?;
@@ -131,15 +180,33 @@ impl Store {
         source: &LayerBlob,
         compression: Compression,
         level: Option<i32>,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Result<BlobInfo> {
         let digest = source.blob.digest;
+        let size = source.blob.size;
+        on_progress(CompressProgress::Started {
+            source: digest,
+            size,
+        });
         let mut options = CompressOptions::default();
         if let Some(level) = level {
             options = options
                 .with_gzip_level(u32::try_from(level).unwrap_or(0))
                 .with_zstd_level(level);
         }
-        let file = BufReader::with_capacity(IO_BUFFER, self.open_blob(&digest)?);
+        let file = ReadMeter {
+            inner: self.open_blob(&digest)?,
+            read: 0,
+            reported: 0,
+            report: |read| {
+                on_progress(CompressProgress::Progress {
+                    source: digest,
+                    read,
+                    size,
+                });
+            },
+        };
+        let file = BufReader::with_capacity(IO_BUFFER, file);
         let read_error = |source| Error::ReadBlob { digest, source };
         let mut tar = Decompressor::new(file).map_err(read_error)?;
         let writer = self.blob_writer()?;
@@ -169,9 +236,36 @@ impl Store {
         target: &Descriptor,
         options: &LayerCompression,
     ) -> Result<Descriptor> {
+        self.compress_image(target, options, CONCURRENT_LAYERS, &|_| {})
+    }
+
+    /// [`compressed_image`](Store::compressed_image), telling `on_progress` (from the compressing threads) when
+    /// each layer starts compressing, how far it got, and when its blob for the new manifest is ready, so a push
+    /// can upload a layer while the next ones are still compressing. The layers are compressed one at a time, in
+    /// manifest order, each with all cores ([`compressed_image`](Store::compressed_image) does three at once); the
+    /// bytes, and so the result, are the same.
+    pub fn compressed_image_with(
+        &self,
+        target: &Descriptor,
+        options: &LayerCompression,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
+    ) -> Result<Descriptor> {
+        self.compress_image(target, options, PIPELINED_LAYERS, on_progress)
+    }
+
+    /// [`compressed_image_with`](Store::compressed_image_with), `at_once` layers at a time.
+    fn compress_image(
+        &self,
+        target: &Descriptor,
+        options: &LayerCompression,
+        at_once: usize,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
+    ) -> Result<Descriptor> {
         let digest = digest_from_oci(target.digest())?;
         match classify(target.media_type()) {
-            MediaKind::Manifest => self.compressed_manifest(target, &digest, options),
+            MediaKind::Manifest => {
+                self.compressed_manifest(target, &digest, options, at_once, on_progress)
+            }
             MediaKind::Index => {
                 let mut index: ImageIndex = self.read_index(&digest)?;
                 let mut changed = false;
@@ -190,7 +284,13 @@ impl Store {
                     if !all_stored {
                         continue;
                     }
-                    let converted = self.compressed_manifest(child, &child_digest, options)?;
+                    let converted = self.compressed_manifest(
+                        child,
+                        &child_digest,
+                        options,
+                        at_once,
+                        on_progress,
+                    )?;
                     if converted.digest() != child.digest() {
                         *child = converted;
                         changed = true;
@@ -213,6 +313,8 @@ impl Store {
         descriptor: &Descriptor,
         digest: &Digest,
         options: &LayerCompression,
+        at_once: usize,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Result<Descriptor> {
         let mut manifest: ImageManifest = self.read_manifest(digest)?;
         let format = match descriptor.media_type().as_ref() {
@@ -233,14 +335,23 @@ impl Store {
                 continue;
             };
             let wanted = options.target_for(current);
+            let layer_digest = digest_from_oci(layer.digest())?;
             if wanted != current {
-                work.push((position, digest_from_oci(layer.digest())?, wanted));
+                work.push((position, layer_digest, wanted));
+            } else if self.has_blob(&layer_digest) {
+                on_progress(CompressProgress::Ready {
+                    source: layer_digest,
+                    blob: BlobInfo {
+                        digest: layer_digest,
+                        size: layer.size(),
+                    },
+                });
             }
         }
         if work.is_empty() {
             return Ok(descriptor.clone());
         }
-        let results = self.compress_layers(&work, options.level);
+        let results = self.compress_layers(&work, options.level, at_once, on_progress);
         let mut layers = manifest.layers().clone();
         for ((position, _, _), result) in work.iter().zip(results) {
             let compressed = result?;
@@ -258,11 +369,13 @@ impl Store {
     }
 
     /// [`compressed_layer`](Store::compressed_layer) for each `(position, digest, compression)`, up to
-    /// [`CONCURRENT_LAYERS`] at once; results in the order given.
+    /// `at_once` at a time, started in the order given; results in that order.
     fn compress_layers(
         &self,
         work: &[(usize, Digest, Compression)],
         level: Option<i32>,
+        at_once: usize,
+        on_progress: &(dyn Fn(CompressProgress) + Sync),
     ) -> Vec<Result<LayerBlob>> {
         let next = Mutex::new(0usize);
         let results: Vec<Mutex<Option<Result<LayerBlob>>>> =
@@ -274,11 +387,18 @@ impl Store {
             (index < work.len()).then_some(index)
         };
         std::thread::scope(|scope| {
-            for _ in 0..CONCURRENT_LAYERS.min(work.len()) {
+            for _ in 0..at_once.clamp(1, work.len().max(1)) {
                 scope.spawn(|| {
                     while let Some(index) = take() {
                         let (_, digest, compression) = &work[index];
-                        let result = self.compressed_layer(digest, *compression, level);
+                        let result =
+                            self.compressed_layer_with(digest, *compression, level, on_progress);
+                        if let Ok(layer) = &result {
+                            on_progress(CompressProgress::Ready {
+                                source: *digest,
+                                blob: layer.blob.clone(),
+                            });
+                        }
                         *results[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
                     }
                 });
@@ -319,6 +439,28 @@ fn with_blob(descriptor: &Descriptor, blob: &BlobInfo) -> Descriptor {
     descriptor.set_digest(blob.digest.to_oci());
     descriptor.set_size(blob.size);
     descriptor
+}
+
+/// A reader counting the bytes read through it, calling `report` each time the count passes a multiple of
+/// [`PROGRESS_STEP`].
+struct ReadMeter<R, F> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    report: F,
+}
+
+impl<R: Read, F: Fn(u64)> Read for ReadMeter<R, F> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.read += n as u64;
+        // Once per multiple of the step crossed (reads are far smaller than a step).
+        if self.read / PROGRESS_STEP > self.reported / PROGRESS_STEP {
+            self.reported = self.read;
+            (self.report)(self.read);
+        }
+        Ok(n)
+    }
 }
 
 /// Why [`copy`] stopped.

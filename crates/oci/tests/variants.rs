@@ -7,8 +7,9 @@ use std::path::Path;
 
 use hoist_oci::oci_spec::image::Descriptor;
 use hoist_oci::{
-    CheckOptions, Compression, Digest, Expected, LayerBlob, LayerCompression, ManifestFormat,
-    Problem, PruneOptions, Reference, Store, digest_from_oci, layer_descriptor, media_type,
+    BlobInfo, CheckOptions, CompressProgress, Compression, Digest, Expected, LayerBlob,
+    LayerCompression, ManifestFormat, PROGRESS_STEP, Problem, PruneOptions, Reference, Store,
+    digest_from_oci, layer_descriptor, media_type,
 };
 
 /// A plain tar with a text file and a pseudo-random one (so gzip and zstd give different sizes than the tar).
@@ -288,5 +289,70 @@ fn check_reports_a_variant_with_another_diff_id() {
             layer_diff_id: layer.info.diff_id,
             variant_diff_id: unrelated.info.diff_id,
         }]
+    );
+}
+
+#[test]
+fn compressed_image_with_reports_each_layer_and_makes_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tars = [layer_tar(7), layer_tar(8)];
+    let base = gzip(&layer_tar(9));
+    // A pulled (gzip) base layer under two built (plain) ones.
+    let layers = [base.clone(), tars[0].clone(), tars[1].clone()];
+    let stored = image(&store, &layers, ManifestFormat::Oci, "app:1");
+    let events = std::sync::Mutex::new(Vec::new());
+    let record = |event: CompressProgress| events.lock().unwrap().push(event);
+    let pushed = store
+        .compressed_image_with(&stored, &LayerCompression::default(), &record)
+        .unwrap();
+    let manifest = store.read_manifest(&digest(&pushed)).unwrap();
+    let base_digest = Digest::sha256(&base);
+    let plain: Vec<Digest> = tars.iter().map(|t| Digest::sha256(t)).collect();
+    let compressed: Vec<Digest> = manifest.layers()[1..].iter().map(digest).collect();
+    let blob = |digest: Digest| BlobInfo {
+        digest,
+        size: store.read_blob(&digest).unwrap().len() as u64,
+    };
+    // The gzip base needs nothing and is ready first; then each plain layer in turn, one at a time (the layers
+    // are smaller than a progress step).
+    let mut expected = vec![CompressProgress::Ready {
+        source: base_digest,
+        blob: blob(base_digest),
+    }];
+    for (source, (tar, variant)) in plain.iter().zip(tars.iter().zip(&compressed)) {
+        expected.push(CompressProgress::Started {
+            source: *source,
+            size: tar.len() as u64,
+        });
+        expected.push(CompressProgress::Ready {
+            source: *source,
+            blob: blob(*variant),
+        });
+    }
+    assert_eq!(*events.lock().unwrap(), expected);
+    assert!(tars.iter().all(|t| (t.len() as u64) < PROGRESS_STEP));
+
+    // The same descriptor as `compressed_image` (in another store); a second call reuses the variants: every
+    // layer ready, none compressed.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open(other_dir.path()).unwrap();
+    let other_stored = image(&other, &layers, ManifestFormat::Oci, "app:1");
+    let plain_call = other
+        .compressed_image(&other_stored, &LayerCompression::default())
+        .unwrap();
+    assert_eq!(plain_call, pushed);
+    events.lock().unwrap().clear();
+    let again = store
+        .compressed_image_with(&stored, &LayerCompression::default(), &record)
+        .unwrap();
+    assert_eq!(again, pushed);
+    let again_events = events.lock().unwrap();
+    assert_eq!(again_events.len(), 3);
+    assert!(
+        again_events
+            .iter()
+            .all(|e| matches!(e, CompressProgress::Ready { .. })),
+        "{again_events:?}"
     );
 }

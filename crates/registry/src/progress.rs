@@ -29,6 +29,35 @@ pub enum Event {
         /// Its size.
         size: u64,
     },
+    /// A push started compressing a stored layer (built layers are stored uncompressed): docker's "Preparing".
+    CompressStarted {
+        /// The layer as stored.
+        digest: Digest,
+        /// Its stored size: the bytes to compress.
+        size: u64,
+    },
+    /// Bytes of a stored layer compressed so far.
+    CompressProgress {
+        /// The layer as stored.
+        digest: Digest,
+        /// Bytes read (and compressed) so far.
+        read: u64,
+        /// Its stored size.
+        size: u64,
+    },
+    /// A stored layer is compressed; its upload (as `compressed`) may start at once.
+    CompressDone {
+        /// The layer as stored.
+        digest: Digest,
+        /// Its stored size.
+        size: u64,
+        /// The compressed blob, the digest the upload events and the manifest use.
+        compressed: Digest,
+        /// The compressed blob's size.
+        compressed_size: u64,
+        /// Seconds it took.
+        seconds: f64,
+    },
     /// A blob transfer started.
     BlobStarted {
         /// The blob.

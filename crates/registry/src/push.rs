@@ -1,17 +1,22 @@
 //! Pushing: the image's layers compressed as the options ask (built layers are stored uncompressed; their gzip
-//! variants are made once and remembered by the store, [`hoist_oci::Store::compressed_image`]), then blobs (each
-//! checked with `HEAD`, mounted from a sibling repository when the store knows one, else uploaded monolithically or
-//! in chunks, several at once), then manifests, then the index, then the tags.
+//! variants are made once and remembered by the store, [`hoist_oci::Store::compressed_image_with`]), then blobs
+//! (each checked with `HEAD`, mounted from a sibling repository when the store knows one, else uploaded
+//! monolithically or in chunks, several at once), then manifests, then the index, then the tags.
+//!
+//! Compression and upload overlap: a layer's upload to the first destination starts as soon as its compressed blob
+//! is stored, while the next layers are still compressing; the manifest, which names every layer's digest, waits
+//! for all of them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hoist_layer::Digest;
 use hoist_oci::media_type::{MediaKind, classify_str};
 use hoist_oci::oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use hoist_oci::{LayerCompression, Store, digest_from_oci};
+use hoist_oci::{BlobInfo, CompressProgress, LayerCompression, Store, digest_from_oci};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::client::{Client, pull_scope, push_scope};
 use crate::config::Endpoint;
@@ -94,10 +99,35 @@ impl Client {
         let stored = found.record.target.to_descriptor();
         let compression = options.compression;
         let converting = Arc::clone(&store);
-        let target =
-            tokio::task::spawn_blocking(move || converting.compressed_image(&stored, &compression))
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??;
+        let (ready, mut ready_blobs) = unbounded_channel();
+        let forward = CompressStatus {
+            reporter: Arc::clone(&reporter),
+            ready,
+            started: Mutex::new(HashMap::new()),
+        };
+        let compressing = tokio::task::spawn_blocking(move || {
+            converting.compressed_image_with(&stored, &compression, &|event| forward.forward(event))
+        });
+        // The first destination's uploads start while the layers compress.
+        let mut first_uploads = Uploads::new(options.concurrency);
+        if let Some(first) = destinations.first() {
+            let endpoint = self
+                .config()
+                .push_endpoint(first.registry(), first.repository());
+            let mount_from = mount_sources(&found.references, first);
+            self.upload_while_compressing(
+                &mut ready_blobs,
+                &mut first_uploads,
+                (&endpoint, &mount_from),
+                &store,
+                options,
+                &reporter,
+            )
+            .await?;
+        }
+        let target = compressing
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
         let target_digest = digest_from_oci(target.digest()).map_err(hoist_oci::Error::from)?;
         // Manifests to push (children of an index first), and every blob they need.
         let mut manifests: Vec<Descriptor> = Vec::new();
@@ -135,26 +165,25 @@ impl Client {
             existing: 0,
         };
         let mut done_repositories: BTreeSet<String> = BTreeSet::new();
+        let mut first_uploads = Some(first_uploads);
         for destination in destinations {
             let endpoint = self
                 .config()
                 .push_endpoint(destination.registry(), destination.repository());
-            // Sibling repositories on the same registry that reference this image: candidates for mounting.
-            let mount_from: Vec<String> = found
-                .references
-                .iter()
-                .filter_map(|r| r.to_string().parse::<ImageReference>().ok())
-                .filter(|r| {
-                    r.registry() == destination.registry()
-                        && r.repository() != destination.repository()
-                })
-                .map(|r| r.repository().to_owned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let mount_from = mount_sources(&found.references, destination);
             if done_repositories.insert(destination.name()) {
+                let uploads = first_uploads
+                    .take()
+                    .unwrap_or_else(|| Uploads::new(options.concurrency));
                 let outcomes = self
-                    .push_blobs(&endpoint, &store, &blobs, &mount_from, options, &reporter)
+                    .push_blobs(
+                        uploads,
+                        (&endpoint, &mount_from),
+                        &store,
+                        &blobs,
+                        options,
+                        &reporter,
+                    )
                     .await?;
                 for outcome in outcomes {
                     match outcome {
@@ -226,52 +255,49 @@ impl Client {
         Ok(())
     }
 
+    /// Starts the upload of each layer blob `ready` sends (to `to`: an endpoint and the repositories to mount
+    /// from) until the compression ends and drops its sender; an upload that failed meanwhile fails the push.
+    async fn upload_while_compressing(
+        &self,
+        ready: &mut UnboundedReceiver<BlobInfo>,
+        uploads: &mut Uploads,
+        to: (&Endpoint, &[String]),
+        store: &Arc<Store>,
+        options: &PushOptions,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<()> {
+        while let Some(blob) = ready.recv().await {
+            uploads.start(self, to, store, blob.digest, blob.size, options, reporter);
+            // Uploads that ended meanwhile: a failed one fails the push now.
+            while let Some(joined) = uploads.tasks.try_join_next() {
+                uploads
+                    .outcomes
+                    .push(joined.map_err(|e| Error::Task(e.to_string()))??);
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads each of `blobs` that `uploads` has not started, then waits for all of them.
     async fn push_blobs(
         &self,
-        endpoint: &Endpoint,
+        mut uploads: Uploads,
+        to: (&Endpoint, &[String]),
         store: &Arc<Store>,
         blobs: &[Descriptor],
-        mount_from: &[String],
         options: &PushOptions,
         reporter: &Arc<dyn Reporter>,
     ) -> Result<Vec<BlobOutcome>> {
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
         for blob in blobs {
             let digest = digest_from_oci(blob.digest()).map_err(hoist_oci::Error::from)?;
-            let (client, endpoint, store, reporter, options) = (
-                self.clone(),
-                endpoint.clone(),
-                Arc::clone(store),
-                Arc::clone(reporter),
-                options.clone(),
-            );
-            let mount_from = mount_from.to_vec();
-            let size = blob.size();
-            let semaphore = Arc::clone(&semaphore);
-            tasks.spawn(async move {
-                let _permit = semaphore
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::Task(e.to_string()))?;
-                client
-                    .push_blob(
-                        &endpoint,
-                        &store,
-                        digest,
-                        size,
-                        &mount_from,
-                        &options,
-                        &*reporter,
-                    )
-                    .await
-            });
+            uploads.start(self, to, store, digest, blob.size(), options, reporter);
         }
-        let mut outcomes = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            outcomes.push(joined.map_err(|e| Error::Task(e.to_string()))??);
+        while let Some(joined) = uploads.tasks.join_next().await {
+            uploads
+                .outcomes
+                .push(joined.map_err(|e| Error::Task(e.to_string()))??);
         }
-        Ok(outcomes)
+        Ok(uploads.outcomes)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -352,6 +378,133 @@ impl Client {
         });
         Ok(BlobOutcome::Uploaded)
     }
+}
+
+/// Blob uploads to one repository, up to a number at once, each blob once.
+struct Uploads {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    tasks: tokio::task::JoinSet<Result<BlobOutcome>>,
+    started: HashSet<Digest>,
+    outcomes: Vec<BlobOutcome>,
+}
+
+impl Uploads {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            tasks: tokio::task::JoinSet::new(),
+            started: HashSet::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Starts uploading `digest` (`size` bytes) to `to` unless it was started already.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        client: &Client,
+        to: (&Endpoint, &[String]),
+        store: &Arc<Store>,
+        digest: Digest,
+        size: u64,
+        options: &PushOptions,
+        reporter: &Arc<dyn Reporter>,
+    ) {
+        if !self.started.insert(digest) {
+            return;
+        }
+        let (client, endpoint, store, reporter, options) = (
+            client.clone(),
+            to.0.clone(),
+            Arc::clone(store),
+            Arc::clone(reporter),
+            options.clone(),
+        );
+        let mount_from = to.1.to_vec();
+        let semaphore = Arc::clone(&self.semaphore);
+        self.tasks.spawn(async move {
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
+            client
+                .push_blob(
+                    &endpoint,
+                    &store,
+                    digest,
+                    size,
+                    &mount_from,
+                    &options,
+                    &*reporter,
+                )
+                .await
+        });
+    }
+}
+
+/// Turns the store's compression progress into [`Event`]s and hands each ready layer blob to the uploads.
+struct CompressStatus {
+    reporter: Arc<dyn Reporter>,
+    ready: UnboundedSender<BlobInfo>,
+    /// When each layer being compressed started, and its stored size.
+    started: Mutex<HashMap<Digest, (Instant, u64)>>,
+}
+
+impl CompressStatus {
+    fn forward(&self, progress: CompressProgress) {
+        match progress {
+            CompressProgress::Started { source, size } => {
+                self.started
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(source, (Instant::now(), size));
+                self.reporter.report(Event::CompressStarted {
+                    digest: source,
+                    size,
+                });
+            }
+            CompressProgress::Progress { source, read, size } => {
+                self.reporter.report(Event::CompressProgress {
+                    digest: source,
+                    read,
+                    size,
+                });
+            }
+            CompressProgress::Ready { source, blob } => {
+                let started = self
+                    .started
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&source);
+                if let Some((started, size)) = started {
+                    self.reporter.report(Event::CompressDone {
+                        digest: source,
+                        size,
+                        compressed: blob.digest,
+                        compressed_size: blob.size,
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                }
+                // The receiver is gone only when the push already failed.
+                let _ = self.ready.send(blob);
+            }
+        }
+    }
+}
+
+/// Sibling repositories on `destination`'s registry that reference this image (`references`, the store's names
+/// for it): candidates for mounting.
+fn mount_sources(references: &[hoist_oci::Reference], destination: &ImageReference) -> Vec<String> {
+    references
+        .iter()
+        .filter_map(|r| r.to_string().parse::<ImageReference>().ok())
+        .filter(|r| {
+            r.registry() == destination.registry() && r.repository() != destination.repository()
+        })
+        .map(|r| r.repository().to_owned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Whether every non-foreign layer and the config of a manifest are in the store (an index child pulled for

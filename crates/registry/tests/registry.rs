@@ -856,3 +856,202 @@ fn a_manifest_cut_off_mid_body_is_fetched_again() {
         .unwrap();
     assert_eq!(resolved.digest.to_string(), manifest.digest().to_string());
 }
+
+/// An uncompressed layer tar holding one file of `size` pseudo-random bytes (half of each 64-byte run repeated,
+/// so gzip has some work to do): deterministic for `(name, size)`.
+fn plain_layer(dir: &Path, name: &str, size: usize) -> std::path::PathBuf {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ size as u64;
+    let mut data = Vec::with_capacity(size);
+    while data.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let bytes = state.to_le_bytes();
+        data.extend_from_slice(&bytes);
+        data.extend_from_slice(&bytes[..4]);
+        data.extend_from_slice(&bytes[..4]);
+    }
+    data.truncate(size);
+    let path = dir.join(format!("{name}.tar"));
+    let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, name, &data[..]).unwrap();
+    builder.into_inner().unwrap();
+    path
+}
+
+/// A store at `dir/<store>` holding an image of the plain layers `tars`, tagged `name`.
+fn plain_layer_image(
+    dir: &Path,
+    store: &str,
+    tars: &[std::path::PathBuf],
+    name: &str,
+) -> (Arc<Store>, Descriptor) {
+    let store = Arc::new(Store::open(dir.join(store)).unwrap());
+    let layers: Vec<_> = tars
+        .iter()
+        .map(|tar| {
+            let layer = store
+                .ingest_layer(std::fs::File::open(tar).unwrap(), &Expected::unknown())
+                .unwrap();
+            assert_eq!(layer.compression, hoist_oci::Compression::None);
+            layer
+        })
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.info.diff_id.to_string()).collect::<Vec<_>>(),
+        },
+    });
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| hoist_oci::layer_descriptor(l, ManifestFormat::Oci))
+        .collect();
+    let manifest = store
+        .write_image(
+            config.to_string().as_bytes(),
+            &descriptors,
+            ManifestFormat::Oci,
+        )
+        .unwrap()
+        .manifest;
+    store
+        .tag(&name.parse::<Reference>().unwrap(), &manifest)
+        .unwrap();
+    (store, manifest)
+}
+
+#[test]
+fn a_push_uploads_each_layer_once_it_is_compressed_and_the_manifest_last() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A small layer and two larger ones: the small one is compressed (and its upload started) long before the
+    // largest is compressed.
+    let tars = [
+        plain_layer(dir.path(), "small", 256 * 1024),
+        plain_layer(dir.path(), "middle", 9 * 1024 * 1024),
+        plain_layer(dir.path(), "large", 24 * 1024 * 1024),
+    ];
+    let (store, _) = plain_layer_image(dir.path(), "a", &tars, "layers:1");
+    let client = client(dir.path());
+    let rt = runtime();
+    let target: ImageReference = format!("{}/layers:1", registry.addr).parse().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let pushed = rt
+        .block_on(client.push(
+            Arc::clone(&store),
+            "layers:1",
+            std::slice::from_ref(&target),
+            &PushOptions::default(),
+            recorder.clone(),
+        ))
+        .unwrap();
+    assert_eq!((pushed.uploaded, pushed.existing), (4, 0));
+    let events = recorder.0.lock().unwrap().clone();
+    let position = |what: &dyn Fn(&Event) -> bool| {
+        events
+            .iter()
+            .position(what)
+            .unwrap_or_else(|| panic!("missing event in {events:#?}"))
+    };
+    let manifest_pushed = position(&|e| matches!(e, Event::ManifestPushed { .. }));
+    assert_eq!(manifest_pushed, events.len() - 1, "{events:#?}");
+    let mut compressed_layers = Vec::new();
+    let mut first_upload = Vec::new();
+    let mut compress_done = Vec::new();
+    for tar in &tars {
+        let source = hoist_oci::Digest::sha256(&std::fs::read(tar).unwrap());
+        let started =
+            position(&|e| matches!(e, Event::CompressStarted { digest, .. } if *digest == source));
+        let done =
+            position(&|e| matches!(e, Event::CompressDone { digest, .. } if *digest == source));
+        let Event::CompressDone {
+            size,
+            compressed,
+            compressed_size,
+            ..
+        } = events[done]
+        else {
+            unreachable!("position found a CompressDone")
+        };
+        let upload =
+            position(&|e| matches!(e, Event::BlobStarted { digest, .. } if *digest == compressed));
+        let uploaded =
+            position(&|e| matches!(e, Event::BlobDone { digest, .. } if *digest == compressed));
+        assert!(started < done && done < upload && upload < uploaded && uploaded < manifest_pushed);
+        // Progress for the larger layers, in order, between the start and the end of their compression.
+        let progress: Vec<(usize, u64)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Event::CompressProgress { digest, read, .. } if *digest == source => {
+                    Some((i, *read))
+                }
+                _ => None,
+            })
+            .collect();
+        let stored = std::fs::metadata(tar).unwrap().len();
+        assert_eq!(progress.len() as u64, stored / hoist_oci::PROGRESS_STEP);
+        assert!(progress.iter().all(|(i, _)| started < *i && *i < done));
+        assert!(progress.windows(2).all(|w| w[0].1 < w[1].1));
+        // The registry holds exactly the compressed bytes the store recorded as the layer's variant.
+        let variant = store
+            .recorded_variant(&source, hoist_oci::Compression::Gzip)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (variant.digest, variant.size),
+            (compressed, compressed_size)
+        );
+        assert_eq!(size, stored);
+        let hex = compressed.to_string();
+        let served =
+            std::fs::read(registry.blob_path(hex.strip_prefix("sha256:").unwrap())).unwrap();
+        assert_eq!(served, store.read_blob(&compressed).unwrap());
+        compressed_layers.push(compressed);
+        first_upload.push(upload);
+        compress_done.push(done);
+    }
+    // Pipelined: the first two layers' uploads started before the last one was compressed.
+    assert!(
+        first_upload[0] < compress_done[2] && first_upload[1] < compress_done[2],
+        "{events:#?}"
+    );
+
+    // The same image compressed without a push (another store, the plain `compressed_image`) has the pushed
+    // manifest digest: overlapping the upload changes no byte.
+    let (other, stored) = plain_layer_image(dir.path(), "b", &tars, "layers:1");
+    let compressed = other
+        .compressed_image(&stored, &hoist_oci::LayerCompression::default())
+        .unwrap();
+    assert_eq!(compressed.digest().to_string(), pushed.digest.to_string());
+    let fresh = Arc::new(Store::open(dir.path().join("c")).unwrap());
+    let pulled = rt
+        .block_on(client.pull(
+            fresh,
+            &target,
+            &PullOptions::default(),
+            Arc::new(hoist_registry::Silent),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest(), compressed.digest());
+    let layers: Vec<String> = other
+        .read_manifest(&pushed.digest)
+        .unwrap()
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
+    let expected: Vec<String> = compressed_layers.iter().map(ToString::to_string).collect();
+    assert_eq!(layers, expected);
+}

@@ -186,6 +186,35 @@ impl Reporter for LineReporter {
                 };
                 self.line(&format!("{}: {what}", digest.short_id()));
             }
+            Event::CompressStarted { digest, size } => {
+                self.line(&format!(
+                    "{}: Compressing {}",
+                    digest.short_id(),
+                    units::human_size_short(size)
+                ));
+            }
+            Event::CompressProgress { digest, read, size } => {
+                self.line(&format!(
+                    "{}: Compressing {}/{}",
+                    digest.short_id(),
+                    units::human_size_short(read),
+                    units::human_size_short(size)
+                ));
+            }
+            Event::CompressDone {
+                digest,
+                compressed,
+                compressed_size,
+                seconds,
+                ..
+            } => {
+                self.line(&format!(
+                    "{}: Compressed to {} ({} in {seconds:.1}s)",
+                    digest.short_id(),
+                    compressed.short_id(),
+                    units::human_size_short(compressed_size)
+                ));
+            }
             Event::BlobStarted { digest, size } => {
                 started.insert(digest.to_string(), Instant::now());
                 let verb = if self.pushing {

@@ -44,8 +44,6 @@ pub(crate) struct ParallelGzWriter<W: Write> {
     header_written: bool,
     crc: crc32fast::Hasher,
     total_in: u64,
-    /// Compressor for blocks compressed on this thread (input smaller than a block, or one thread).
-    local: Option<Box<Compress>>,
     workers: Option<Workers>,
     /// Results in input order.
     pending: VecDeque<Receiver<io::Result<Compressed>>>,
@@ -96,7 +94,6 @@ impl<W: Write> ParallelGzWriter<W> {
             header_written: false,
             crc: crc32fast::Hasher::new(),
             total_in: 0,
-            local: None,
             workers: None,
             pending: VecDeque::new(),
             spare_inputs: Vec::new(),
@@ -153,11 +150,8 @@ impl<W: Write> ParallelGzWriter<W> {
         }
         let single_block = last && self.workers.is_none();
         if self.threads == 1 || single_block {
-            let compressor = self
-                .local
-                .get_or_insert_with(|| Box::new(Compress::new(self.level, false)));
             let mut output = Vec::new();
-            let crc = compress_block(compressor, &block, &dictionary, last, &mut output)?;
+            let crc = compress_block(self.level, &block, &dictionary, last, &mut output)?;
             self.crc.combine(&crc);
             self.sink.write_all(&output)?;
             self.recycle(block, dictionary);
@@ -284,7 +278,6 @@ impl<W: Write> Write for ParallelGzWriter<W> {
 }
 
 fn worker(queue: &Mutex<Receiver<Job>>, level: flate2::Compression) {
-    let mut compressor = Compress::new(level, false);
     loop {
         let job = {
             let Ok(queue) = queue.lock() else { return };
@@ -300,7 +293,7 @@ fn worker(queue: &Mutex<Receiver<Job>>, level: flate2::Compression) {
             last,
             reply,
         } = job;
-        let result = compress_block(&mut compressor, &input, &dictionary, last, &mut output)
+        let result = compress_block(level, &input, &dictionary, last, &mut output)
             .map(|crc| Compressed { input, output, crc });
         // The writer may have gone away after an error; then nobody needs this block.
         let _ = reply.send(result);
@@ -308,8 +301,12 @@ fn worker(queue: &Mutex<Receiver<Job>>, level: flate2::Compression) {
 }
 
 /// Compresses one block as raw deflate into `output`, returning the block's CRC-32.
+///
+/// Each block gets a new deflate state: a state reused after `Compress::reset` (zlib-rs) made output that depended
+/// on the blocks that state had compressed before, so on which worker got which block (a 96 MiB layer differed
+/// between one and two threads, and between runs).
 fn compress_block(
-    compressor: &mut Compress,
+    level: flate2::Compression,
     input: &[u8],
     dictionary: &[u8],
     last: bool,
@@ -317,7 +314,7 @@ fn compress_block(
 ) -> io::Result<crc32fast::Hasher> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(input);
-    compressor.reset();
+    let mut compressor = Compress::new(level, false);
     if !dictionary.is_empty() {
         compressor
             .set_dictionary(dictionary)
