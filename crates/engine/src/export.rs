@@ -979,24 +979,8 @@ fn push_image(
         .map_err(|e| EngineError::invalid(format!("invalid image name {:?}: {e}", targets[0])))?;
     let store = Store::open(store.root())
         .map_err(|e| EngineError::store("failed to open the store for a push", e))?;
-    // Built layers are stored uncompressed: compress them first, as a status of its own (the push then finds the
-    // variants recorded, and this handle's lease keeps them until the upload).
-    let compressing = Instant::now();
-    let status = |done: bool| VertexStatus {
-        id: "compressing layers".to_owned(),
-        current: 0,
-        total: 0,
-        elapsed: compressing.elapsed(),
-        done,
-    };
-    reporter.on_vertex_status(vertex, &status(false));
-    let found = store
-        .find_image(&source.to_string())
-        .map_err(|e| EngineError::store(format!("failed to read the image {source}"), e))?;
-    store
-        .compressed_image(&found.record.target.to_descriptor(), compression)
-        .map_err(|e| EngineError::store("failed to compress the image's layers", e))?;
-    reporter.on_vertex_status(vertex, &status(true));
+    // Built layers are stored uncompressed: the push compresses them (`compressing sha256:…` statuses, one layer
+    // at a time) and uploads each as soon as it is compressed.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1067,14 +1051,23 @@ impl PushStatus {
 
 impl hoist_registry::Reporter for PushStatus {
     fn report(&self, event: Event) {
-        let (digest, current, total, done) = match event {
-            Event::BlobStarted { digest, size } => (digest, 0, size, false),
+        let (id, current, total, done) = match event {
+            Event::CompressStarted { digest, size } => {
+                (format!("compressing {digest}"), 0, size, false)
+            }
+            Event::CompressProgress { digest, read, size } => {
+                (format!("compressing {digest}"), read, size, false)
+            }
+            Event::CompressDone { digest, size, .. } => {
+                (format!("compressing {digest}"), size, size, true)
+            }
+            Event::BlobStarted { digest, size } => (digest.to_string(), 0, size, false),
             Event::BlobProgress {
                 digest,
                 transferred,
                 size,
-            } => (digest, transferred, size, false),
-            Event::BlobDone { digest, size, .. } => (digest, size, size, true),
+            } => (digest.to_string(), transferred, size, false),
+            Event::BlobDone { digest, size, .. } => (digest.to_string(), size, size, true),
             Event::ManifestPushed {
                 reference, digest, ..
             } => {
@@ -1094,7 +1087,7 @@ impl hoist_registry::Reporter for PushStatus {
             _ => return,
         };
         self.blobs
-            .report(&*self.reporter, &self.vertex, digest, current, total, done);
+            .report(&*self.reporter, &self.vertex, id, current, total, done);
     }
 }
 
