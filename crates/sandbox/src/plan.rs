@@ -4,7 +4,7 @@
 //! (see `sys`) only executes them. Keeping decisions here, in safe code, also lets unit tests check the mount plan
 //! without a kernel (as youki's recording `Syscall` does), while the integration tests check the real thing.
 
-use std::ffi::{CString, c_char};
+use std::ffi::{CStr, CString, c_char};
 use std::fmt;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -651,11 +651,22 @@ pub(crate) struct OverlayMount {
     pub(crate) userxattr: bool,
     /// Mounted with `volatile` (see [`RootFs::Overlay`]).
     pub(crate) volatile: bool,
-    /// `lowerdir=…,upperdir=…,workdir=…[,userxattr][,volatile]` for `mount(2)`.
-    pub(crate) legacy: CString,
-    /// The same without `volatile`, for kernels older than 5.10 (`None` when not volatile).
-    pub(crate) legacy_without_volatile: Option<CString>,
+    /// `lowerdir=…,upperdir=…,workdir=…` and the options, for `mount(2)`: what to try, in order, while the kernel
+    /// answers `EINVAL` (an option it does not know): all of them, then without [`OFF_FEATURES`], then without
+    /// `volatile` either (before Linux 5.10).
+    pub(crate) legacy: Vec<CString>,
 }
+
+/// overlayfs features turned off explicitly on a root-owned mount, whatever the kernel's defaults (its module
+/// parameters, or the distribution's build options): with `metacopy`, a `chown` or `chmod` copies up only the
+/// metadata, and the upper file that becomes the layer has no data (a zero-filled binary in the image); with
+/// `redirect_dir`, a renamed directory is recorded as a redirect the layer writer does not translate; `index` is
+/// off as Docker's overlay2 keeps it. A `userxattr` mount has all three off already (the kernel forbids them).
+pub(crate) const OFF_FEATURES: [(&CStr, &CStr); 3] = [
+    (c"redirect_dir", c"off"),
+    (c"index", c"off"),
+    (c"metacopy", c"off"),
+];
 
 impl OverlayMount {
     /// The mount of `rootfs` on `target`, or `None` for a directory root.
@@ -673,11 +684,29 @@ impl OverlayMount {
         else {
             return Ok(None);
         };
-        let legacy = overlay_options(rootfs, userxattr).expect("an overlay root");
-        let legacy_without_volatile = match legacy.strip_suffix(",volatile") {
-            Some(plain) if *volatile => Some(cstring(plain.to_owned(), "overlay options")?),
-            _ => None,
+        let base = overlay_options(rootfs, userxattr).expect("an overlay root");
+        let features: String = if userxattr {
+            String::new()
+        } else {
+            OFF_FEATURES
+                .iter()
+                .map(|(key, value)| {
+                    format!(",{}={}", key.to_string_lossy(), value.to_string_lossy())
+                })
+                .collect()
         };
+        let volatile_option = if *volatile { ",volatile" } else { "" };
+        let mut candidates = vec![format!("{base}{features}{volatile_option}")];
+        if !features.is_empty() {
+            candidates.push(format!("{base}{volatile_option}"));
+        }
+        if *volatile {
+            candidates.push(base);
+        }
+        let legacy = candidates
+            .into_iter()
+            .map(|options| cstring(options, "overlay options"))
+            .collect::<Result<_, _>>()?;
         Ok(Some(OverlayMount {
             target: path_cstring(target)?,
             lower: lower
@@ -689,8 +718,7 @@ impl OverlayMount {
             work: path_cstring(work)?,
             userxattr,
             volatile: *volatile,
-            legacy: cstring(legacy, "overlay options")?,
-            legacy_without_volatile,
+            legacy,
         }))
     }
 }
@@ -721,14 +749,11 @@ pub(crate) fn clear_volatile_marker(rootfs: &RootFs) -> Result<(), Error> {
 }
 
 /// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
-/// `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`,
-/// and `volatile` (last) for a scratch upper directory.
+/// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`
+/// ([`OverlayMount`] adds [`OFF_FEATURES`] and `volatile`).
 pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
     let RootFs::Overlay {
-        lower,
-        upper,
-        work,
-        volatile,
+        lower, upper, work, ..
     } = rootfs
     else {
         return None;
@@ -746,9 +771,6 @@ pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<S
     );
     if user_namespace {
         data.push_str(",userxattr");
-    }
-    if *volatile {
-        data.push_str(",volatile");
     }
     Some(data)
 }
@@ -963,12 +985,13 @@ mod tests {
             .unwrap();
         assert!(overlay.volatile);
         assert_eq!(
-            overlay.legacy.to_str().unwrap(),
-            "lowerdir=/l1,upperdir=/u,workdir=/w,volatile"
-        );
-        assert_eq!(
-            overlay.legacy_without_volatile.as_deref(),
-            Some(c"lowerdir=/l1,upperdir=/u,workdir=/w")
+            overlay.legacy,
+            [
+                c"lowerdir=/l1,upperdir=/u,workdir=/w,redirect_dir=off,index=off,metacopy=off,volatile"
+                    .to_owned(),
+                c"lowerdir=/l1,upperdir=/u,workdir=/w,volatile".to_owned(),
+                c"lowerdir=/l1,upperdir=/u,workdir=/w".to_owned(),
+            ]
         );
     }
 
@@ -996,12 +1019,11 @@ mod tests {
         let overlay = overlay.unwrap();
         assert!(overlay.userxattr);
         assert_eq!(overlay.lower, [c"/l2".to_owned(), c"/l1".to_owned()]);
-        assert_eq!(
-            overlay.legacy.to_str().unwrap(),
-            "lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr"
-        );
         assert!(!overlay.volatile);
-        assert_eq!(overlay.legacy_without_volatile, None);
+        assert_eq!(
+            overlay.legacy,
+            [c"lowerdir=/l2:/l1,upperdir=/u,workdir=/w,userxattr".to_owned()]
+        );
         assert!(plan.ops.iter().any(|op| matches!(
             op,
             Op::SetIds {

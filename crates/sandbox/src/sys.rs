@@ -428,8 +428,9 @@ const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// Mounts an overlay root: with the new mount API when the kernel has `lowerdir+` (no limit on the number of
-/// layers), else with `mount(2)` and the option string, and without `volatile` if the kernel refuses it (before
-/// 5.10; every kernel with `lowerdir+` has it).
+/// layers), else with `mount(2)` and each option string in turn while the kernel refuses one as invalid (one
+/// without the features turned off, which old kernels do not know, then one without `volatile`, before 5.10;
+/// every kernel with `lowerdir+` knows them all).
 fn mount_overlay(overlay: &OverlayMount) -> Result<(), i32> {
     let legacy = |options: &CStr| {
         mount(
@@ -440,12 +441,16 @@ fn mount_overlay(overlay: &OverlayMount) -> Result<(), i32> {
             Some(options),
         )
     };
-    mount_overlay_fsconfig(overlay)
-        .or_else(|_| legacy(&overlay.legacy))
-        .or_else(|error| match &overlay.legacy_without_volatile {
-            Some(plain) if error == libc::EINVAL => legacy(plain),
-            _ => Err(error),
-        })
+    mount_overlay_fsconfig(overlay).or_else(|_| {
+        let mut result = Err(libc::EINVAL);
+        for options in &overlay.legacy {
+            result = legacy(options);
+            if result != Err(libc::EINVAL) {
+                break;
+            }
+        }
+        result
+    })
 }
 
 fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
@@ -482,6 +487,10 @@ fn mount_overlay_fsconfig(overlay: &OverlayMount) -> Result<(), i32> {
         set(c"workdir", Some(&overlay.work))?;
         if overlay.userxattr {
             set(c"userxattr", None)?;
+        } else {
+            for (key, value) in crate::plan::OFF_FEATURES {
+                set(key, Some(value))?;
+            }
         }
         if overlay.volatile {
             set(c"volatile", None)?;
