@@ -1,4 +1,4 @@
-//! Cache keys and the cache index: `cache-v1/<key>/result.json` in the store maps an op's key to its result.
+//! Cache keys and the cache index: `cache-v2/<key>/result.json` in the store maps an op's key to its result.
 
 use std::fs;
 

@@ -23,7 +23,7 @@ pub(crate) const HOLDS_FILE: &str = ".holds";
 pub enum Area {
     /// `snapshots-v1/<key>/`: unpacked layer trees.
     Snapshots,
-    /// `cache-v1/<key>/`: build cache entries.
+    /// `cache-v2/<key>/`: build cache entries (v2: a record may name a pending layer, which v1 readers would take for no change).
     Cache,
 }
 
@@ -35,7 +35,7 @@ impl Area {
     pub fn dir_name(self) -> &'static str {
         match self {
             Self::Snapshots => "snapshots-v1",
-            Self::Cache => "cache-v1",
+            Self::Cache => "cache-v2",
         }
     }
 

@@ -24,7 +24,7 @@ use crate::{Digest, Error, Result};
 /// ├── leases-v1/<id>                one per open `Store` that wrote content: the blobs and entries it
 /// │                                 holds until it references them; flocked by its owner
 /// ├── snapshots-v1/<key>/           unpacked layer trees (the build engine's); last use = mtime
-/// ├── cache-v1/<key>/               build cache entries (the build engine's); last use = mtime
+/// ├── cache-v2/<key>/               build cache entries (the build engine's); last use = mtime
 /// ├── context-sums-v1/<hash>.json   the build engine's remembered digests of context files, by metadata
 /// │                                 (a cache: deleting it only costs re-reading the files)
 /// └── tmp-v1/                       scratch space for atomic writes of metadata files
@@ -99,7 +99,7 @@ impl Layout {
     }
 
     pub(crate) fn cache_dir(&self) -> PathBuf {
-        self.root.join("cache-v1")
+        self.root.join("cache-v2")
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {

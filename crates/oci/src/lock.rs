@@ -225,7 +225,7 @@ mod tests {
     fn lease_lines_round_trip() {
         for item in [
             LeaseItem::Blob("sha256:00".to_owned()),
-            LeaseItem::Entry("cache-v1".to_owned(), "k.1".to_owned()),
+            LeaseItem::Entry("cache-v2".to_owned(), "k.1".to_owned()),
         ] {
             let line = item.to_line();
             assert_eq!(LeaseItem::parse_line(line.trim_end()), Some(item));

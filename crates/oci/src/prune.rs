@@ -36,6 +36,10 @@ pub struct PruneReport {
     pub reclaimed: u64,
 }
 
+/// Store areas an earlier format kept and this one does not read: `cache-v1` (its records could not say that a layer
+/// is pending, so a newer record would read as "no change" there; see [`Area::Cache`]).
+const RETIRED_AREAS: [&str; 1] = ["cache-v1"];
+
 /// Largest blob prune opens to look for references inside (manifests and indexes are far smaller).
 const MAX_SCANNED_JSON: u64 = 16 * 1024 * 1024;
 
@@ -171,6 +175,15 @@ impl Store {
     }
 
     fn sweep_leftovers(&self, report: &mut PruneReport) -> Result<()> {
+        // Areas of an earlier format, which this one no longer reads: caches, so they go whole.
+        for name in RETIRED_AREAS {
+            let path = self.root().join(name);
+            if path.is_dir() {
+                report.reclaimed += tree_size(&path)?;
+                remove_tree(&path)?;
+                report.leftovers += 1;
+            }
+        }
         // Ingest files: only those no writer holds.
         let ingest_dir = self.layout().ingest_dir();
         for (name, meta) in list_dir(&ingest_dir)? {

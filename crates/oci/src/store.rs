@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// ├── ingest-v1/<id>                blobs being written, each flocked by its writer
 /// ├── leases-v1/<id>                content an open Store wrote but has not referenced yet
 /// ├── snapshots-v1/<key>/           unpacked layers (the engine's); last use = directory mtime
-/// ├── cache-v1/<key>/               build cache entries (the engine's); last use = directory mtime
+/// ├── cache-v2/<key>/               build cache entries (the engine's); last use = directory mtime
 /// └── tmp-v1/                       temp files for atomic metadata writes
 /// ```
 ///
@@ -152,7 +152,7 @@ mod tests {
             "ingest-v1",
             "leases-v1",
             "snapshots-v1",
-            "cache-v1",
+            "cache-v2",
             "tmp-v1",
         ] {
             assert!(store.root().join(area).is_dir(), "{area}");

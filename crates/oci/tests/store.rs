@@ -604,8 +604,8 @@ fn leftovers_of_a_killed_writer_are_cleaned() {
         format!("blob {}\n", Digest::sha256(b"x")),
     )
     .unwrap();
-    fs::create_dir(root.join("cache-v1/.tmp-123-dead-2")).unwrap();
-    fs::write(root.join("cache-v1/.tmp-123-dead-2/file"), b"12345").unwrap();
+    fs::create_dir(root.join("cache-v2/.tmp-123-dead-2")).unwrap();
+    fs::write(root.join("cache-v2/.tmp-123-dead-2/file"), b"12345").unwrap();
     fs::write(root.join("tmp-v1/123-dead-3"), b"{\"references\":").unwrap();
 
     let store = Store::open(root).unwrap();
@@ -616,7 +616,7 @@ fn leftovers_of_a_killed_writer_are_cleaned() {
     assert_eq!(report.leftovers, 4, "{report:?}");
     assert!(report.blobs.is_empty());
     assert_eq!(report.reclaimed, 16 + 77 + 5 + 14);
-    for area in ["ingest-v1", "leases-v1", "cache-v1", "tmp-v1"] {
+    for area in ["ingest-v1", "leases-v1", "cache-v2", "tmp-v1"] {
         assert_eq!(count(&root.join(area)), 0, "{area}");
     }
     assert!(store.read_image("survivor").is_ok());
@@ -823,6 +823,24 @@ fn concurrent_writers_and_pruner_lose_nothing() {
             );
         }
     }
+}
+
+/// A store a hoist with the first build-cache format used: its `cache-v1` area (records and cache mounts) is no
+/// longer read, and prune removes it whole.
+#[test]
+fn prune_removes_the_retired_cache_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::open(root).unwrap();
+    fs::create_dir_all(root.join("cache-v1/0123/")).unwrap();
+    fs::write(root.join("cache-v1/0123/result.json"), b"{\"layer\":null}").unwrap();
+    fs::create_dir_all(root.join("cache-v1/mount-ab/pkg")).unwrap();
+    fs::write(root.join("cache-v1/mount-ab/pkg/x"), b"12345").unwrap();
+    let report = store.prune(&PruneOptions::default()).unwrap();
+    assert!(!root.join("cache-v1").exists());
+    assert_eq!(report.leftovers, 1, "{report:?}");
+    assert_eq!(report.reclaimed, 14 + 5, "{report:?}");
+    assert!(root.join("cache-v2").is_dir());
 }
 
 /// The cleanup every build starts with: an unfinished snapshot entry whose writer died goes, one being written
