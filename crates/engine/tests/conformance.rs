@@ -125,11 +125,11 @@ impl Suite {
         };
         let solution = match solver.solve(&solve) {
             Ok(solution) => solution,
-            Err(error) => return failed(error_chain(&error)),
+            Err(error) => return failed(hoist_engine::error_chain(&error)),
         };
         let image = match export_image(&self.store, &plan, &solution, ManifestFormat::Oci) {
             Ok(image) => image,
-            Err(error) => return failed(error_chain(&error)),
+            Err(error) => return failed(hoist_engine::error_chain(&error)),
         };
         let rootfs = scratch.join("rootfs");
         export_local(&self.store, &image.layers, &rootfs).unwrap();
@@ -169,17 +169,6 @@ fn unpack_layers(store: &Store, layers: &[hoist_oci::ImageLayer], dir: &Path) {
         let reader = hoist_layer::Decompressor::new(blob).unwrap();
         hoist_layer::apply_layer(reader, dir, &hoist_layer::ApplyOptions::new()).unwrap();
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The differences between what a case expects and what it got, one line each.

@@ -68,18 +68,6 @@ fn solve(
     Ok((plan, solution))
 }
 
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 /// Names created directly in `dir` since the watch began.
 fn created_names(inotify: &impl std::os::fd::AsFd) -> Vec<String> {
     let mut buf = [MaybeUninit::uninit(); 4096];
@@ -191,7 +179,7 @@ fn later_sources_overwrite_files_but_not_across_file_and_directory() {
     )
     .map(drop)
     .unwrap_err();
-    let message = chain(&error);
+    let message = hoist_engine::error_chain(&error);
     assert!(
         message.contains("cannot copy to non-directory: /dest/a.txt"),
         "{message}"
@@ -205,7 +193,7 @@ fn later_sources_overwrite_files_but_not_across_file_and_directory() {
     )
     .map(drop)
     .unwrap_err();
-    let message = chain(&error);
+    let message = hoist_engine::error_chain(&error);
     assert!(
         message.contains("cannot replace to directory /dest/a.txt with file"),
         "{message}"

@@ -160,7 +160,7 @@ RUN ssh-add -l > /without 2>&1; echo $? >> /without\n";
 
     let required = "FROM flags:test\nRUN --mount=type=ssh,id=nothere,required true\n";
     let error = build(dir.path(), &store, required, &ssh, Entitlements::default()).unwrap_err();
-    let chain = error_chain(&error);
+    let chain = hoist_engine::error_chain(&error);
     assert!(
         chain.contains("no SSH key \"nothere\" forwarded from the client"),
         "{chain}"
@@ -193,17 +193,6 @@ fn ssh_keys_are_loaded_into_an_agent_started_for_the_build() {
             .unwrap()
             .contains("deploy (ED25519)")
     );
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 #[test]
@@ -267,7 +256,7 @@ fn host_network_steps_need_the_network_host_entitlement() {
         Entitlements::default(),
     )
     .unwrap_err();
-    let chain = error_chain(&error);
+    let chain = hoist_engine::error_chain(&error);
     assert!(chain.contains("network.host is not allowed"), "{chain}");
     let allow = Entitlements::parse(&["network.host".to_owned()]).unwrap();
     let out = build(dir.path(), &store, &dockerfile, &none, allow).unwrap();

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::layout::unique_name;
+use crate::layout::{unique_name, write_replaceable};
 use crate::lock::{LeaseItem, LockMode, lock_new};
 use crate::{Digest, Error, Result, Store};
 
@@ -158,6 +158,20 @@ impl Store {
     /// Marks an entry as used now (prune's `--keep-storage` keeps the most recently used) and protects it from
     /// prune while this store handle lives. Returns its path, or `None` if it does not exist.
     pub fn use_entry(&self, area: Area, key: &str) -> Result<Option<PathBuf>> {
+        let Some(path) = self.protect_entry(area, key)? else {
+            return Ok(None);
+        };
+        File::open(&path)
+            .and_then(|dir| dir.set_modified(SystemTime::now()))
+            .map_err(|source| Error::Entry {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(path))
+    }
+
+    /// The committed entry `key`, protected from prune while this store handle lives; `None` if it does not exist.
+    fn protect_entry(&self, area: Area, key: &str) -> Result<Option<PathBuf>> {
         validate_key(area, key)?;
         let path = self.area_dir(area).join(key);
         let lock = self.lock(LockMode::Shared)?;
@@ -168,17 +182,9 @@ impl Store {
             &lock,
             &LeaseItem::Entry(area.dir_name().to_owned(), key.to_owned()),
         )?;
-        File::open(&path)
-            .and_then(|dir| dir.set_modified(SystemTime::now()))
-            .map_err(|source| Error::Entry {
-                path: path.clone(),
-                source,
-            })?;
         Ok(Some(path))
     }
-}
 
-impl Store {
     /// Replaces the file `name` at the top of the committed entry `key` with `bytes`, and the blobs it holds
     /// ([`EntryWriter::hold_blobs`]) with `holds`: for an entry whose content gets completed later (a build cache
     /// record whose layer tar was written after the fact). Each file is written beside the old one and renamed over
@@ -192,28 +198,19 @@ impl Store {
         bytes: &[u8],
         holds: &[Digest],
     ) -> Result<bool> {
-        validate_key(area, key)?;
-        let dir = self.area_dir(area).join(key);
-        let lock = self.lock(LockMode::Shared)?;
-        if !dir.is_dir() {
+        let Some(dir) = self.protect_entry(area, key)? else {
             return Ok(false);
-        }
-        self.protect(
-            &lock,
-            &LeaseItem::Entry(area.dir_name().to_owned(), key.to_owned()),
-        )?;
-        let replace = |file: &str, content: &[u8]| -> Result<()> {
-            let path = dir.join(file);
-            let tmp = dir.join(format!("{TMP_PREFIX}{}", unique_name()));
-            fs::write(&tmp, content)
-                .and_then(|()| fs::rename(&tmp, &path))
-                .map_err(|source| {
-                    let _ = fs::remove_file(&tmp);
-                    Error::Entry { path, source }
-                })
         };
-        replace(HOLDS_FILE, holds_text(holds).as_bytes())?;
-        replace(name, bytes)?;
+        // Temp files go to `tmp-v1/`, on the same file system, written under the shared lock as every temp file
+        // there is (prune, holding the exclusive one, takes what it finds there for leftovers).
+        let _lock = self.lock(LockMode::Shared)?;
+        let tmp_dir = self.layout().tmp_dir();
+        write_replaceable(
+            &tmp_dir,
+            &dir.join(HOLDS_FILE),
+            holds_text(holds).as_bytes(),
+        )?;
+        write_replaceable(&tmp_dir, &dir.join(name), bytes)?;
         Ok(true)
     }
 }

@@ -202,15 +202,9 @@ impl Store {
             report.leftovers += 1;
         }
         for area in Area::ALL {
-            let dir = self.area_dir(area);
-            for (name, _) in list_dir(&dir)? {
-                let path = dir.join(&name);
-                if name.starts_with(TMP_PREFIX) && is_abandoned(&path)? {
-                    report.reclaimed += tree_size(&path)?;
-                    remove_tree(&path)?;
-                    report.leftovers += 1;
-                }
-            }
+            let (removed, bytes) = remove_abandoned_in(&self.area_dir(area))?;
+            report.leftovers += removed;
+            report.reclaimed += bytes;
         }
         Ok(())
     }
@@ -281,36 +275,45 @@ impl Store {
     }
 }
 
-/// Whether a writer's in-progress file or directory has lost its writer (we can lock it).
 impl Store {
     /// Deletes the unfinished entries of `area` whose writer has exited, as [`prune`](Store::prune) does, and
-    /// nothing else: cheap enough for the start of every build, so that a build killed in a RUN step (whose whole
-    /// overlay upper directory is such an entry) does not leave it until the next prune. Returns how many were
-    /// removed.
+    /// nothing else: so that a build killed in a RUN step (whose whole overlay upper directory is such an entry)
+    /// does not leave it until the next prune. Every build calls it, so the usual case costs one directory listing
+    /// (names only) and no lock. Returns how many were removed.
     pub fn remove_abandoned_entries(&self, area: Area) -> Result<usize> {
         let dir = self.area_dir(area);
-        let unfinished: Vec<String> = list_dir(&dir)?
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| name.starts_with(TMP_PREFIX))
-            .collect();
-        if unfinished.is_empty() {
+        let listing = fs::read_dir(&dir).map_err(|source| Error::Prune {
+            path: dir.clone(),
+            source,
+        })?;
+        let unfinished = listing
+            .flatten()
+            .any(|entry| entry.file_name().to_string_lossy().starts_with(TMP_PREFIX));
+        if !unfinished {
             return Ok(0);
         }
         // Exclusive: an entry is created and locked under the shared lock, so none is seen between the two.
         let _lock = self.lock(LockMode::Exclusive)?;
-        let mut removed = 0;
-        for name in unfinished {
-            let path = dir.join(name);
-            if is_abandoned(&path)? {
-                remove_tree(&path)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(remove_abandoned_in(&dir)?.0)
     }
 }
 
+/// Removes the unfinished entries of the area directory `dir` whose writer has exited, under the exclusive store
+/// lock the caller holds; returns how many, and their bytes.
+fn remove_abandoned_in(dir: &Path) -> Result<(usize, u64)> {
+    let mut removed = (0, 0);
+    for (name, _) in list_dir(dir)? {
+        let path = dir.join(&name);
+        if name.starts_with(TMP_PREFIX) && is_abandoned(&path)? {
+            removed.1 += tree_size(&path)?;
+            remove_tree(&path)?;
+            removed.0 += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether a writer's in-progress file or directory has lost its writer (we can lock it).
 fn is_abandoned(path: &Path) -> Result<bool> {
     match File::open(path) {
         Ok(file) => try_lock_exclusive(&file).map_err(|source| Error::Prune {

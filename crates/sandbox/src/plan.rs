@@ -684,7 +684,7 @@ impl OverlayMount {
         else {
             return Ok(None);
         };
-        let base = overlay_options(rootfs, userxattr).expect("an overlay root");
+        let base = overlay_options(lower, upper, work, userxattr);
         let features: String = if userxattr {
             String::new()
         } else {
@@ -748,16 +748,10 @@ pub(crate) fn clear_volatile_marker(rootfs: &RootFs) -> Result<(), Error> {
     }
 }
 
-/// The overlayfs mount options for an overlay root (`None` for a directory root): `lowerdir` top layer first,
+/// The overlayfs mount options for an overlay root's layers: `lowerdir` top layer first,
 /// and `userxattr` in a user namespace, where overlayfs keeps its whiteout and opaque markers in `user.overlay.*`
 /// ([`OverlayMount`] adds [`OFF_FEATURES`] and `volatile`).
-pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<String> {
-    let RootFs::Overlay {
-        lower, upper, work, ..
-    } = rootfs
-    else {
-        return None;
-    };
+fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path, user_namespace: bool) -> String {
     let lower: Vec<String> = lower
         .iter()
         .rev()
@@ -772,7 +766,7 @@ pub(crate) fn overlay_options(rootfs: &RootFs, user_namespace: bool) -> Option<S
     if user_namespace {
         data.push_str(",userxattr");
     }
-    Some(data)
+    data
 }
 
 /// `/a/b/c` → `/a`, `/a/b`, `/a/b/c`.
